@@ -1,7 +1,6 @@
 """``ColBERT``: one interface over late-interaction checkpoints (encode, score, PyTerrier transformers)."""
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from pathlib import Path
@@ -14,6 +13,7 @@ from torch import nn
 from ..maxsim import maxsim
 from .config import EncodingConfig
 from .layouts import load_checkpoint, resolve
+from .runtime import Runtime, default_precision, make_runtime
 
 if TYPE_CHECKING:
     from ..transformers import DocEncoder, MaxSimScorer, QueryEncoder, TextScorer
@@ -85,7 +85,7 @@ class ColBERT:
 
     def __init__(self, module: LateInteractionModule, tokenizer: Any, config: EncodingConfig, *, name: str,
                  layout: str, device: Optional[Union[str, torch.device]] = None, batch_size: int = 64,
-                 fp16: Optional[bool] = None):
+                 precision: Optional[str] = None, backend: str = "torch"):
         self.module = module
         self.tokenizer = tokenizer
         self.config = config
@@ -93,21 +93,36 @@ class ColBERT:
         self.layout = layout
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.batch_size = batch_size
-        self.fp16 = self.device.type == "cuda" if fp16 is None else fp16
+        self.precision = precision or default_precision(self.device)
+        self.backend = backend
         self.module.to(self.device).eval()
+        self._runtime: Optional[Runtime] = None
+        self.runtime  # noqa: B018 -- fail now, not at the first encode, on a bad precision/backend
         self._prepare_tokens()
+
+    @property
+    def runtime(self) -> Runtime:
+        """The callable that encodes padded batches (see :mod:`.runtime`), built on first use."""
+        if self._runtime is None:
+            self._runtime = make_runtime(self.module, self.precision, self.backend, self.device)
+        return self._runtime
+
+    def reset_runtime(self) -> None:
+        """Forget compiled/quantised copies of the weights (call after changing them, e.g. training)."""
+        self._runtime = None
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, name: Optional[str] = None, *, layout: Optional[str] = None, dim: Optional[int] = None,
                         device: Optional[str] = None, trust_remote_code: bool = False, batch_size: int = 64,
-                        fp16: Optional[bool] = None, **config: Any) -> "ColBERT":
+                        precision: Optional[str] = None, backend: str = "torch", **config: Any) -> "ColBERT":
         """Load a checkpoint by Hugging Face Hub name or local path; ``None`` loads the offline default
         (:data:`DEFAULT_MODEL`: all-MiniLM-L6-v2 token vectors, CLS/SEP dropped, documents cut at 180 tokens).
 
         ``layout`` forces one of ``stanford``, ``pylate``, ``bge-m3``, ``hf`` (detected otherwise); ``dim`` adds a
-        new projection head to a plain encoder; keyword settings (``doc_maxlen``, ``query_maxlen``, ``long_docs``,
-        ...) override the checkpoint's :class:`EncodingConfig`.
+        new projection head to a plain encoder; ``precision`` (``fp32``, ``bf16``, ``fp16``, ``int8``) and
+        ``backend`` (``torch``, ``onnx``) choose how encoding runs (:mod:`.runtime`); keyword settings
+        (``doc_maxlen``, ``query_maxlen``, ``long_docs``, ...) override the checkpoint's :class:`EncodingConfig`.
         """
         if name is None:
             path, name = default_model_path(), DEFAULT_MODEL
@@ -117,7 +132,7 @@ class ColBERT:
         enc_config = loaded.config.replace(**config) if config else loaded.config
         module = LateInteractionModule(loaded.backbone, loaded.head, enc_config.normalize)
         return cls(module, loaded.tokenizer, enc_config, name=str(name), layout=loaded.layout, device=device,
-                   batch_size=batch_size, fp16=fp16)
+                   batch_size=batch_size, precision=precision, backend=backend)
 
     def _prepare_tokens(self) -> None:
         tok = self.tokenizer
@@ -173,7 +188,7 @@ class ColBERT:
         return float(max(n_query_tokens, 1)) if self.config.divide_by_query_length else 1.0
 
     def __repr__(self) -> str:
-        return f"ColBERT({self.name!r}, layout={self.layout!r}, dim={self.dim})"
+        return f"ColBERT({self.name!r}, layout={self.layout!r}, dim={self.dim}, precision={self.precision!r})"
 
     # ------------------------------------------------------------------ tokenisation
     def tokenise(self, texts: Sequence[str], is_query: bool, allow_split: bool = True) -> Tokenised:
@@ -226,8 +241,7 @@ class ColBERT:
         if show_progress:
             import pyterrier as pt
             batches = pt.tqdm(batches, desc=f"encoding {'queries' if is_query else 'documents'}", unit="batch")
-        autocast = torch.autocast(self.device.type, dtype=torch.float16) if self.fp16 else contextlib.nullcontext()
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode():
             for batch in batches:
                 width = int(lengths[batch].max())
                 ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
@@ -236,8 +250,8 @@ class ColBERT:
                 for r, k in enumerate(batch):
                     n = lengths[k]
                     ids[r, :n], att[r, :n], keep[r, :n] = tokens.ids[k], tokens.attention[k], tokens.keep[k]
-                out = self.module(torch.from_numpy(ids).to(self.device),
-                                  torch.from_numpy(att).to(self.device, dtype=torch.long))
+                out = self.runtime(torch.from_numpy(ids).to(self.device),
+                                   torch.from_numpy(att).to(self.device, dtype=torch.long))
                 keep_t = torch.from_numpy(keep).to(self.device)
                 flat = out[keep_t].float().cpu().numpy()
                 counts = keep.sum(axis=1)

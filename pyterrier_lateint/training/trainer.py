@@ -249,6 +249,7 @@ class Trainer:
 
         self._save(accelerator, step, consumed)
         module.eval()
+        model.reset_runtime()
         if cfg.gradient_checkpointing:
             module.backbone.gradient_checkpointing_disable()
         if accelerator.is_main_process:
