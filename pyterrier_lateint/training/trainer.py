@@ -55,6 +55,7 @@ class TrainingConfig:
     ce_weight: float = _setting(1.0, 'weight of the cross-entropy loss in ce+kl')
     in_batch_negatives: bool = _setting(True, "other queries' documents are negatives too (ce)")
     mixed_precision: str = _setting("no", '"no", "fp16" (GPU) or "bf16"')
+    freeze_backbone: bool = _setting(False, 'train only the projection head (the encoder stays as loaded)')
     gradient_checkpointing: bool = _setting(False, 'recompute activations in the backward pass (less memory, slower)')
     seed: int = _setting(42, 'seed of model RNGs, shuffling and negative sampling')
     shuffle_buffer: int = _setting(1000, 'examples shuffled within a sliding buffer of this size (1: file order)')
@@ -184,9 +185,16 @@ class Trainer:
         module.to(accelerator.device).train()
         if cfg.gradient_checkpointing:
             module.backbone.gradient_checkpointing_enable()
+        if cfg.freeze_backbone:
+            if module.head is None:
+                raise ValueError("freeze_backbone=True leaves nothing to train: the model has no projection head "
+                                 "(load it with dim=N to add one)")
+            module.backbone.requires_grad_(False)
         head_params = list(module.head.parameters()) if module.head is not None else []
         head_ids = {id(p) for p in head_params}
-        groups = [{"params": [p for p in module.parameters() if id(p) not in head_ids], "lr": cfg.learning_rate}]
+        groups = [{"params": [p for p in module.parameters() if id(p) not in head_ids and p.requires_grad],
+                   "lr": cfg.learning_rate}]
+        groups = [g for g in groups if g["params"]]
         if head_params:
             groups.append({"params": head_params, "lr": cfg.head_learning_rate or cfg.learning_rate})
         optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
@@ -249,6 +257,7 @@ class Trainer:
 
         self._save(accelerator, step, consumed)
         module.eval()
+        module.backbone.requires_grad_(True)
         model.reset_runtime()
         if cfg.gradient_checkpointing:
             module.backbone.gradient_checkpointing_disable()
