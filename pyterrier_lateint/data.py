@@ -97,6 +97,7 @@ class Collection:
     def get_topics(self, split: str = "test") -> pd.DataFrame:
         """Query frame ``(qid, query)``; for BEIR, only the queries judged in ``split`` (``metadata`` is never
         returned: in SciFact it holds the gold labels)."""
+        self._check_split(split)
         if self.layout == "trec":
             content = (self.path / "query-text.trec").read_text(encoding="utf-8", errors="replace")
             rows = [(m.group(1), _clean(m.group(2))) for m in _TOP_RE.finditer(content)]
@@ -113,16 +114,20 @@ class Collection:
 
     def get_qrels(self, split: str = "test") -> pd.DataFrame:
         """Qrels frame ``(qid, docno, label)``."""
+        self._check_split(split)
         if self.layout == "trec":
             q = pd.read_csv(self.path / "qrels", sep=r"\s+", header=None, names=["qid", "iter", "docno", "label"],
                             dtype=str)
             return q.drop(columns="iter").astype({"label": int})
-        path = self.path / "qrels" / f"{split}.tsv"
-        if not path.exists():
-            raise FileNotFoundError(f"no qrels for split {split!r} in {self.path}; splits: {self.splits()}")
-        q = pd.read_csv(path, sep="\t", dtype=str)
+        q = pd.read_csv(self.path / "qrels" / f"{split}.tsv", sep="\t", dtype=str)
         q.columns = ["qid", "docno", "label"]
         return q.astype({"label": int})
+
+    def _check_split(self, split: str) -> None:
+        if split not in self.splits():
+            raise FileNotFoundError(f"{self.path} has no query split {split!r}; splits: {self.splits()}"
+                                    + (" (a test collection: never train or tune on its queries)"
+                                       if self.layout == "trec" else ""))
 
     def texts(self) -> dict[str, str]:
         """docno -> text (read once, then cached)."""

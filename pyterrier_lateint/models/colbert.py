@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
 
@@ -128,6 +129,8 @@ class ColBERT:
             path, name = default_model_path(), DEFAULT_MODEL
         else:
             path = resolve(name)
+            if Path(os.path.expanduser(name)).exists():  # a local path: one spelling for one folder
+                name = str(path.resolve())
         loaded = load_checkpoint(path, layout=layout, trust_remote_code=trust_remote_code, dim=dim)
         enc_config = loaded.config.replace(**config) if config else loaded.config
         module = LateInteractionModule(loaded.backbone, loaded.head, enc_config.normalize)
@@ -148,20 +151,33 @@ class ColBERT:
         self._mask_id = tok.mask_token_id if tok.mask_token_id is not None else self._pad_id
         self._markers = {}
         for kind, marker in (("query", self.config.query_marker), ("doc", self.config.doc_marker)):
-            ids = tok(marker, add_special_tokens=False)["input_ids"] if marker else []
-            if marker and (not ids or tok.unk_token_id in ids):
-                raise ValueError(f"{kind} marker {marker!r} is not in the tokenizer's vocabulary")
-            self._markers[kind] = ids
+            self._markers[kind] = self._marker_ids(marker) if marker else []
         skip = set()
         for word in self.config.doc_skiplist:
             ids = tok(word, add_special_tokens=False)["input_ids"]
             if len(ids) == 1:
                 skip.add(ids[0])
         self._doc_skip_ids = np.array(sorted(skip), dtype=np.int64)
-        body = min(self.config.query_maxlen, self.config.doc_maxlen) - self._n_special - \
-            max(len(self._markers["query"]), len(self._markers["doc"]))
+        body = min(self.config.query_maxlen - len(self._markers["query"]),
+                   self.config.doc_maxlen - len(self._markers["doc"])) - self._n_special
         if body < 1:
             raise ValueError("query_maxlen/doc_maxlen leave no room for text after special tokens and markers")
+        doc_body = self.config.doc_maxlen - len(self._markers["doc"]) - self._n_special
+        if self.config.long_docs == "split" and doc_body - self.config.doc_overlap < 1:
+            raise ValueError(f"long_docs='split' with doc_overlap={self.config.doc_overlap} leaves windows of "
+                             f"{doc_body} text tokens no room to advance; lower doc_overlap or raise doc_maxlen")
+
+    def _marker_ids(self, marker: str) -> list[int]:
+        """Token ids of a marker: one vocabulary token (``[unused0]``, ``[Q]``) when it is one, as Stanford
+        ColBERT and PyLate look it up, else its tokenisation."""
+        tok = self.tokenizer
+        single = tok.convert_tokens_to_ids(marker.strip())
+        if isinstance(single, int) and single != tok.unk_token_id:
+            return [single]
+        ids = tok(marker, add_special_tokens=False)["input_ids"]
+        if not ids or tok.unk_token_id in ids:
+            raise ValueError(f"marker {marker!r} is not in the tokenizer's vocabulary")
+        return ids
 
     def save_pretrained(self, path: Union[str, Path]) -> Path:
         """Save weights, tokenizer and encoding settings; ``ColBERT.from_pretrained(path)`` gives back the same

@@ -74,11 +74,7 @@ def detect_layout(path: Path) -> str:
     if (path / "config.json").exists() and \
             "HF_ColBERT" in (_read_json(path / "config.json").get("architectures") or []):
         return "stanford"
-    if (path / "modules.json").exists():
-        modules = _read_json(path / "modules.json")
-        if any("Dense" in m.get("type", "") for m in modules):
-            return "pylate"
-    return "hf"
+    return detect_layout_modules(path)
 
 
 def _load_tokenizer(path: Path | str, trust_remote_code: bool):
@@ -261,9 +257,12 @@ def load_saved(path: Path, trust_remote_code: bool = False) -> LoadedCheckpoint:
 
 
 def detect_layout_modules(path: Path) -> str:
-    """``pylate`` when ``modules.json`` names a Dense module, else ``hf``."""
-    if (path / "modules.json").exists() and any("Dense" in m.get("type", "") for m in _read_json(path / "modules.json")):
-        return "pylate"
+    """``pylate`` when ``modules.json`` names a Dense module and no Pooling (a sentence-transformers bi-encoder
+    pools, and its Dense acts on the pooled sentence vector), else ``hf``."""
+    if (path / "modules.json").exists():
+        types = [m.get("type", "") for m in _read_json(path / "modules.json")]
+        if any("Dense" in t for t in types) and not any("Pooling" in t for t in types):
+            return "pylate"
     return "hf"
 
 

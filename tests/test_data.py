@@ -1,0 +1,164 @@
+"""The collection loaders (TREC layout: Vaswani, CACM, MED; BEIR layout: SciFact), checked against the files
+themselves, read here with a parser of our own."""
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pyterrier as pt
+import pytest
+
+from pyterrier_lateint.data import Collection, find_collection, get_dataset, load_collection
+
+# counts checked against the files (grep -c '<DOCNO>', '<num>', qrels lines; wc -l of the BEIR files)
+TREC_COUNTS = {"vaswani": (11429, 93, 2083), "cacm": (3204, 64, 796), "med": (1033, 30, 696)}
+
+
+@pytest.fixture(scope="module")
+def collections():
+    return {name: load_collection(name) for name in ("vaswani", "cacm", "med", "scifact")}
+
+
+def own_trec_docs(path) -> dict[str, str]:
+    """A line-based reader of doc-text.trec: every line between ``<DOCNO>..</DOCNO>`` and ``</DOC>``."""
+    docs, docno, lines = {}, None, []
+    for line in open(path, encoding="utf-8"):
+        s = line.strip()
+        m = re.fullmatch(r"<DOCNO>\s*(.*?)\s*</DOCNO>(.*)", s)
+        if m:
+            docno, lines = m.group(1), [m.group(2)]
+        elif s == "</DOC>":
+            docs[docno] = " ".join(" ".join(lines).split())
+            docno = None
+        elif docno is not None:
+            lines.append(s)
+    return docs
+
+
+@pytest.mark.parametrize("name", sorted(TREC_COUNTS))
+def test_trec_counts(collections, name):
+    c = collections[name]
+    n_docs, n_queries, n_qrels = TREC_COUNTS[name]
+    assert c.layout == "trec"
+    docs = list(c.get_corpus_iter())
+    assert len(docs) == n_docs
+    assert len({d["docno"] for d in docs}) == n_docs
+    assert all(d["text"].strip() for d in docs)
+    topics = c.get_topics()
+    assert len(topics) == n_queries and topics["qid"].is_unique
+    qrels = c.get_qrels()
+    assert len(qrels) == n_qrels
+    assert list(qrels.columns) == ["qid", "docno", "label"]
+    assert set(qrels["docno"]) <= {d["docno"] for d in docs}
+    assert set(qrels["qid"]) <= set(topics["qid"])
+    assert pd.api.types.is_integer_dtype(qrels["label"])
+    assert c.splits() == ["test"]
+
+
+def test_scifact_counts(collections):
+    c = collections["scifact"]
+    assert c.layout == "beir"
+    assert sum(1 for _ in c.get_corpus_iter()) == 5183
+    assert c.splits() == ["test", "train"]
+    test_topics, test_qrels = c.get_topics("test"), c.get_qrels("test")
+    assert (len(test_topics), len(test_qrels)) == (300, 339)
+    assert set(test_topics["qid"]) == set(test_qrels["qid"])
+    train_topics, train_qrels = c.get_topics("train"), c.get_qrels("train")
+    assert (len(train_topics), len(train_qrels)) == (809, 919)
+    assert not set(test_topics["qid"]) & set(train_topics["qid"])
+    assert list(test_qrels.columns) == ["qid", "docno", "label"]
+    with pytest.raises(FileNotFoundError, match="dev"):
+        c.get_qrels("dev")
+
+
+def test_scifact_texts_are_title_and_text(collections):
+    c = collections["scifact"]
+    with open(c.path / "corpus.jsonl", encoding="utf-8") as f:
+        first = json.loads(f.readline())
+    doc = next(iter(c.get_corpus_iter()))
+    assert doc["docno"] == str(first["_id"])
+    assert doc["text"] == " ".join(f"{first['title']} {first['text']}".split())
+    queries = {}
+    with open(c.path / "queries.jsonl", encoding="utf-8") as f:
+        for line in f:
+            q = json.loads(line)
+            queries[str(q["_id"])] = q["text"]
+    topics = c.get_topics("test")
+    for row in topics.head(20).itertuples():
+        assert row.query == " ".join(queries[row.qid].split())
+
+
+@pytest.mark.parametrize("name", ["cacm", "med", "vaswani"])
+def test_trec_documents_read_whole(collections, name):
+    """Every document equals what a line-based reader finds, unescaped '<', '>' and '&' included."""
+    c = collections[name]
+    ours = own_trec_docs(c.path / "doc-text.trec")
+    theirs = {d["docno"]: d["text"] for d in c.get_corpus_iter()}
+    assert theirs == ours
+
+
+@pytest.mark.parametrize("name,docno,inside,end", [
+    ("cacm", "717", "into m or fewer sets (1 <= m <= n), and (3) all", "into exactly m sets (1 <= m <= n)."),
+    ("cacm", "1430", "of 10^x, (0<=x<1) for converting from base 2", "in any useful precision."),
+    ("med", "310", "a regurgitant fraction of <25%, moderate", "quantifying aortic regurgitation in man."),
+    ("med", "588", "hiroshige & itoh (1960).", "vasopressin acts as a gh releasing factor."),
+])
+def test_unescaped_markup_characters(collections, name, docno, inside, end):
+    text = collections[name].texts()[docno]
+    assert inside in text
+    assert text.endswith(end)
+
+
+def test_topics(collections):
+    for name, c in collections.items():
+        for split in c.splits():
+            topics = c.get_topics(split)
+            assert list(topics.columns) == ["qid", "query"], (name, split)
+            assert "metadata" not in topics.columns
+            assert topics["query"].str.strip().str.len().gt(0).all()
+            assert not topics["query"].str.contains("\n").any()
+    vaswani = collections["vaswani"].get_topics()
+    assert vaswani.iloc[0].tolist() == ["1", "MEASUREMENT OF DIELECTRIC CONSTANT OF LIQUIDS BY THE USE OF MICROWAVE "
+                                              "TECHNIQUES"]
+    cacm = collections["cacm"].get_topics().set_index("qid")["query"]
+    assert cacm["2"] == "I am interested in articles written either by Prieve or Udo Pooch"
+
+
+def test_get_text(collections):
+    c = collections["cacm"]
+    res = pd.DataFrame({"qid": ["1", "1", "2"], "docno": ["717", "1430", "717"], "score": [3.0, 2.0, 1.0]})
+    out = pt.text.get_text(c, "text")(res)
+    assert out["docno"].tolist() == ["717", "1430", "717"]
+    assert out["text"].iloc[0].startswith("Partitioning Algorithms for Finite Sets")
+    assert out["text"].iloc[1].startswith("Multiple Precision Floating-Point Conversion")
+    assert out["text"].iloc[2] == out["text"].iloc[0]
+    assert out["score"].tolist() == [3.0, 2.0, 1.0]
+    with pytest.raises(KeyError, match="no-such-doc"):
+        pt.text.get_text(c, "text")(pd.DataFrame({"qid": ["1"], "docno": ["no-such-doc"]}))
+    with pytest.raises(ValueError):
+        c.text_loader(["title"])
+
+
+def test_lookup_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_collection("no-such-collection")
+    with pytest.raises(FileNotFoundError):
+        Collection(tmp_path)
+    assert find_collection("vaswani") is not None
+    assert isinstance(get_dataset("vaswani"), Collection)
+
+
+def test_vaswani_bm25_reference(collections):
+    """The published reference (shared/data/vaswani/README.md): PISA BM25 MAP 0.3053, nDCG@10 0.467."""
+    from pyterrier_lateint.experiments import pisa_bm25
+    c = collections["vaswani"]
+    table = pt.Experiment([pisa_bm25(c)], c.get_topics(), c.get_qrels(), eval_metrics=["map", "ndcg_cut_10"])
+    assert table["map"].iloc[0] == pytest.approx(0.3053, abs=5e-4)
+    assert table["ndcg_cut_10"].iloc[0] == pytest.approx(0.4667, abs=5e-4)
+
+
+@pytest.mark.parametrize("method", ["get_topics", "get_qrels"])
+def test_trec_unknown_split_is_refused(collections, method):
+    with pytest.raises((FileNotFoundError, ValueError, KeyError)):
+        getattr(collections["vaswani"], method)("train")
