@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -26,26 +25,19 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pyterrier as pt  # noqa: E402
 
+from pyterrier_lateint.data import load_collection  # noqa: E402
 from pyterrier_lateint.index import ColBERTIndex  # noqa: E402
 from pyterrier_lateint.maxsim import maxsim_packed  # noqa: E402
 
-VASWANI = Path(os.environ.get("VASWANI_DIR", "/work/shared/data/vaswani"))
 CACHE = Path(os.environ.get("LATEINT_BENCH_CACHE", Path.home() / ".cache" / "pyterrier_lateint" / "bench"))
 
 
 # --- data -----------------------------------------------------------------------------------------------------------
 def load_vaswani() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    text = (VASWANI / "doc-text.trec").read_text()
-    docs = re.findall(r"<DOC>\s*<DOCNO>\s*(\S+?)\s*</DOCNO>(.*?)</DOC>", text, flags=re.S)
-    docs = pd.DataFrame({"docno": [d for d, _ in docs], "text": [" ".join(t.split()) for _, t in docs]})
-    qt = (VASWANI / "query-text.trec").read_text()
-    qs = re.findall(r"<num>\s*(\S+?)\s*</num>\s*<title>(.*?)</title>", qt, flags=re.S)
-    queries = pd.DataFrame({"qid": [q for q, _ in qs], "query": [" ".join(t.split()).lower() for _, t in qs]})
-    qrels = pd.read_csv(VASWANI / "qrels", sep=r"\s+", names=["qid", "iter", "docno", "label"], dtype=str)
-    qrels["label"] = qrels["label"].astype(int)
-    return docs, queries, qrels[["qid", "docno", "label"]]
+    """(documents (docno, text), queries (qid, query), qrels) of Vaswani, from the package's loader."""
+    collection = load_collection("vaswani")
+    return pd.DataFrame(list(collection.get_corpus_iter())), collection.get_topics(), collection.get_qrels()
 
 
 def _sig_hash(model) -> str:

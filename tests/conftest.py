@@ -21,6 +21,9 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("PT_TEST_TRANSFORMER_REPORTS", "0")  # pt.testing.TransformerTestCase's report warnings
+# exact fp32 vectors, so tests can compare with independent fp32 computations at 1e-5 on any CPU; the reduced
+# precisions are tested against fp32 in test_runtime.py
+os.environ["LATEINT_PRECISION"] = "fp32"
 
 import pyterrier as pt  # noqa: E402
 import torch  # noqa: E402

@@ -1,29 +1,22 @@
 """ColBERTIndex with the real default model on a Vaswani subset (300 docs, 15 queries; ~30 s on 2 cores)."""
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from pyterrier_lateint.data import load_collection
 from pyterrier_lateint.index import ColBERTIndex
 from pyterrier_lateint.maxsim import maxsim
+from pyterrier_lateint.models import ColBERT
 
-VASWANI = Path("/work/shared/data/vaswani")
 N_DOCS, N_QUERIES = 300, 15
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    if not (VASWANI / "doc-text.trec").exists():
-        pytest.skip("Vaswani files not available")
-    models = pytest.importorskip("pyterrier_lateint.models")
-    model = models.ColBERT.from_pretrained()
-    text = (VASWANI / "doc-text.trec").read_text()
-    docs = re.findall(r"<DOC>\s*<DOCNO>\s*(\S+?)\s*</DOCNO>(.*?)</DOC>", text, flags=re.S)[:N_DOCS]
-    docs = pd.DataFrame({"docno": [d for d, _ in docs], "text": [" ".join(t.split()) for _, t in docs]})
+    model = ColBERT.from_pretrained()
+    docs = pd.DataFrame(list(load_collection("vaswani").get_corpus_iter())[:N_DOCS])
     # queries: the first sentence fragment of some documents, so that every query has strong matches
     queries = pd.DataFrame({"qid": [str(i) for i in range(N_QUERIES)],
                             "query": [" ".join(t.split()[:6]) for t in docs.text.iloc[::N_DOCS // N_QUERIES][:N_QUERIES]]})

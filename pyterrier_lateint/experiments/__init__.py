@@ -27,3 +27,16 @@ def pisa_bm25(collection: Collection, num_results: int = 1000) -> pt.Transformer
         path.parent.mkdir(parents=True, exist_ok=True)
         index.indexer().index(collection.get_corpus_iter())
     return index.bm25(num_results=num_results)
+
+
+def lateint_index(collection: Collection, model, nbits: int = 2):
+    """A :class:`~pyterrier_lateint.index.ColBERTIndex` of ``collection`` by ``model``, built once (cached by
+    collection, model name and ``nbits``)."""
+    from ..index import ColBERTIndex
+    name = f"{collection.path.name}.{model.name.replace('/', '_')}.{nbits}bit.lateint"
+    index = ColBERTIndex(cache_dir() / "index" / name)
+    if not index.built():
+        logger.info("building late-interaction index of %s in %s", collection, index.path)
+        (cache_dir() / "index").mkdir(parents=True, exist_ok=True)
+        index.indexer(model, nbits=nbits).index(collection.get_corpus_iter())
+    return index

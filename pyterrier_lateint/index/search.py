@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ..maxsim import EMPTY_DOC_SCORE
+from ..maxsim import EMPTY_DOC_SCORE, maxsim_packed
 from ._threads import n_threads, pmap
 from .layout import IndexReader
 
@@ -195,7 +195,7 @@ def exact_maxsim(reader: IndexReader, query: np.ndarray, doc_ids: np.ndarray, S:
     doc_ids = np.ascontiguousarray(doc_ids, dtype=np.int64)
     if reader.nbits == 16 or len(query) == 0:  # (numba has no float16) decompress, then one matrix product
         vectors, offs = reader.decompress_docs(doc_ids, parallel=parallel)
-        return _maxsim_rows(query, vectors, offs)
+        return maxsim_packed(query, vectors, offs)
     if S is None:
         C = reader.codec.centroids
         S = np.empty((len(query), len(C)), dtype=np.float32)
@@ -210,21 +210,6 @@ def exact_maxsim(reader: IndexReader, query: np.ndarray, doc_ids: np.ndarray, S:
         _exact_packed(S, query, doc_ids[a:b], offsets, codes, packed, lut, out[a:b])
     pmap(run, range(n_par))
     return out
-
-
-def _maxsim_rows(query: np.ndarray, vectors: np.ndarray, offs: np.ndarray) -> np.ndarray:
-    n = len(offs) - 1
-    scores = np.full(n, EMPTY_DOC_SCORE, dtype=np.float32)
-    if n == 0 or len(vectors) == 0:
-        return scores
-    lens = np.diff(offs)
-    nonempty = lens > 0
-    if len(query) == 0:
-        scores[nonempty] = 0.0
-        return scores
-    sims = np.asarray(query, dtype=np.float32) @ vectors.T
-    scores[nonempty] = np.maximum.reduceat(sims, offs[:-1][nonempty], axis=1).sum(axis=0)
-    return scores
 
 
 def _topk(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,6 @@ device once per (index, device) and kept; results match the numba CPU path (same
 from __future__ import annotations
 
 import threading
-from typing import Optional
 
 import numpy as np
 import torch

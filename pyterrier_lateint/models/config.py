@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 PUNCTUATION: tuple[str, ...] = tuple(string.punctuation)

@@ -22,11 +22,10 @@ import json
 import logging
 import random
 from itertools import islice
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
-import numpy as np
 
 logger = logging.getLogger(__name__)
 
