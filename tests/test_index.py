@@ -402,3 +402,37 @@ def test_artifact_entry_point_if_installed(index2):
         pytest.skip("package not installed with its pyterrier.artifact entry point")
     loaded = pt.Artifact.load(str(index2.path))
     assert isinstance(loaded, ColBERTIndex) and len(loaded) == len(index2)
+
+
+# ---------------------------------------------------------------- PyTerrier contract (pt.inspect, schematic)
+def _contract_index() -> ColBERTIndex:
+    import tempfile
+    index = ColBERTIndex(os.path.join(tempfile.mkdtemp(prefix="lateint-contract-"), "c.lateint"))
+    index.indexer(FakeModel(), nbits=2, verbose=False).index(make_corpus(60).to_dict("records"))
+    return index
+
+
+@pt.testing.transformer_test_class
+def test_retriever_contract():
+    return _contract_index().retriever(FakeModel(), num_results=5)
+
+
+@pt.testing.transformer_test_class
+def test_scorer_contract():
+    return _contract_index().scorer(FakeModel())
+
+
+def test_retriever_equality_and_rank_cutoff_fusion(tmp_path):
+    index = ColBERTIndex(tmp_path / "e.lateint")
+    index.indexer(FakeModel(), nbits=2, verbose=False).index(make_corpus(60).to_dict("records"))
+    a, b = index.retriever(FakeModel(), num_results=10), index.retriever(FakeModel(), num_results=10)
+    assert a == b and hash(a) == hash(b)
+    assert a != index.retriever(FakeModel(), num_results=20)
+    fused = (a % 3).compile()
+    assert type(fused) is type(a) and fused.num_results == 3  # the cutoff fused into the retriever
+    queries = make_queries(4)
+    out = fused(queries)
+    assert out.groupby("qid").size().max() <= 3
+    full = a(queries)
+    pd.testing.assert_frame_equal(out.reset_index(drop=True)[["qid", "docno"]],
+                                  full[full["rank"] < 3].reset_index(drop=True)[["qid", "docno"]])

@@ -116,12 +116,13 @@ class ColBERT:
     @classmethod
     def from_pretrained(cls, name: Optional[str] = None, *, layout: Optional[str] = None, dim: Optional[int] = None,
                         device: Optional[str] = None, trust_remote_code: bool = False, batch_size: int = 64,
-                        precision: Optional[str] = None, backend: str = "torch", **config: Any) -> "ColBERT":
+                        precision: Optional[str] = None, backend: str = "torch", head_init: str = "random",
+                        **config: Any) -> "ColBERT":
         """Load a checkpoint by Hugging Face Hub name or local path; ``None`` loads the offline default
         (:data:`DEFAULT_MODEL`: all-MiniLM-L6-v2 token vectors, CLS/SEP dropped, documents cut at 180 tokens).
 
         ``layout`` forces one of ``stanford``, ``pylate``, ``bge-m3``, ``hf`` (detected otherwise); ``dim`` adds a
-        new projection head to a plain encoder; ``precision`` (``fp32``, ``bf16``, ``fp16``, ``int8``) and
+        new projection head to a plain encoder (``head_init``: ``random`` or ``identity``); ``precision`` (``fp32``, ``bf16``, ``fp16``, ``int8``) and
         ``backend`` (``torch``, ``onnx``) choose how encoding runs (:mod:`.runtime`); keyword settings
         (``doc_maxlen``, ``query_maxlen``, ``long_docs``, ...) override the checkpoint's :class:`EncodingConfig`.
         """
@@ -131,7 +132,8 @@ class ColBERT:
             path = resolve(name)
             if Path(os.path.expanduser(name)).exists():  # a local path: one spelling for one folder
                 name = str(path.resolve())
-        loaded = load_checkpoint(path, layout=layout, trust_remote_code=trust_remote_code, dim=dim)
+        loaded = load_checkpoint(path, layout=layout, trust_remote_code=trust_remote_code, dim=dim,
+                                 head_init=head_init)
         enc_config = loaded.config.replace(**config) if config else loaded.config
         module = LateInteractionModule(loaded.backbone, loaded.head, enc_config.normalize)
         return cls(module, loaded.tokenizer, enc_config, name=str(name), layout=loaded.layout, device=device,

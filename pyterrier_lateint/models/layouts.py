@@ -207,9 +207,11 @@ def load_bge_m3(path: Path, trust_remote_code: bool = False) -> LoadedCheckpoint
     return LoadedCheckpoint("bge-m3", tokenizer, backbone, head, config)
 
 
-def load_hf(path: Path | str, trust_remote_code: bool = False, dim: Optional[int] = None, seed: int = 0) -> LoadedCheckpoint:
+def load_hf(path: Path | str, trust_remote_code: bool = False, dim: Optional[int] = None, seed: int = 0,
+            head_init: str = "random") -> LoadedCheckpoint:
     """Any encoder: its last hidden states are the token vectors, or a new bias-free head of ``dim`` outputs
-    (initialised from ``seed``) projects them."""
+    projects them: ``head_init="random"`` (uniform, seeded by ``seed``) or ``"identity"`` (``dim`` must equal the
+    hidden size: training then starts from exactly the untrained vectors)."""
     tpath = _st_transformer_path(Path(path)) if Path(path).exists() else path
     tokenizer = _load_tokenizer(tpath, trust_remote_code)
     backbone = _load_backbone(tpath, trust_remote_code)
@@ -217,16 +219,23 @@ def load_hf(path: Path | str, trust_remote_code: bool = False, dim: Optional[int
     if dim is not None:
         gen = torch.Generator().manual_seed(seed)
         hidden = backbone.config.hidden_size
-        weight = torch.empty(dim, hidden)
-        bound = 1.0 / hidden ** 0.5
-        weight.uniform_(-bound, bound, generator=gen)
+        if head_init == "identity":
+            if dim != hidden:
+                raise ValueError(f"head_init='identity' needs dim == hidden size ({hidden}), not {dim}")
+            weight = torch.eye(hidden)
+        elif head_init == "random":
+            weight = torch.empty(dim, hidden)
+            bound = 1.0 / hidden ** 0.5
+            weight.uniform_(-bound, bound, generator=gen)
+        else:
+            raise ValueError(f"head_init must be 'random' or 'identity', not {head_init!r}")
         head = _linear(weight, None)
     config = EncodingConfig(query_maxlen=32, doc_maxlen=180, drop_special_tokens=True)
     return LoadedCheckpoint("hf", tokenizer, backbone, head, config)
 
 
 def load_checkpoint(path: Path, layout: Optional[str] = None, trust_remote_code: bool = False,
-                    dim: Optional[int] = None) -> LoadedCheckpoint:
+                    dim: Optional[int] = None, head_init: str = "random") -> LoadedCheckpoint:
     """Load a local checkpoint, detecting its layout unless ``layout`` names one of :data:`LAYOUTS`."""
     layout = layout or detect_layout(path)
     if layout not in LAYOUTS:
@@ -243,7 +252,7 @@ def load_checkpoint(path: Path, layout: Optional[str] = None, trust_remote_code:
         return load_bge_m3(path, trust_remote_code)
     if layout == "lateint":
         return load_saved(path, trust_remote_code)
-    return load_hf(path, trust_remote_code, dim=dim)
+    return load_hf(path, trust_remote_code, dim=dim, head_init=head_init)
 
 
 def load_saved(path: Path, trust_remote_code: bool = False) -> LoadedCheckpoint:
