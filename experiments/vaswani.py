@@ -41,12 +41,12 @@ def main() -> None:
     model = ColBERT.from_pretrained(args.model)
     rerank = bm25 % args.rerank_depth >> pt.text.get_text(collection, "text") >> model.text_scorer()
     systems = [bm25, rerank]
-    names = ["BM25", f"BM25 top{args.rerank_depth} >> text scorer"]
+    names = ["BM25", f"BM25 top{args.rerank_depth} then text scorer"]
     if not args.no_index:
         index = lateint_index(collection, model)
         systems += [index.retriever(model, num_results=1000), bm25 >> index.scorer(model),
                     index.retriever(model, mode="exhaustive", num_results=1000)]
-        names += ["ColBERT E2E", "BM25 >> index scorer", "ColBERT exhaustive"]
+        names += ["ColBERT E2E", "BM25 then index scorer", "ColBERT exhaustive"]
 
     save_dir = Path(args.save_dir) / collection.path.name
     save_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,111 @@
+"""Stanford ColBERT / PLAID (colbert-ai) driver on precomputed vectors; prints JSON.
+
+colbert-ai encodes text with its own checkpoint; to index EXACTLY our vectors we pass the passages as their index
+("0", "1", ...) and replace ``CollectionEncoder.encode_passages`` by a lookup into the shared vectors (its
+``Checkpoint`` is replaced by a stub, so no model is loaded). The "checkpoint" is a folder holding only
+``artifact.metadata`` (dim 384, doc_maxlen 180, query_maxlen 32), which colbert-ai reads for the config. Search
+calls ``Searcher.dense_search(Q, k)`` with our query vectors (what ``Searcher.search`` does after encoding), so
+PLAID's defaults for k <= 10 apply: ncells=1, centroid_score_threshold=0.5, ndocs=256, with its C++ CPU kernels
+(filter_pids, decompress_residuals; JIT-compiled with ninja at first use).
+
+    /work/peer-venvs/plaid/bin/python benchmarks/peers/plaid_driver.py VECTORS_DIR WORK_DIR [--nbits 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # colbert-ai first asks the Hub for the checkpoint's metadata
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import THREADS, dir_bytes, emit, load, time_one_at_a_time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(THREADS)
+
+import colbert.indexing.collection_indexer as ci  # noqa: E402
+import colbert.searcher as cs  # noqa: E402
+from colbert import Indexer, Searcher  # noqa: E402
+from colbert.infra import ColBERTConfig, Run, RunConfig  # noqa: E402
+
+VECTORS = OFFSETS = None
+
+
+class _NoCheckpoint:
+    def __init__(self, *args, **kwargs):
+        pass
+
+
+class _SearchCheckpoint(_NoCheckpoint):
+    def __init__(self, *args, **kwargs):
+        # what the real Checkpoint (a ColBERT model) does on construction: load the segmented_maxsim C++ kernel
+        from colbert.modeling.colbert import ColBERT
+        ColBERT.try_load_torch_extensions(use_gpu=False)
+
+
+def _encode_passages(self, passages):
+    """Our vectors for passages named by their index: (float32 (sum of lengths, dim), doclens)."""
+    if len(passages) == 0:
+        return None, None
+    ids = [int(p) for p in passages]
+    doclens = [int(OFFSETS[i + 1] - OFFSETS[i]) for i in ids]
+    embs = np.concatenate([VECTORS[OFFSETS[i]:OFFSETS[i + 1]] for i in ids])
+    return torch.from_numpy(np.ascontiguousarray(embs, dtype=np.float32)), doclens
+
+
+def main() -> None:
+    global VECTORS, OFFSETS
+    p = argparse.ArgumentParser()
+    p.add_argument("vectors")
+    p.add_argument("work")
+    p.add_argument("--nbits", type=int, default=2)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args()
+    VECTORS, OFFSETS, queries = load(a.vectors)
+    dim = VECTORS.shape[1]
+    work = Path(a.work)
+    shutil.rmtree(work, ignore_errors=True)
+    ckpt = work / "checkpoint"
+    ckpt.mkdir(parents=True)
+    (ckpt / "artifact.metadata").write_text(json.dumps({"dim": dim, "doc_maxlen": 180, "query_maxlen": 32}))
+    ci.Checkpoint = _NoCheckpoint
+    ci.CollectionEncoder.encode_passages = _encode_passages
+    cs.Checkpoint = _SearchCheckpoint
+    collection = [str(i) for i in range(len(OFFSETS) - 1)]
+
+    with Run().context(RunConfig(nranks=1, experiment="peers", root=str(work / "experiments"),
+                                 avoid_fork_if_possible=True)):
+        config = ColBERTConfig(nbits=a.nbits, dim=dim, doc_maxlen=180, query_maxlen=32,
+                               index_root=str(work / "indexes"))
+        t = time.perf_counter()
+        index_dir = Indexer(checkpoint=str(ckpt), config=config, verbose=1).index(
+            name="vaswani", collection=collection, overwrite=True)
+        build_s = time.perf_counter() - t
+        t = time.perf_counter()
+        searcher = Searcher(index=str(index_dir), collection=collection, config=config, verbose=1)
+        load_s = time.perf_counter() - t  # includes the JIT compilation of the C++ kernels on a first run
+
+        def one(q):
+            pids, _, _ = searcher.dense_search(torch.from_numpy(np.ascontiguousarray(q)).unsqueeze(0), k=a.k)
+            return pids
+        per_q, res = time_one_at_a_time(one, queries, a.repeats)
+    import importlib.metadata as md
+    emit({"system": f"PLAID colbert-ai {md.version('colbert-ai')} (torch {torch.__version__})",
+          "build_s": build_s, "searcher_load_s": load_s, "index_bytes": dir_bytes(index_dir),
+          "n_vectors": int(OFFSETS[-1]), "per_query_ms": per_q, "batched_ms_per_q": None,
+          "topk": [[int(d) for d in r] for r in res],
+          "settings": f"nbits={a.nbits}, kmeans_niters=4 (default), k<=10 defaults: ncells={searcher.config.ncells}, "
+                      f"centroid_score_threshold={searcher.config.centroid_score_threshold}, "
+                      f"ndocs={searcher.config.ndocs}; no batched API (search_all loops over queries)",
+          "threads": torch.get_num_threads()})
+
+
+if __name__ == "__main__":
+    main()
