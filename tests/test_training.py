@@ -916,3 +916,16 @@ def test_training_config_from_json(tmp_path):
     invalid.write_text(json.dumps({"loss": "hinge"}))
     with pytest.raises(ValueError, match="hinge"):
         TrainingConfig.from_json(invalid)
+
+
+def test_tensorboard_logging(tiny_model_dir, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    run(load_tiny(tiny_model_dir), examples_of(toy_records(8, 2)), tmp_path, max_steps=3, batch_size=2,
+        report_to="tensorboard")
+    events = list(tmp_path.rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file written"
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("train/total")]
+    assert steps == [1, 2, 3]
