@@ -31,7 +31,7 @@ def _texts(frame: pd.DataFrame, column: str, id_column: Optional[str]) -> list[s
     return values
 
 
-def _rank(frame: pd.DataFrame) -> pd.DataFrame:
+def rank_results(frame: pd.DataFrame) -> pd.DataFrame:
     """Sort by (qid, score desc) and set ``rank`` from 0, as PyTerrier results are."""
     frame = frame.sort_values(["qid", "score"], ascending=[True, False], kind="stable").reset_index(drop=True)
     frame["rank"] = frame.groupby("qid", sort=False).cumcount().astype(np.int64)
@@ -106,7 +106,7 @@ class MaxSimScorer(pt.Transformer):
             return out.assign(score=pd.Series(dtype=np.float32), rank=pd.Series(dtype=np.int64))
         query_vecs = out.groupby("qid", sort=False)["query_toks"].first().to_dict()
         out = out.assign(score=score_frame(out, query_vecs, out["doc_toks"].tolist(), self.divide_by_query_length))
-        return _rank(out)
+        return rank_results(out)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, MaxSimScorer) and other.divide_by_query_length == self.divide_by_query_length
@@ -152,7 +152,7 @@ class TextScorer(_ModelTransformer):
             part = out.iloc[rows]
             scores[rows] = score_frame(part, query_vecs, [enc[t] for t in chunk_texts],
                                        self.model.config.divide_by_query_length)
-        return _rank(out.assign(score=scores))
+        return rank_results(out.assign(score=scores))
 
     def _chunks(self, groups: dict) -> list[np.ndarray]:
         """Row positions grouped into chunks of whole queries, about ``chunk_size`` rows each."""

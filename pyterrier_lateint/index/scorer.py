@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from ..transformers import rank_results
 from .search import SearchParams, exact_maxsim, search_exhaustive, search_plaid
 
 
@@ -111,12 +112,12 @@ class ColBERTRetriever(pt.Transformer):
         self.index._check_model(self.model)
         out_cols = list(inp.columns) + [c for c in ("docno", "score", "rank") if c not in inp.columns]
         frames = []
+        device = resolve_device(self.device)
         it = range(0, len(inp), self.batch_size)
         for s in pt.tqdm(it, desc=repr(self), unit="batch", disable=not self.verbose):
             batch = inp.iloc[s:s + self.batch_size]
             vecs = _query_vectors(self.model, batch, self.batch_size)
             _check_dims(reader.dim, vecs)
-            device = resolve_device(self.device)
             if device is not None:
                 from . import search_torch as st
                 if self.mode == "exhaustive":
@@ -212,7 +213,4 @@ class ColBERTScorer(pt.Transformer):
                 else:
                     sc = exact_maxsim(reader, qv, uniq)[inv]
                 scores[rows] = sc.astype(np.float64) / _divisor(self.model, len(qv))
-        out = inp.assign(score=scores).drop(columns=["rank"], errors="ignore")
-        out = out.sort_values(["qid", "score"], ascending=[True, False], kind="stable").reset_index(drop=True)
-        out["rank"] = out.groupby("qid", sort=False).cumcount().to_numpy()
-        return out[out_cols]
+        return rank_results(inp.assign(score=scores))[out_cols]
