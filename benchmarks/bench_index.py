@@ -1,7 +1,7 @@
 """Benchmarks of the compressed ColBERTIndex; prints markdown tables.
 
     python benchmarks/bench_index.py vaswani            # real default model on Vaswani (encodes once, cached)
-    python benchmarks/bench_index.py sweep              # search-parameter / centroid-count sweep on Vaswani
+    python benchmarks/bench_index.py sweep              # search-parameter sweep on SciFact *train* queries
     python benchmarks/bench_index.py scaling --sizes 10000 100000 1000000   # synthetic vectors
 
 Encoded Vaswani vectors are cached under ``$LATEINT_BENCH_CACHE`` (default ``~/.cache/pyterrier_lateint/bench``).
@@ -34,22 +34,25 @@ CACHE = Path(os.environ.get("LATEINT_BENCH_CACHE", Path.home() / ".cache" / "pyt
 
 
 # --- data -----------------------------------------------------------------------------------------------------------
-def load_vaswani() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(documents (docno, text), queries (qid, query), qrels) of Vaswani, from the package's loader."""
-    collection = load_collection("vaswani")
-    return pd.DataFrame(list(collection.get_corpus_iter())), collection.get_topics(), collection.get_qrels()
+def load_vaswani(name: str = "vaswani", split: str = "test") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(documents (docno, text), queries (qid, query), qrels) of a collection (default Vaswani), from the
+    package's loader."""
+    collection = load_collection(name)
+    return (pd.DataFrame(list(collection.get_corpus_iter())), collection.get_topics(split),
+            collection.get_qrels(split))
 
 
 def _sig_hash(model) -> str:
     return hashlib.sha1(json.dumps(model.signature(), sort_keys=True).encode()).hexdigest()[:10]
 
 
-def encoded_vaswani(model, docs: pd.DataFrame, queries: pd.DataFrame):
+def encoded_vaswani(model, docs: pd.DataFrame, queries: pd.DataFrame, name: str = "vaswani", split: str = "test"):
     """(doc vectors float16 (T, dim) memmap, offsets (n+1,), list of query arrays), cached on disk."""
     CACHE.mkdir(parents=True, exist_ok=True)
     h = _sig_hash(model)
-    vpath, opath, qpath = CACHE / f"vaswani-{h}-docs.npy", CACHE / f"vaswani-{h}-offsets.npy", \
-        CACHE / f"vaswani-{h}-queries.npz"
+    qname = name if split == "test" else f"{name}-{split}"
+    vpath, opath, qpath = CACHE / f"{name}-{h}-docs.npy", CACHE / f"{name}-{h}-offsets.npy", \
+        CACHE / f"{qname}-{h}-queries.npz"
     if not vpath.exists():
         t = time.perf_counter()
         vecs = model.encode_docs(docs.text.tolist(), batch_size=64, show_progress=True)
@@ -59,7 +62,7 @@ def encoded_vaswani(model, docs: pd.DataFrame, queries: pd.DataFrame):
         np.save(opath, offs)
         np.save(vpath.with_suffix(".tmp.npy"), np.concatenate(vecs).astype(np.float16))
         os.replace(vpath.with_suffix(".tmp.npy"), vpath)
-        logging.info("encoded Vaswani docs in %.0fs", time.perf_counter() - t)
+        logging.info("encoded %s docs in %.0fs", name, time.perf_counter() - t)
     if not qpath.exists():
         qv = model.encode_queries(queries["query"].tolist())
         np.savez(qpath, **{f"q{i}": q for i, q in enumerate(qv)})
@@ -136,11 +139,11 @@ def md_table(rows: list[dict]) -> str:
 
 
 # --- Vaswani ----------------------------------------------------------------------------------------------------------
-def _setup_vaswani():
+def _setup_vaswani(name: str = "vaswani", split: str = "test"):
     from pyterrier_lateint.models import ColBERT
     model = ColBERT.from_pretrained()
-    docs, queries, qrels = load_vaswani()
-    vectors, offsets, qvecs = encoded_vaswani(model, docs, queries)
+    docs, queries, qrels = load_vaswani(name, split)
+    vectors, offsets, qvecs = encoded_vaswani(model, docs, queries, name, split)
     return model, docs, queries, qrels, vectors, offsets, qvecs
 
 
@@ -219,7 +222,16 @@ def bench_rerank(idx, model, docs, queries, qvecs, qrels, true_exact) -> list[di
 
 
 def bench_sweep(args) -> None:
-    model, docs, queries, qrels, vectors, offsets, qvecs = _setup_vaswani()
+    """Search settings against exhaustive search. Run on SciFact's *train* queries by default: the defaults are
+    tuned there, never on a collection's test queries (R@10 vs exhaustive needs no relevance labels; nDCG uses
+    the train qrels)."""
+    model, docs, queries, qrels, vectors, offsets, qvecs = _setup_vaswani(args.collection, args.split)
+    if args.max_queries and len(queries) > args.max_queries:
+        keep = np.random.default_rng(0).choice(len(queries), args.max_queries, replace=False)
+        keep.sort()
+        queries, qvecs = queries.iloc[keep].reset_index(drop=True), [qvecs[i] for i in keep]
+    print(f"\n{args.collection} ({args.split} queries): {len(docs)} docs, {len(vectors)} vectors, "
+          f"{len(queries)} queries\n", flush=True)
     qf = qframe(queries, qvecs)
     work = Path(tempfile.mkdtemp(prefix="bench-lateint-"))
     rows = []
@@ -312,6 +324,9 @@ def main() -> None:
     s.add_argument("--nprobe", type=int, nargs="+", default=[2, 4, 8])
     s.add_argument("--ncandidates", type=int, nargs="+", default=[256, 1024])
     s.add_argument("--nexact", type=int, nargs="+", default=[32, 64, 128])
+    s.add_argument("--collection", default="scifact")
+    s.add_argument("--split", default="train")
+    s.add_argument("--max-queries", type=int, default=300, help="random subset of the queries (0: all)")
     c = sub.add_parser("scaling")
     c.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     c.add_argument("--dim", type=int, default=128)

@@ -54,4 +54,4 @@ def test_real_model_scorer_matches_decompressed_maxsim(setup):
     out = idx.scorer(model).transform(inp)
     q = model.encode_queries([queries["query"].iloc[0]])[0]
     expected = maxsim(q, [idx.vectors(d) for d in out.docno]) / model.score_divisor(len(q))
-    np.testing.assert_allclose(out.score.to_numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(out.score.to_numpy(), expected, rtol=1e-4, atol=1e-6)  # float32 summation order

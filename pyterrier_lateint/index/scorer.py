@@ -128,23 +128,18 @@ class ColBERTRetriever(pt.Transformer):
                 res = search_exhaustive(reader, vecs, self.num_results)
             else:
                 res = search_plaid(reader, vecs, self.num_results, self.params)
-            rows, doc_ids, scores, ranks = [], [], [], []
-            for i, ((ids, sc), q) in enumerate(zip(res, vecs)):
-                rows.append(np.full(len(ids), i, dtype=np.int64))
-                doc_ids.append(ids)
-                scores.append(sc.astype(np.float64) / _divisor(self.model, len(q)))
-                ranks.append(np.arange(len(ids), dtype=np.int64))
-            rows_a = np.concatenate(rows)
-            ids_a = np.concatenate(doc_ids)
-            frame = batch.iloc[rows_a].reset_index(drop=True)
-            frame = frame.drop(columns=[c for c in ("docno", "score", "rank") if c in frame.columns])
-            frame["docno"] = np.asarray(reader.docnos.fwd.lookup(ids_a)) if len(ids_a) else np.array([], dtype=str)
-            frame["score"] = np.concatenate(scores)
-            frame["rank"] = np.concatenate(ranks)
-            frames.append(frame)
+            counts = np.array([len(ids) for ids, _ in res], dtype=np.int64)
+            rows_a = np.repeat(np.arange(len(res)), counts)
+            ids_a = np.concatenate([ids for ids, _ in res])
+            new = {"docno": np.asarray(reader.docnos.fwd.lookup(ids_a)) if len(ids_a) else np.array([], dtype=str),
+                   "score": np.concatenate([sc.astype(np.float64) / _divisor(self.model, len(q))
+                                            for (_, sc), q in zip(res, vecs)]),
+                   "rank": np.concatenate([np.arange(n, dtype=np.int64) for n in counts])}
+            frames.append(pd.DataFrame({c: new[c] if c in new else batch[c].to_numpy()[rows_a] for c in out_cols},
+                                       copy=False))
         if not frames:
             return pd.DataFrame(columns=out_cols)
-        return pd.concat(frames, ignore_index=True)[out_cols]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 class ColBERTScorer(pt.Transformer):

@@ -8,8 +8,13 @@ End-to-end search of a query ``Q`` ``(nq, dim)`` runs in three stages:
    missed). Summing gives an approximate score; the best ``ncandidates`` documents go on. Cost: postings read only.
 2. **Centroid interaction** (PLAID): for each candidate, ``sum_i max_j S[i, code_j]`` over *all* its vectors' codes,
    no decompression; the best ``nexact`` go on.
-3. **Exact**: decompress those documents and compute MaxSim with one matrix product; these are the scores returned,
-   so every returned score is the exact MaxSim over the stored vectors (the same number ``index.scorer()`` gives).
+3. **Exact**: MaxSim of those documents over their stored vectors, scored straight from the compressed bytes: a
+   per-query table ``L[byte position, byte value, query token]`` turns each residual byte into one lookup-add per
+   query token (asymmetric distance computation), so the vectors are never decompressed. These are the scores
+   returned: every returned score is the exact MaxSim over the stored vectors (the number ``index.scorer()`` gives).
+
+Query tokens are zero-padded to whole SIMD lanes (a zero vector adds 0 to MaxSim) and every kernel reads the
+centroid scores as ``St = centroids @ Q.T`` ``(K, T)``, so the inner loops run over contiguous query tokens.
 
 ``nexact`` and ``ncandidates`` are raised to at least ``num_results`` and ``4 * nexact`` (:meth:`SearchParams.for_k`).
 
@@ -27,6 +32,7 @@ import numpy as np
 from ..maxsim import EMPTY_DOC_SCORE, maxsim_packed
 from ._threads import n_threads, pmap
 from .layout import IndexReader
+from .simd import LANES, aligned_empty, doc_adc_maxsim, doc_centroid_maxsim
 
 
 @dataclass(frozen=True)
@@ -50,110 +56,91 @@ class SearchParams:
         return SearchParams(self.nprobe, max(self.ncandidates, 4 * nexact), nexact)
 
 
-def centroid_scores(reader: IndexReader, queries: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Concatenate ``queries`` and score them against the centroids.
+def pad_queries(queries: list[np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stack ``queries`` with each one zero-padded to a multiple of ``LANES`` rows (at least ``LANES``).
 
-    Returns ``(Q (T, dim) float32, q_offsets (n_queries + 1,) int64, S (T, K) float32)``.
+    A zero query vector scores 0 against every document vector, so padding leaves MaxSim unchanged while the
+    kernels below run over whole SIMD lanes. Returns ``(Q (T_pad, dim) float32, q_off (n+1,) int64 padded row
+    offsets, lens (n,) int64 real lengths)``.
     """
     lens = np.array([len(q) for q in queries], dtype=np.int64)
+    padded = np.maximum(LANES, -(-lens // LANES) * LANES)
     q_off = np.zeros(len(queries) + 1, dtype=np.int64)
-    np.cumsum(lens, out=q_off[1:])
-    Q = np.ascontiguousarray(np.concatenate(queries), dtype=np.float32) if len(queries) else \
-        np.zeros((0, reader.dim), dtype=np.float32)
+    np.cumsum(padded, out=q_off[1:])
+    Q = np.zeros((int(q_off[-1]), dim), dtype=np.float32)
+    for i, q in enumerate(queries):
+        Q[q_off[i]:q_off[i] + lens[i]] = q
+    return Q, q_off, lens
+
+
+def centroid_scores(reader: IndexReader, Q: np.ndarray) -> np.ndarray:
+    """``St = centroids @ Q.T``: float32 ``(K, T)``, one row per centroid (the layout every kernel reads),
+    cache-line aligned."""
     C = reader.codec.centroids
-    S = np.empty((len(Q), len(C)), dtype=np.float32)
-    bounds = np.linspace(0, len(C), n_threads() + 1).astype(np.int64)
-    pmap(lambda j: _matmul_nt(Q, C, S, bounds[j], bounds[j + 1]), range(len(bounds) - 1))
-    return Q, q_off, S
-
-
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def _matmul_nt(A, B, out, b0, b1):
-    """``out[:, b0:b1] = A @ B[b0:b1].T`` (single-threaded; small products beat multi-threaded BLAS on busy cores)."""
-    n, dim = A.shape
-    for k in range(b0, b1):
-        for t in range(n):
-            s = np.float32(0.0)
-            for x in range(dim):
-                s += A[t, x] * B[k, x]
-            out[t, k] = s
-
-
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def _exact_packed(S, Q, doc_ids, offsets, codes, packed, lut, out):
-    """Fused decompress + MaxSim: ``out[i] = sum_t max_j (S[t, code_j] + <Q[t], residual_j>)`` over the vectors
-    ``j`` of ``doc_ids[i]`` (``S = Q @ centroids.T``); ``-inf`` for empty documents. Never materialises the
-    decompressed documents."""
-    nq, dim = Q.shape
-    nbytes = packed.shape[1]
-    per = lut.shape[2]
-    buf = np.empty(dim, dtype=np.float32)
-    best = np.empty(nq, dtype=np.float32)
-    for i in range(len(doc_ids)):
-        d = doc_ids[i]
-        v0 = offsets[d]
-        v1 = offsets[d + 1]
-        if v1 == v0:
-            out[i] = -np.inf
-            continue
-        best[:] = -np.inf
-        for v in range(v0, v1):
-            for p in range(nbytes):
-                b = packed[v, p]
-                for k in range(per):
-                    buf[p * per + k] = lut[p, b, k]
-            c = codes[v]
-            for t in range(nq):
-                s = S[t, c]
-                for x in range(dim):
-                    s += Q[t, x] * buf[x]
-                if s > best[t]:
-                    best[t] = s
-        total = np.float32(0.0)
-        for t in range(nq):
-            total += best[t]
-        out[i] = total
-
-
-def top_probes(S: np.ndarray, nprobe: int) -> np.ndarray:
-    """The ``nprobe`` best centroids of each row of ``S`` ``(T, K)``, best first; int32 ``(T, nprobe)``."""
-    K = S.shape[1]
-    nprobe = min(nprobe, K)
-    if nprobe < K:
-        part = np.argpartition(S, K - nprobe, axis=1)[:, K - nprobe:]
-    else:
-        part = np.broadcast_to(np.arange(K), S.shape)
-    vals = np.take_along_axis(S, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    return np.ascontiguousarray(np.take_along_axis(part, order, axis=1), dtype=np.int32)
+    St = aligned_empty((len(C), len(Q)))
+    np.matmul(C, Q.T, out=St)
+    return St
 
 
 @numba.njit(cache=True, nogil=True)
-def _probe_candidates(S, t0, t1, probes, ivf_offsets, ivf_docs, n_docs, ncand):
-    """Stage 1 for the query owning rows ``t0:t1`` of ``S``; returns up to ``ncand`` doc ids (int64)."""
+def _top_probes(St, nq, nprobe):
+    """The ``nprobe`` best centroids of each of the first ``nq`` columns of ``St`` ``(K, T)``, best first (ties:
+    lower id first); int32 ``(nq, nprobe)``. One pass over ``St`` with an insertion-sorted shortlist per token."""
+    K = St.shape[0]
+    nprobe = min(nprobe, K)
+    ids = np.empty((nq, nprobe), dtype=np.int32)
+    vals = np.full((nq, nprobe), -np.inf, dtype=np.float32)
+    filled = np.zeros(nq, dtype=np.int64)
+    for c in range(K):
+        for t in range(nq):
+            s = St[c, t]
+            n = filled[t]
+            if n == nprobe and s <= vals[t, nprobe - 1]:
+                continue
+            j = n if n < nprobe else nprobe - 1
+            while j > 0 and vals[t, j - 1] < s:
+                vals[t, j] = vals[t, j - 1]
+                ids[t, j] = ids[t, j - 1]
+                j -= 1
+            vals[t, j] = s
+            ids[t, j] = c
+            if n < nprobe:
+                filled[t] = n + 1
+    return ids
+
+
+def top_probes(St: np.ndarray, nq: int, nprobe: int) -> np.ndarray:
+    """See :func:`_top_probes`."""
+    return _top_probes(St, nq, nprobe)
+
+
+@numba.njit(cache=True, nogil=True)
+def _probe_candidates(St, nq, probes, ivf_offsets, ivf_docs, n_docs, ncand):
+    """Stage 1 for one query (``St`` its ``(K, T_pad)`` centroid scores, ``nq`` real tokens); returns up to
+    ``ncand`` doc ids (int64)."""
     nprobe = probes.shape[1]
     acc = np.zeros(n_docs, dtype=np.float32)
-    mark = np.full(n_docs, -1, dtype=np.int32)
+    mark = np.zeros(n_docs, dtype=np.int32)  # 1 + last token that touched the document; 0 = untouched
     total = 0
-    for t in range(t0, t1):
+    for t in range(nq):
         for p in range(nprobe):
             c = probes[t, p]
             total += ivf_offsets[c + 1] - ivf_offsets[c]
     touched = np.empty(min(total, n_docs), dtype=np.int64)
     n_touched = 0
-    for t in range(t0, t1):
-        thr = S[t, probes[t, nprobe - 1]]
+    for t in range(nq):
+        thr = St[probes[t, nprobe - 1], t]
         for p in range(nprobe):
             c = probes[t, p]
-            gain = S[t, c] - thr
+            gain = St[c, t] - thr
             for x in range(ivf_offsets[c], ivf_offsets[c + 1]):
                 d = ivf_docs[x]
                 m = mark[d]
-                if m != t:  # first (= best) probed centroid of token t holding document d
-                    if m == -1:
+                if m != t + 1:  # first (= best) probed centroid of token t holding document d
+                    if m == 0:
                         touched[n_touched] = d
                         n_touched += 1
-                    mark[d] = t
+                    mark[d] = t + 1
                     acc[d] += gain
     if n_touched <= ncand:
         return touched[:n_touched].copy()
@@ -165,49 +152,69 @@ def _probe_candidates(S, t0, t1, probes, ivf_offsets, ivf_docs, n_docs, ncand):
 
 
 @numba.njit(cache=True, nogil=True)
-def _centroid_interaction(S, t0, t1, cands, offsets, codes):
-    """Stage 2: ``sum_t max_j S[t, codes[j]]`` over all vectors ``j`` of each candidate; float32 ``(n,)``."""
+def _centroid_interaction(St, nq, cands, offsets, codes):
+    """Stage 2: ``sum_t max_j St[codes[j], t]`` over all vectors ``j`` of each candidate; float32 ``(n,)``."""
     out = np.empty(len(cands), dtype=np.float32)
     for j in range(len(cands)):
         d = cands[j]
         v0 = offsets[d]
         v1 = offsets[d + 1]
-        total = np.float32(0.0)
-        for t in range(t0, t1):
-            best = np.float32(-np.inf)
-            for v in range(v0, v1):
-                s = S[t, codes[v]]
-                if s > best:
-                    best = s
-            total += best
-        out[j] = total
+        out[j] = doc_centroid_maxsim(St, codes, v0, v1) if v1 > v0 else -np.inf
     return out
 
 
-def exact_maxsim(reader: IndexReader, query: np.ndarray, doc_ids: np.ndarray, S: np.ndarray | None = None,
-                 parallel: bool = True) -> np.ndarray:
-    """Exact MaxSim of ``query`` ``(nq, dim)`` against decompressed documents ``doc_ids``; float32 ``(n,)``.
+def adc_table(Q: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Per-byte score table of a zero-padded query ``Q`` ``(T, dim)``: ``L[p, b, t] = sum_k lut[p, b, k] *
+    Q[t, p * per + k]``, float32 ``(n_bytes, 256, T)``, cache-line aligned.
 
-    Empty documents score ``-inf`` (see :mod:`pyterrier_lateint.maxsim`). ``S``: ``query @ centroids.T`` if
-    already computed. ``parallel``: split the documents over the thread pool.
+    ``lut`` ``(n_bytes, 256, per)``: the reconstruction values of the ``per`` dimensions a residual byte packs.
+    Then ``<Q[t], residual> = sum_p L[p, byte_p, t]`` (asymmetric distance computation: never decoded).
+    """
+    nbytes, nvals, per = lut.shape
+    L = aligned_empty((nbytes, nvals, len(Q)))
+    np.matmul(lut, np.ascontiguousarray(Q.T).reshape(nbytes, per, len(Q)), out=L)
+    return L
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_adc(St, L, nq, doc_ids, offsets, codes, packed, out):
+    """Exact MaxSim over compressed vectors: ``out[i] = sum_{t<nq} max_j (St[code_j, t] + sum_p L[p, byte_jp, t])``
+    for the vectors ``j`` of ``doc_ids[i]`` -- the same number as decompressing ``j`` and taking dot products,
+    without decompressing; ``-inf`` for empty documents."""
+    for i in range(len(doc_ids)):
+        d = doc_ids[i]
+        v0 = offsets[d]
+        v1 = offsets[d + 1]
+        out[i] = doc_adc_maxsim(St, L, codes, packed, v0, v1) if v1 > v0 else -np.inf
+
+
+def exact_maxsim(reader: IndexReader, query: np.ndarray, doc_ids: np.ndarray, St: np.ndarray | None = None,
+                 parallel: bool = True) -> np.ndarray:
+    """Exact MaxSim of ``query`` ``(nq, dim)`` against the stored vectors of ``doc_ids``; float32 ``(n,)``.
+
+    Empty documents score ``-inf`` (see :mod:`pyterrier_lateint.maxsim`). ``St``: ``centroids @ Q_pad.T`` of the
+    zero-padded query (:func:`pad_queries`) if already computed. ``parallel``: split the documents over the
+    thread pool. nbits < 16 scores bytes through a per-query table (:func:`_adc_table`); nbits=16 decompresses.
     """
     query = np.ascontiguousarray(query, dtype=np.float32)
     doc_ids = np.ascontiguousarray(doc_ids, dtype=np.int64)
     if reader.nbits == 16 or len(query) == 0:  # (numba has no float16) decompress, then one matrix product
         vectors, offs = reader.decompress_docs(doc_ids, parallel=parallel)
         return maxsim_packed(query, vectors, offs)
-    if S is None:
-        C = reader.codec.centroids
-        S = np.empty((len(query), len(C)), dtype=np.float32)
-        _matmul_nt(query, C, S, 0, len(C))
+    Qp, _, _ = pad_queries([query], reader.dim)
+    if St is None:
+        St = centroid_scores(reader, Qp)
+    if St.shape[1] != len(Qp) or not St.flags.c_contiguous:
+        raise ValueError(f"St must be the C-contiguous (K, {len(Qp)}) scores of the padded query")
+    L = adc_table(Qp, reader.codec.lut)
     out = np.empty(len(doc_ids), dtype=np.float32)
     n_par = n_threads() if parallel and len(doc_ids) >= 16 else 1
     bounds = np.linspace(0, len(doc_ids), n_par + 1).astype(np.int64)
-    lut, codes, packed, offsets = reader.codec.lut, reader.codes, reader.residuals, reader.offsets
+    codes, packed, offsets, nq = reader.codes, reader.residuals, reader.offsets, len(query)
 
     def run(j: int) -> None:
         a, b = bounds[j], bounds[j + 1]
-        _exact_packed(S, query, doc_ids[a:b], offsets, codes, packed, lut, out[a:b])
+        _exact_adc(St, L, nq, doc_ids[a:b], offsets, codes, packed, out[a:b])
     pmap(run, range(n_par))
     return out
 
@@ -227,31 +234,37 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
                  params: SearchParams = SearchParams()) -> list[tuple[np.ndarray, np.ndarray]]:
     """End-to-end search of a batch of queries; returns per query ``(doc_ids int64, scores float32)``, best first.
 
-    Scores are exact MaxSim over the decompressed stored vectors (no score divisor applied).
+    Scores are exact MaxSim over the stored vectors (no score divisor applied).
     """
     p = params.for_k(k)
-    Q, q_off, S = centroid_scores(reader, queries)  # one matrix product for the batch
     n_q = len(queries)
     if n_q == 0:
         return []
-    probes = top_probes(S, p.nprobe)
+    Q, q_off, lens = pad_queries(queries, reader.dim)
+    St_all = centroid_scores(reader, Q)  # one matrix product for the batch
     ivf_offsets, ivf_docs, offsets, codes = reader.ivf_offsets, reader.ivf_docs, reader.offsets, reader.codes
 
-    def stages_1_2(qi: int) -> np.ndarray:
-        t0, t1 = int(q_off[qi]), int(q_off[qi + 1])
-        c = _probe_candidates(S, t0, t1, probes, ivf_offsets, ivf_docs, reader.n_docs, p.ncandidates)
+    def stages_1_2(qi: int) -> tuple[np.ndarray, np.ndarray]:
+        if n_q == 1:
+            St = St_all
+        else:
+            St = aligned_empty((St_all.shape[0], int(q_off[qi + 1] - q_off[qi])))
+            St[:] = St_all[:, q_off[qi]:q_off[qi + 1]]
+        nq = int(lens[qi])
+        probes = _top_probes(St, nq, p.nprobe)
+        c = _probe_candidates(St, nq, probes, ivf_offsets, ivf_docs, reader.n_docs, p.ncandidates)
         if len(c) > p.nexact:
-            a = _centroid_interaction(S, t0, t1, c, offsets, codes)
+            a = _centroid_interaction(St, nq, c, offsets, codes)
             c = c[np.argpartition(-a, p.nexact - 1)[:p.nexact]]
-        return np.sort(c)  # sequential reads of the memory-mapped vectors
+        return np.sort(c), St  # sorted: sequential reads of the memory-mapped vectors
 
-    cands = pmap(stages_1_2, range(n_q))
+    staged = pmap(stages_1_2, range(n_q))
     if n_q == 1:
-        scores = [exact_maxsim(reader, Q, cands[0], S=S)]
+        scores = [exact_maxsim(reader, queries[0], staged[0][0], St=staged[0][1])]
     else:
-        scores = pmap(lambda qi: exact_maxsim(reader, Q[q_off[qi]:q_off[qi + 1]], cands[qi],
-                                              S=S[q_off[qi]:q_off[qi + 1]], parallel=False), range(n_q))
-    return [_topk(cands[qi], scores[qi], k) for qi in range(n_q)]
+        scores = pmap(lambda qi: exact_maxsim(reader, queries[qi], staged[qi][0], St=staged[qi][1],
+                                              parallel=False), range(n_q))
+    return [_topk(staged[qi][0], scores[qi], k) for qi in range(n_q)]
 
 
 def search_exhaustive(reader: IndexReader, queries: list[np.ndarray], k: int,

@@ -1,0 +1,154 @@
+"""Explicit-SIMD building blocks for the numba search kernels (numba ``@intrinsic``s emitting LLVM vector code).
+
+Why: the hot loops add a table row of ``T`` floats (one per query token) into ``T`` running sums, once per stored
+byte. Written as plain numba loops, LLVM either keeps the sums in memory (it cannot prove the sum buffer and the
+table do not alias) or vectorises the wrong loop; both measured 3-7x slower than the vector code below, which keeps
+the sums in SIMD registers (``<16 x float>``: one AVX-512 register, two AVX2 ones; LLVM legalises it for the host).
+
+Contract shared by the intrinsics: every array is C-contiguous (float32 scores, integer codes, uint8 ``packed``);
+``T`` (the last dimension of ``St`` and ``L``) is a multiple of :data:`LANES`; a document has at least one vector. Loads are unaligned-safe; 64-byte aligned
+tables (:func:`aligned_empty`) avoid rows straddling two cache lines (measured ~1.9x faster).
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+LANES = 16  # float32 lanes per vector register group; query tokens are padded to a multiple of this
+_I64 = ir.IntType(64)
+_VEC = ir.VectorType(ir.FloatType(), LANES)
+_UNROLL = 4  # independent partial sums, to hide the latency of the vector adds
+
+
+def aligned_empty(shape: tuple[int, ...], dtype=np.float32, align: int = 64) -> np.ndarray:
+    """``np.empty(shape, dtype)`` whose data starts on an ``align``-byte boundary (a cache line by default)."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    buf = np.empty(n * dtype.itemsize + align, dtype=np.uint8)
+    start = -buf.ctypes.data % align
+    return buf[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def _c_array(t) -> bool:
+    return isinstance(t, types.Array) and t.layout == "C"
+
+
+def _vec_ptr(builder, base, index):
+    return builder.bitcast(builder.gep(base, [index]), _VEC.as_pointer())
+
+
+def _hsum(builder, vec):
+    total = builder.extract_element(vec, _I64(0))
+    for i in range(1, LANES):
+        total = builder.fadd(total, builder.extract_element(vec, _I64(i)))
+    return total
+
+
+def _neg_inf():
+    return ir.Constant(_VEC, [float("-inf")] * LANES)
+
+
+def _vmax(builder, a, b):
+    return builder.select(builder.fcmp_ordered(">", a, b), a, b)
+
+
+@intrinsic
+def doc_adc_maxsim(typingctx, St, L, codes, packed, v0, v1):
+    """MaxSim of one query with the stored vectors ``v0:v1`` of a document, scored from the compressed bytes:
+    ``sum_t max_{v0<=v<v1} (St[codes[v], t] + sum_p L[p, packed[v, p], t])`` as float32.
+
+    ``St`` float32 ``(K, T)``: centroid scores of the (zero-padded) query tokens; ``L`` float32
+    ``(n_bytes, 256, T)``: the per-byte residual score table; ``codes`` ``(n_vectors,)`` integer centroid ids;
+    ``packed`` uint8 ``(n_vectors, n_bytes)``. ``St[c, t] + sum_p L[...]`` is the dot product of query token ``t``
+    with the decompressed vector, computed without decompressing. Requires ``v1 > v0``; padded tokens (zero rows)
+    add exactly 0.
+    """
+    if not all(_c_array(a) for a in (St, L, codes, packed)):
+        return None
+    sig = types.float32(St, L, codes, packed, v0, v1)
+
+    def codegen(context, builder, signature, args):
+        st, lt, cd, pk = (context.make_array(signature.args[i])(context, builder, args[i]) for i in range(4))
+        v0_ = context.cast(builder, args[4], signature.args[4], types.int64)
+        v1_ = context.cast(builder, args[5], signature.args[5], types.int64)
+        code_ty = signature.args[2].dtype
+        T = builder.extract_value(st.shape, 1)
+        nbytes = builder.extract_value(pk.shape, 1)
+        n_main = builder.udiv(nbytes, _I64(_UNROLL))
+        accs = [cgutils.alloca_once(builder, _VEC) for _ in range(_UNROLL)]
+        best = cgutils.alloca_once(builder, _VEC)
+        total = cgutils.alloca_once_value(builder, ir.Constant(ir.FloatType(), 0.0))
+        with cgutils.for_range(builder, builder.udiv(T, _I64(LANES))) as g:
+            off = builder.mul(g.index, _I64(LANES))
+            builder.store(_neg_inf(), best)
+            with cgutils.for_range_slice(builder, v0_, v1_, _I64(1), inc=True) as (v, _):
+                c = context.cast(builder, builder.load(builder.gep(cd.data, [v])), code_ty, types.int64)
+                row0 = builder.mul(v, nbytes)
+
+                def table_row(p):
+                    b = builder.zext(builder.load(builder.gep(pk.data, [builder.add(row0, p)])), _I64)
+                    idx = builder.add(builder.mul(builder.add(builder.mul(p, _I64(256)), b), T), off)
+                    return builder.load(_vec_ptr(builder, lt.data, idx), align=4)
+
+                builder.store(builder.load(_vec_ptr(builder, st.data, builder.add(builder.mul(c, T), off)),
+                                           align=4), accs[0])
+                for a in accs[1:]:
+                    builder.store(ir.Constant(_VEC, [0.0] * LANES), a)
+                with cgutils.for_range(builder, n_main) as q:
+                    p0 = builder.mul(q.index, _I64(_UNROLL))
+                    for j, a in enumerate(accs):
+                        builder.store(builder.fadd(builder.load(a), table_row(builder.add(p0, _I64(j)))), a)
+                with cgutils.for_range_slice(builder, builder.mul(n_main, _I64(_UNROLL)), nbytes, _I64(1),
+                                             inc=True) as (p, _):
+                    builder.store(builder.fadd(builder.load(accs[0]), table_row(p)), accs[0])
+                acc = builder.load(accs[0])
+                for a in accs[1:]:
+                    acc = builder.fadd(acc, builder.load(a))
+                builder.store(_vmax(builder, acc, builder.load(best)), best)
+            builder.store(builder.fadd(builder.load(total), _hsum(builder, builder.load(best))), total)
+        return builder.load(total)
+    return sig, codegen
+
+
+@intrinsic
+def doc_centroid_maxsim(typingctx, St, codes, v0, v1):
+    """Centroid-only MaxSim of one query with the vectors ``v0:v1`` of a document (PLAID's centroid interaction):
+    ``sum_t max_{v0<=v<v1} St[codes[v], t]`` as float32. Requires ``v1 > v0``; see :func:`doc_adc_maxsim`."""
+    if not (_c_array(St) and _c_array(codes)):
+        return None
+    sig = types.float32(St, codes, v0, v1)
+
+    def codegen(context, builder, signature, args):
+        st, cd = (context.make_array(signature.args[i])(context, builder, args[i]) for i in range(2))
+        v0_ = context.cast(builder, args[2], signature.args[2], types.int64)
+        v1_ = context.cast(builder, args[3], signature.args[3], types.int64)
+        code_ty = signature.args[1].dtype
+        T = builder.extract_value(st.shape, 1)
+        bests = [cgutils.alloca_once(builder, _VEC) for _ in range(2)]
+        total = cgutils.alloca_once_value(builder, ir.Constant(ir.FloatType(), 0.0))
+        n = builder.sub(v1_, v0_)
+        n_pairs = builder.udiv(n, _I64(2))
+
+        def row(v, off):
+            c = context.cast(builder, builder.load(builder.gep(cd.data, [v])), code_ty, types.int64)
+            return builder.load(_vec_ptr(builder, st.data, builder.add(builder.mul(c, T), off)), align=4)
+
+        with cgutils.for_range(builder, builder.udiv(T, _I64(LANES))) as g:
+            off = builder.mul(g.index, _I64(LANES))
+            for b in bests:
+                builder.store(_neg_inf(), b)
+            with cgutils.for_range(builder, n_pairs) as q:
+                v = builder.add(v0_, builder.mul(q.index, _I64(2)))
+                for j, b in enumerate(bests):
+                    builder.store(_vmax(builder, row(builder.add(v, _I64(j)), off), builder.load(b)), b)
+            with cgutils.for_range_slice(builder, builder.add(v0_, builder.mul(n_pairs, _I64(2))), v1_, _I64(1),
+                                         inc=True) as (v, _):
+                builder.store(_vmax(builder, row(v, off), builder.load(bests[0])), bests[0])
+            m = _vmax(builder, builder.load(bests[0]), builder.load(bests[1]))
+            builder.store(builder.fadd(builder.load(total), _hsum(builder, m)), total)
+        return builder.load(total)
+    return sig, codegen
+
