@@ -63,3 +63,24 @@ def test_aligned_empty():
     for shape in [(3,), (7, 5), (2, 256, 16)]:
         a = aligned_empty(shape)
         assert a.shape == shape and a.dtype == np.float32 and a.ctypes.data % 64 == 0 and a.flags.c_contiguous
+
+
+def test_pmap_order_exceptions_and_threads(monkeypatch):
+    import threading
+
+    from pyterrier_lateint.index import _threads
+    monkeypatch.setenv("LATEINT_NUM_THREADS", "2")
+    seen = set()
+
+    def square(x):
+        seen.add(threading.get_ident())
+        return x * x
+    assert _threads.pmap(square, range(50)) == [x * x for x in range(50)]
+    assert _threads.pmap(square, []) == [] and _threads.pmap(square, [3]) == [9]
+
+    def boom(x):
+        if x == 7:
+            raise RuntimeError("item 7")
+        return x
+    with pytest.raises(RuntimeError, match="item 7"):
+        _threads.pmap(boom, range(20))

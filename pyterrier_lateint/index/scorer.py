@@ -114,7 +114,9 @@ class ColBERTRetriever(pt.Transformer):
         frames = []
         device = resolve_device(self.device)
         it = range(0, len(inp), self.batch_size)
-        for s in pt.tqdm(it, desc=repr(self), unit="batch", disable=not self.verbose):
+        if self.verbose and len(it) > 1:
+            it = pt.tqdm(it, desc=repr(self), unit="batch")
+        for s in it:
             batch = inp.iloc[s:s + self.batch_size]
             vecs = _query_vectors(self.model, batch, self.batch_size)
             _check_dims(reader.dim, vecs)
@@ -135,7 +137,7 @@ class ColBERTRetriever(pt.Transformer):
                    "score": np.concatenate([sc.astype(np.float64) / _divisor(self.model, len(q))
                                             for (_, sc), q in zip(res, vecs)]),
                    "rank": np.concatenate([np.arange(n, dtype=np.int64) for n in counts])}
-            frames.append(pd.DataFrame({c: new[c] if c in new else batch[c].to_numpy()[rows_a] for c in out_cols},
+            frames.append(pd.DataFrame({c: new[c] if c in new else batch[c].array.take(rows_a) for c in out_cols},
                                        copy=False))
         if not frames:
             return pd.DataFrame(columns=out_cols)
