@@ -208,7 +208,12 @@ def test_empty_docs_never_retrieved(index2, model, queries):
     assert not ({"d3", "d150"} & set(res.docno))
 
 
-def test_scorer_matches_brute_force_on_decompressed(index2, model, queries):
+@pytest.mark.parametrize("split", [False, True])
+def test_scorer_matches_brute_force_on_decompressed(index2, model, queries, split, monkeypatch):
+    from pyterrier_lateint.index import search
+    if split:  # one query's exact stage split over the thread pool, as for deep rankings of long documents
+        monkeypatch.setattr(search, "PARALLEL_MIN_WORK", 0)
+        monkeypatch.setenv("LATEINT_NUM_THREADS", "2")
     rng = np.random.default_rng(0)
     rows = []
     for qid, q in zip(queries.qid, queries["query"]):

@@ -36,6 +36,12 @@ from .layout import IndexReader
 from .simd import LANES, aligned_empty, doc_adc_maxsim, doc_centroid_maxsim
 
 
+# Table rows to add (vectors x residual bytes x lane groups) below which one query's exact stage stays on one thread:
+# about 3 ms of work. Below it, handing half to a second thread measured ~6% slower on Vaswani (the per-query table
+# must travel to the other core); deep rankings (k=1000) and long documents are split.
+PARALLEL_MIN_WORK = 3_000_000
+
+
 @dataclass(frozen=True)
 class SearchParams:
     """Knobs of the end-to-end search (defaults chosen on SciFact train queries, ``benchmarks/bench_index.py sweep``).
@@ -209,9 +215,11 @@ def exact_maxsim(reader: IndexReader, query: np.ndarray, doc_ids: np.ndarray, St
         raise ValueError(f"St must be the C-contiguous (K, {len(Qp)}) scores of the padded query")
     L = adc_table(Qp, reader.codec.lut)
     out = np.empty(len(doc_ids), dtype=np.float32)
-    n_par = n_threads() if parallel and len(doc_ids) >= 16 else 1
+    offsets = reader.offsets
+    work = int((offsets[doc_ids + 1] - offsets[doc_ids]).sum()) * reader.residuals.shape[1] * (len(Qp) // LANES)
+    n_par = n_threads() if parallel and work >= PARALLEL_MIN_WORK else 1
     bounds = np.linspace(0, len(doc_ids), n_par + 1).astype(np.int64)
-    codes, packed, offsets, nq = reader.codes, reader.residuals, reader.offsets, len(query)
+    codes, packed, nq = reader.codes, reader.residuals, len(query)
 
     def run(j: int) -> None:
         a, b = bounds[j], bounds[j + 1]
