@@ -82,10 +82,15 @@ def pad_queries(queries: list[np.ndarray], dim: int) -> tuple[np.ndarray, np.nda
 
 def centroid_scores(reader: IndexReader, Q: np.ndarray) -> np.ndarray:
     """``St = centroids @ Q.T``: float32 ``(K, T)``, one row per centroid (the layout every kernel reads),
-    cache-line aligned."""
+    cache-line aligned.
+
+    Computed by torch rather than numpy: with the query encoder (torch) and numpy's OpenBLAS in one process, each
+    library's worker threads spin after their own products and steal the cores from the other's; measured on
+    Vaswani, encoding plus search went from 18-22 ms to 11 ms per query (7.9 ms encoding alone) with one pool."""
+    import torch
     C = reader.codec.centroids
     St = aligned_empty((len(C), len(Q)))
-    np.matmul(C, Q.T, out=St)
+    torch.mm(torch.from_numpy(C), torch.from_numpy(np.ascontiguousarray(Q)).T, out=torch.from_numpy(St))
     return St
 
 
