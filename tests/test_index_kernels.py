@@ -50,12 +50,12 @@ def test_adc_and_centroid_kernels_match_brute_force(dim, nbits, nq, code_dtype):
 
     ids = np.arange(len(lens), dtype=np.int64)
     out = np.empty(len(ids), dtype=np.float32)
-    _exact_adc(St, L, nq, ids, offsets, codes, packed, out)
+    _exact_adc(St, L, ids, offsets, codes, packed, out)
     np.testing.assert_allclose(out, _brute(query, decoded, offsets), rtol=1e-4, atol=1e-4)
     assert out[3] == -np.inf
 
     # centroid interaction: MaxSim against the centroids of the vectors only
-    ci = _centroid_interaction(St, nq, ids, offsets, codes)
+    ci = _centroid_interaction(St, ids, offsets, codes)
     np.testing.assert_allclose(ci, _brute(query, cents[codes.astype(np.int64)], offsets), rtol=1e-4, atol=1e-4)
 
 

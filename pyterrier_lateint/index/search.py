@@ -86,7 +86,7 @@ def centroid_scores(reader: IndexReader, Q: np.ndarray) -> np.ndarray:
 
     Computed by torch rather than numpy: with the query encoder (torch) and numpy's OpenBLAS in one process, each
     library's worker threads spin after their own products and steal the cores from the other's; measured on
-    Vaswani, encoding plus search went from 18-22 ms to 11 ms per query (7.9 ms encoding alone) with one pool."""
+    Vaswani, one query's encoding plus search went from 18-35 ms to 11-14 ms (7-10 ms for encoding alone)."""
     import torch
     C = reader.codec.centroids
     St = aligned_empty((len(C), len(Q)))
@@ -119,11 +119,6 @@ def _top_probes(St, nq, nprobe):
             if n < nprobe:
                 filled[t] = n + 1
     return ids
-
-
-def top_probes(St: np.ndarray, nq: int, nprobe: int) -> np.ndarray:
-    """See :func:`_top_probes`."""
-    return _top_probes(St, nq, nprobe)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -164,7 +159,7 @@ def _probe_candidates(St, nq, probes, ivf_offsets, ivf_docs, n_docs, ncand):
 
 
 @numba.njit(cache=True, nogil=True)
-def _centroid_interaction(St, nq, cands, offsets, codes):
+def _centroid_interaction(St, cands, offsets, codes):
     """Stage 2: ``sum_t max_j St[codes[j], t]`` over all vectors ``j`` of each candidate; float32 ``(n,)``."""
     out = np.empty(len(cands), dtype=np.float32)
     for j in range(len(cands)):
@@ -189,10 +184,10 @@ def adc_table(Q: np.ndarray, lut: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _exact_adc(St, L, nq, doc_ids, offsets, codes, packed, out):
-    """Exact MaxSim over compressed vectors: ``out[i] = sum_{t<nq} max_j (St[code_j, t] + sum_p L[p, byte_jp, t])``
+def _exact_adc(St, L, doc_ids, offsets, codes, packed, out):
+    """Exact MaxSim over compressed vectors: ``out[i] = sum_t max_j (St[code_j, t] + sum_p L[p, byte_jp, t])``
     for the vectors ``j`` of ``doc_ids[i]`` -- the same number as decompressing ``j`` and taking dot products,
-    without decompressing; ``-inf`` for empty documents."""
+    without decompressing (zero-padded query tokens add 0); ``-inf`` for empty documents."""
     for i in range(len(doc_ids)):
         d = doc_ids[i]
         v0 = offsets[d]
@@ -224,11 +219,11 @@ def exact_maxsim(reader: IndexReader, query: np.ndarray, doc_ids: np.ndarray, St
     work = int((offsets[doc_ids + 1] - offsets[doc_ids]).sum()) * reader.residuals.shape[1] * (len(Qp) // LANES)
     n_par = n_threads() if parallel and work >= PARALLEL_MIN_WORK else 1
     bounds = np.linspace(0, len(doc_ids), n_par + 1).astype(np.int64)
-    codes, packed, nq = reader.codes, reader.residuals, len(query)
+    codes, packed = reader.codes, reader.residuals
 
     def run(j: int) -> None:
         a, b = bounds[j], bounds[j + 1]
-        _exact_adc(St, L, nq, doc_ids[a:b], offsets, codes, packed, out[a:b])
+        _exact_adc(St, L, doc_ids[a:b], offsets, codes, packed, out[a:b])
     pmap(run, range(n_par))
     return out
 
@@ -268,7 +263,7 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
         probes = _top_probes(St, nq, p.nprobe)
         c = _probe_candidates(St, nq, probes, ivf_offsets, ivf_docs, reader.n_docs, p.ncandidates)
         if len(c) > p.nexact:
-            a = _centroid_interaction(St, nq, c, offsets, codes)
+            a = _centroid_interaction(St, c, offsets, codes)
             c = c[np.argpartition(-a, p.nexact - 1)[:p.nexact]]
         return np.sort(c), St  # sorted: sequential reads of the memory-mapped vectors
 

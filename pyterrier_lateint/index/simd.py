@@ -6,8 +6,9 @@ table do not alias) or vectorises the wrong loop; both measured 3-7x slower than
 the sums in SIMD registers (``<16 x float>``: one AVX-512 register, two AVX2 ones; LLVM legalises it for the host).
 
 Contract shared by the intrinsics: every array is C-contiguous (float32 scores, integer codes, uint8 ``packed``);
-``T`` (the last dimension of ``St`` and ``L``) is a multiple of :data:`LANES`; a document has at least one vector. Loads are unaligned-safe; 64-byte aligned
-tables (:func:`aligned_empty`) avoid rows straddling two cache lines (measured ~1.9x faster).
+``T`` (the last dimension of ``St`` and ``L``) is a multiple of :data:`LANES`; a document has at least one vector.
+Loads are unaligned-safe; 64-byte aligned tables (:func:`aligned_empty`) avoid rows straddling two cache lines
+(measured ~1.9x faster).
 """
 from __future__ import annotations
 
