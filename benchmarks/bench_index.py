@@ -34,7 +34,7 @@ CACHE = Path(os.environ.get("LATEINT_BENCH_CACHE", Path.home() / ".cache" / "pyt
 
 
 # --- data -----------------------------------------------------------------------------------------------------------
-def load_vaswani(name: str = "vaswani", split: str = "test") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def load_frames(name: str = "vaswani", split: str = "test") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(documents (docno, text), queries (qid, query), qrels) of a collection (default Vaswani), from the
     package's loader."""
     collection = load_collection(name)
@@ -46,7 +46,7 @@ def _sig_hash(model) -> str:
     return hashlib.sha1(json.dumps(model.signature(), sort_keys=True).encode()).hexdigest()[:10]
 
 
-def encoded_vaswani(model, docs: pd.DataFrame, queries: pd.DataFrame, name: str = "vaswani", split: str = "test"):
+def encoded_vectors(model, docs: pd.DataFrame, queries: pd.DataFrame, name: str = "vaswani", split: str = "test"):
     """(doc vectors float16 (T, dim) memmap, offsets (n+1,), list of query arrays), cached on disk."""
     CACHE.mkdir(parents=True, exist_ok=True)
     h = _sig_hash(model)
@@ -139,16 +139,16 @@ def md_table(rows: list[dict]) -> str:
 
 
 # --- Vaswani ----------------------------------------------------------------------------------------------------------
-def _setup_vaswani(name: str = "vaswani", split: str = "test"):
+def _setup(name: str = "vaswani", split: str = "test"):
     from pyterrier_lateint.models import ColBERT
     model = ColBERT.from_pretrained()
-    docs, queries, qrels = load_vaswani(name, split)
-    vectors, offsets, qvecs = encoded_vaswani(model, docs, queries, name, split)
+    docs, queries, qrels = load_frames(name, split)
+    vectors, offsets, qvecs = encoded_vectors(model, docs, queries, name, split)
     return model, docs, queries, qrels, vectors, offsets, qvecs
 
 
 def bench_vaswani(args) -> None:
-    model, docs, queries, qrels, vectors, offsets, qvecs = _setup_vaswani()
+    model, docs, queries, qrels, vectors, offsets, qvecs = _setup()
     n_vec = len(vectors)
     print(f"\nVaswani: {len(docs)} docs, {n_vec} vectors of dim {vectors.shape[1]}, {len(queries)} queries, "
           f"{os.cpu_count()} CPU cores\n")
@@ -225,7 +225,7 @@ def bench_sweep(args) -> None:
     """Search settings against exhaustive search. Run on SciFact's *train* queries by default: the defaults are
     tuned there, never on a collection's test queries (R@10 vs exhaustive needs no relevance labels; nDCG uses
     the train qrels)."""
-    model, docs, queries, qrels, vectors, offsets, qvecs = _setup_vaswani(args.collection, args.split)
+    model, docs, queries, qrels, vectors, offsets, qvecs = _setup(args.collection, args.split)
     if args.max_queries and len(queries) > args.max_queries:
         keep = np.random.default_rng(0).choice(len(queries), args.max_queries, replace=False)
         keep.sort()

@@ -38,7 +38,21 @@ def rank_results(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-class _ModelTransformer(pt.Transformer):
+class ConfigEquality:
+    """Mixin: transformers are equal when of the same class with equal ``_config()`` tuples (hashed alike), so
+    PyTerrier's pipeline caching and tests see equal configurations as equal."""
+
+    def _config(self) -> tuple:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._config() == other._config()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._config()))
+
+
+class _ModelTransformer(ConfigEquality, pt.Transformer):
     """Base: equality and hashing on (class, model signature, settings)."""
 
     def __init__(self, model: "ColBERT", batch_size: Optional[int] = None, verbose: bool = False):
@@ -47,13 +61,7 @@ class _ModelTransformer(pt.Transformer):
         self.verbose = verbose
 
     def _config(self) -> tuple:
-        return (type(self).__name__, self.model.key(), self.batch_size)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _ModelTransformer) and self._config() == other._config()
-
-    def __hash__(self) -> int:
-        return hash(self._config())
+        return (self.model.key(), self.batch_size)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model.name!r})"
@@ -93,7 +101,7 @@ def score_frame(frame: pd.DataFrame, query_vecs: dict, doc_vecs: list, divide_by
     return scores
 
 
-class MaxSimScorer(pt.Transformer):
+class MaxSimScorer(ConfigEquality, pt.Transformer):
     """Results with ``query_toks`` and ``doc_toks`` -> ``score`` (MaxSim) and ``rank``; vectors are kept."""
 
     def __init__(self, divide_by_query_length: bool = False):
@@ -108,11 +116,8 @@ class MaxSimScorer(pt.Transformer):
         out = out.assign(score=score_frame(out, query_vecs, out["doc_toks"].tolist(), self.divide_by_query_length))
         return rank_results(out)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, MaxSimScorer) and other.divide_by_query_length == self.divide_by_query_length
-
-    def __hash__(self) -> int:
-        return hash(("MaxSimScorer", self.divide_by_query_length))
+    def _config(self) -> tuple:
+        return (self.divide_by_query_length,)
 
     def __repr__(self) -> str:
         return f"MaxSimScorer(divide_by_query_length={self.divide_by_query_length})"

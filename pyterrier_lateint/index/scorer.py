@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from ..transformers import rank_results
+from ..transformers import ConfigEquality, rank_results
 from .search import SearchParams, exact_maxsim, search_exhaustive, search_plaid
 
 
@@ -29,8 +29,11 @@ MODES = ("plaid", "exhaustive")
 
 
 def _sig_key(model: Any) -> Optional[str]:
+    """``model.key()`` for a ColBERT model; for model-less (``None``) or duck-typed models, their signature or repr."""
     if model is None:
         return None
+    if hasattr(model, "key"):
+        return model.key()
     sig = model.signature() if hasattr(model, "signature") else None
     return json.dumps(sig, sort_keys=True, default=str) if sig is not None else repr(model)
 
@@ -57,7 +60,7 @@ def _check_dims(index_dim: int, vecs: list[np.ndarray]) -> None:
             raise ValueError(f"query vectors have shape {q.shape}; the index holds dim {index_dim} vectors")
 
 
-class ColBERTRetriever(pt.Transformer):
+class ColBERTRetriever(ConfigEquality, pt.Transformer):
     """Query frame (``qid``, ``query`` and/or ``query_toks``) -> ranked results (``docno``, ``score``, ``rank``).
 
     ``mode="plaid"`` runs the staged candidate search (:mod:`pyterrier_lateint.index.search`);
@@ -84,12 +87,6 @@ class ColBERTRetriever(pt.Transformer):
 
     def _config(self) -> tuple:
         return (str(self.index.path), _sig_key(self.model), self.num_results, self.mode, self.params, self.device)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ColBERTRetriever) and self._config() == other._config()
-
-    def __hash__(self) -> int:
-        return hash(self._config())
 
     def __repr__(self) -> str:
         return (f"ColBERTRetriever({str(self.index.path)!r}, num_results={self.num_results}, mode={self.mode!r}, "
@@ -144,7 +141,7 @@ class ColBERTRetriever(pt.Transformer):
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-class ColBERTScorer(pt.Transformer):
+class ColBERTScorer(ConfigEquality, pt.Transformer):
     """Re-ranks a result frame (``qid``, ``docno`` and ``query`` or ``query_toks``) by exact MaxSim over the stored
     (decompressed) document vectors: no document text, no document encoding.
 
@@ -165,12 +162,6 @@ class ColBERTScorer(pt.Transformer):
 
     def _config(self) -> tuple:
         return (str(self.index.path), _sig_key(self.model), self.on_unknown, self.device)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ColBERTScorer) and self._config() == other._config()
-
-    def __hash__(self) -> int:
-        return hash(self._config())
 
     def __repr__(self) -> str:
         return f"ColBERTScorer({str(self.index.path)!r}, on_unknown={self.on_unknown!r})"

@@ -201,14 +201,18 @@ def exact_maxsim(reader: IndexReader, query: np.ndarray, doc_ids: np.ndarray, St
 
     Empty documents score ``-inf`` (see :mod:`pyterrier_lateint.maxsim`). ``St``: ``centroids @ Q_pad.T`` of the
     zero-padded query (:func:`pad_queries`) if already computed. ``parallel``: split the documents over the
-    thread pool. nbits < 16 scores bytes through a per-query table (:func:`_adc_table`); nbits=16 decompresses.
+    thread pool. nbits < 16 scores bytes through a per-query table (:func:`adc_table`); nbits=16 decompresses.
     """
-    query = np.ascontiguousarray(query, dtype=np.float32)
-    doc_ids = np.ascontiguousarray(doc_ids, dtype=np.int64)
-    if reader.nbits == 16 or len(query) == 0:  # (numba has no float16) decompress, then one matrix product
+    Qp, _, _ = pad_queries([np.asarray(query, dtype=np.float32)], reader.dim)
+    return _exact_padded(reader, Qp, np.ascontiguousarray(doc_ids, dtype=np.int64), St, parallel)
+
+
+def _exact_padded(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, St: np.ndarray | None,
+                  parallel: bool) -> np.ndarray:
+    """:func:`exact_maxsim` of an already padded query ``Qp`` ``(T_pad, dim)`` (zero rows add 0 to MaxSim)."""
+    if reader.nbits == 16:  # (numba has no float16) decompress, then one matrix product
         vectors, offs = reader.decompress_docs(doc_ids, parallel=parallel)
-        return maxsim_packed(query, vectors, offs)
-    Qp, _, _ = pad_queries([query], reader.dim)
+        return maxsim_packed(Qp, vectors, offs)
     if St is None:
         St = centroid_scores(reader, Qp)
     if St.shape[1] != len(Qp) or not St.flags.c_contiguous:
@@ -253,7 +257,7 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
     St_all = centroid_scores(reader, Q)  # one matrix product for the batch
     ivf_offsets, ivf_docs, offsets, codes = reader.ivf_offsets, reader.ivf_docs, reader.offsets, reader.codes
 
-    def stages_1_2(qi: int) -> tuple[np.ndarray, np.ndarray]:
+    def search_one(qi: int, parallel: bool) -> tuple[np.ndarray, np.ndarray]:
         if n_q == 1:
             St = St_all
         else:
@@ -265,15 +269,12 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
         if len(c) > p.nexact:
             a = _centroid_interaction(St, c, offsets, codes)
             c = c[np.argpartition(-a, p.nexact - 1)[:p.nexact]]
-        return np.sort(c), St  # sorted: sequential reads of the memory-mapped vectors
+        c = np.sort(c)  # sequential reads of the memory-mapped vectors
+        return _topk(c, _exact_padded(reader, Q[q_off[qi]:q_off[qi + 1]], c, St, parallel), k)
 
-    staged = pmap(stages_1_2, range(n_q))
-    if n_q == 1:
-        scores = [exact_maxsim(reader, queries[0], staged[0][0], St=staged[0][1])]
-    else:
-        scores = pmap(lambda qi: exact_maxsim(reader, queries[qi], staged[qi][0], St=staged[qi][1],
-                                              parallel=False), range(n_q))
-    return [_topk(staged[qi][0], scores[qi], k) for qi in range(n_q)]
+    if n_q == 1:  # one query: its exact stage may use the pool
+        return [search_one(0, True)]
+    return pmap(lambda qi: search_one(qi, False), range(n_q))
 
 
 def search_exhaustive(reader: IndexReader, queries: list[np.ndarray], k: int,
