@@ -75,7 +75,7 @@ def encoded_vectors(model, docs: pd.DataFrame, queries: pd.DataFrame, name: str 
 def build_from_vectors(path: Path, docnos, vectors, offsets, model=None, **kw) -> tuple[ColBERTIndex, float]:
     def gen():
         for i, d in enumerate(docnos):
-            yield {"docno": d, "doc_toks": np.asarray(vectors[offsets[i]:offsets[i + 1]], dtype=np.float32)}
+            yield {"docno": d, "doc_embs": np.asarray(vectors[offsets[i]:offsets[i + 1]], dtype=np.float32)}
     idx = ColBERTIndex(path)
     t = time.perf_counter()
     idx.indexer(model, overwrite=True, verbose=False, batch_size=1024, **kw).index(gen())
@@ -83,7 +83,7 @@ def build_from_vectors(path: Path, docnos, vectors, offsets, model=None, **kw) -
 
 
 def qframe(queries: pd.DataFrame, qvecs) -> pd.DataFrame:
-    return queries.assign(query_toks=list(qvecs))
+    return queries.assign(query_embs=list(qvecs))
 
 
 def time_per_query(transformer, frame: pd.DataFrame, repeats: int = 1) -> float:
@@ -140,7 +140,7 @@ def md_table(rows: list[dict]) -> str:
 
 # --- Vaswani ----------------------------------------------------------------------------------------------------------
 def _setup(name: str = "vaswani", split: str = "test"):
-    from pyterrier_lateint.models import ColBERT
+    from pyterrier_lateint import ColBERT
     model = ColBERT.from_pretrained()
     docs, queries, qrels = load_frames(name, split)
     vectors, offsets, qvecs = encoded_vectors(model, docs, queries, name, split)
@@ -204,7 +204,7 @@ def bench_rerank(idx, model, docs, queries, qvecs, qrels, true_exact) -> list[di
         pyterrier_pisa.PisaIndex(str(pisa_path), stemmer="porter2").index(docs.to_dict("records"))
     bm25 = pyterrier_pisa.PisaIndex(str(pisa_path)).bm25(num_results=1000)
     first = bm25.transform(queries)
-    first = first.merge(qframe(queries, qvecs)[["qid", "query_toks"]], on="qid")
+    first = first.merge(qframe(queries, qvecs)[["qid", "query_embs"]], on="qid")
     scorer = idx.scorer(model)
     scorer.transform(first[first.qid == first.qid.iloc[0]])
     per_q = []
@@ -269,7 +269,7 @@ def synthetic(n_docs: int, dim: int, mean_len: int, n_topics: int, seed: int):
         for i in range(n_docs):
             t = topics[rng.integers(0, n_topics, 2)][rng.integers(0, 2, lens[i])]
             v = t + 0.8 * rng.normal(size=t.shape).astype(np.float32)
-            yield {"docno": str(i), "doc_toks": v / np.linalg.norm(v, axis=1, keepdims=True)}
+            yield {"docno": str(i), "doc_embs": v / np.linalg.norm(v, axis=1, keepdims=True)}
     return docs(), topics, int(lens.sum())
 
 
@@ -289,7 +289,7 @@ def bench_scaling(args) -> None:
             for _ in range(args.queries):
                 q = topics[rng.integers(0, args.topics, 32)] + 0.8 * rng.normal(size=(32, args.dim))
                 qs.append((q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32))
-            qf = pd.DataFrame({"qid": [str(i) for i in range(len(qs))], "query_toks": qs})
+            qf = pd.DataFrame({"qid": [str(i) for i in range(len(qs))], "query_embs": qs})
             ms = time_per_query(idx.retriever(num_results=10), qf)
             msb, res = time_batched(idx.retriever(num_results=10), qf)
             row = {"docs": n, "vectors": n_vec, "centroids": meta["n_centroids"],

@@ -11,19 +11,20 @@ table. Threads: 2 for everyone (``OMP_NUM_THREADS=2``, ``torch.set_num_threads(2
     python benchmarks/bench_peers.py --systems ours fast-plaid            # a subset
     python benchmarks/bench_peers.py --prepare-only                       # encode + exact ranking only
 
-Peer installation (also in ``benchmarks/peers/setup.sh``; venvs live outside the repo, in /work/peer-venvs):
+Peer installation (also in ``benchmarks/peers/setup.sh``; venvs live outside the repo, in ``$PEER_VENVS``, default
+``~/.cache/pyterrier_lateint/peer-venvs``, or the folder given by ``--venvs``):
 
     # fast-plaid (the engine of PyLate's PLAID index); the version suffix names the torch it was built for
-    python3 -m venv /work/peer-venvs/fastplaid
-    /work/peer-venvs/fastplaid/bin/pip install --upgrade pip
-    /work/peer-venvs/fastplaid/bin/pip install fast-plaid==1.7.0.2110 torch==2.11.0 numpy
+    python3 -m venv $PEER_VENVS/fastplaid
+    $PEER_VENVS/fastplaid/bin/pip install --upgrade pip
+    $PEER_VENVS/fastplaid/bin/pip install fast-plaid==1.7.0.2110 torch==2.11.0 numpy
     #   (torch 2.11.0 from PyPI is a CUDA build, ~3 GB with its nvidia-* wheels; it runs on CPU)
 
     # Stanford ColBERT / PLAID (colbert-ai); JIT-compiles its C++ CPU kernels with ninja + gcc at first search
-    python3 -m venv /work/peer-venvs/plaid
-    /work/peer-venvs/plaid/bin/pip install --upgrade pip
-    /work/peer-venvs/plaid/bin/pip install torch==2.13.0+cpu colbert-ai==0.2.22 faiss-cpu "transformers<4.45" \\
-        numpy ninja setuptools            # (torch CPU wheel from this machine's wheel folder /opt/wheels)
+    python3 -m venv $PEER_VENVS/plaid
+    $PEER_VENVS/plaid/bin/pip install --upgrade pip
+    $PEER_VENVS/plaid/bin/pip install torch==2.13.0+cpu colbert-ai==0.2.22 faiss-cpu "transformers<4.45" \\
+        numpy ninja setuptools            # (a CPU torch wheel)
 
     # pyterrier_colbert: not installed; needs faiss-gpu (CUDA) and Java/Terrier (see the report in the output).
 """
@@ -53,7 +54,7 @@ sys.path.insert(0, os.environ.get("LATEINT_SRC", str(Path(__file__).resolve().pa
 
 CACHE = Path(os.environ.get("LATEINT_BENCH_CACHE", Path.home() / ".cache" / "pyterrier_lateint" / "bench")) / "peers"
 PEERS = Path(__file__).resolve().parent / "peers"
-VENVS = Path(os.environ.get("PEER_VENVS", "/work/peer-venvs"))
+DEFAULT_VENVS = Path(os.environ.get("PEER_VENVS") or Path.home() / ".cache" / "pyterrier_lateint" / "peer-venvs")
 THREADS = 2
 K = 10
 
@@ -120,7 +121,7 @@ def load_vectors(folder: Path, mmap: bool = False):
 
 # --- systems --------------------------------------------------------------------------------------------------------
 def run_ours(folder: Path, work: Path, nbits: int, repeats: int) -> dict:
-    """Our ColBERTIndex, in this process: fed ``doc_toks``; ``retriever(mode="plaid")`` on the numba CPU path."""
+    """Our ColBERTIndex, in this process: fed ``doc_embs``; ``retriever(mode="plaid")`` on the numba CPU path."""
     import torch
 
     from pyterrier_lateint.index import ColBERTIndex
@@ -131,13 +132,13 @@ def run_ours(folder: Path, work: Path, nbits: int, repeats: int) -> dict:
 
     def gen():
         for i, d in enumerate(docnos):
-            yield {"docno": d, "doc_toks": vectors[offsets[i]:offsets[i + 1]]}
+            yield {"docno": d, "doc_embs": vectors[offsets[i]:offsets[i + 1]]}
     idx = ColBERTIndex(work / "ours")
     t = time.perf_counter()
     idx.indexer(None, nbits=nbits, overwrite=True, verbose=False, batch_size=1024).index(gen())
     build_s = time.perf_counter() - t
-    retr = idx.retriever(num_results=K, mode="plaid", device="cpu")
-    qf = pd.DataFrame({"qid": meta["qids"], "query": meta["queries"], "query_toks": qvecs})
+    retr = idx.retriever(num_results=K, mode="plaid", backend="numba")
+    qf = pd.DataFrame({"qid": meta["qids"], "query": meta["queries"], "query_embs": qvecs})
     rows = [qf.iloc[i:i + 1] for i in range(len(qf))]
     for r in rows:  # warm-up: numba compilation, page cache
         retr.transform(r)
@@ -166,8 +167,9 @@ def run_ours(folder: Path, work: Path, nbits: int, repeats: int) -> dict:
             "threads": f"numba pool {os.environ.get('LATEINT_NUM_THREADS')}, torch {torch.get_num_threads()}"}
 
 
-def run_peer(name: str, folder: Path, work: Path, nbits: int, repeats: int, timeout: int = 3000) -> dict:
-    python = VENVS / {"fast-plaid": "fastplaid", "plaid": "plaid"}[name] / "bin" / "python"
+def run_peer(name: str, folder: Path, work: Path, nbits: int, repeats: int, venvs: Path = DEFAULT_VENVS,
+             timeout: int = 3000) -> dict:
+    python = venvs / {"fast-plaid": "fastplaid", "plaid": "plaid"}[name] / "bin" / "python"
     driver = PEERS / {"fast-plaid": "fastplaid_driver.py", "plaid": "plaid_driver.py"}[name]
     if not python.exists():
         return {"system": name, "error": f"{python} missing: run benchmarks/peers/setup.sh"}
@@ -225,6 +227,8 @@ def main() -> None:
     p.add_argument("--prepare-only", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the indices (printed work folder)")
     p.add_argument("--json", type=Path, help="also write all raw results here")
+    p.add_argument("--venvs", type=Path, default=DEFAULT_VENVS,
+                   help="folder of the peers' virtual environments (benchmarks/peers/setup.sh; default: %(default)s)")
     a = p.parse_args()
     t0 = time.perf_counter()
     folder = prepare()
@@ -239,7 +243,7 @@ def main() -> None:
         for s in a.systems:
             t = time.perf_counter()
             r = run_ours(folder, work, a.nbits, a.repeats) if s == "ours" else \
-                run_peer(s, folder, work, a.nbits, a.repeats)
+                run_peer(s, folder, work, a.nbits, a.repeats, a.venvs)
             r.setdefault("wall_s", time.perf_counter() - t)
             print(f"{s}: done in {time.perf_counter() - t:.0f}s" + (f" -- FAILED: {r['error']}" if "error" in r else ""),
                   flush=True)

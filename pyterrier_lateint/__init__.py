@@ -1,9 +1,10 @@
 """pyterrier-lateint: late-interaction (ColBERT-style) retrieval for PyTerrier."""
+from .colbert import ColBERT, DocEncoder, MaxSimScorer, QueryEncoder
 from .index import ColBERTIndex
 from .maxsim import maxsim
-from .models import ColBERT, EncodingConfig
-from .transformers import DocEncoder, MaxSimScorer, QueryEncoder, TextScorer
+from .models import EncodingConfig, LateInteractionEncoder
 
 __version__ = "0.1.0"
 
-__all__ = ["ColBERT", "ColBERTIndex", "EncodingConfig", "QueryEncoder", "DocEncoder", "MaxSimScorer", "TextScorer", "maxsim"]
+__all__ = ["ColBERT", "ColBERTIndex", "EncodingConfig", "LateInteractionEncoder", "QueryEncoder", "DocEncoder",
+           "MaxSimScorer", "maxsim"]

@@ -1,5 +1,6 @@
-"""The ``lateint train`` command line: its help documents every training setting, a real run on a tiny model writes a
-loadable model, and --config values are used with command-line flags overriding them."""
+"""The ``lateint`` command line: ``train``'s help documents every training setting once (dashed flags, boolean
+switches), a real run on a tiny model writes a loadable model, --config values are used with command-line flags
+overriding them; ``cleanup`` removes what killed index builds left."""
 from __future__ import annotations
 
 import dataclasses
@@ -30,10 +31,16 @@ def test_train_help_documents_every_setting():
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split())
     for f in FIELDS:
-        assert f"--{f.name} " in text, f.name
+        flag = f"--{f.name.replace('_', '-')}"
+        assert f"{flag} " in text or f"{flag}," in text, f.name
+        if f.type in (bool, "bool"):
+            assert f"--no-{f.name.replace('_', '-')}" in text, f.name
         help_text = " ".join(f.metadata["help"].split())
         assert help_text, f"{f.name} has no help text"
-        assert f"{help_text} (default: {f.default})" in text, f.name
+        if "default" in help_text:  # states its own default: not repeated
+            assert help_text in text and f"{help_text} (default" not in text, f.name
+        else:
+            assert f"{help_text} (default: {f.default})" in text, f.name
     for option in ("--data", "--format", "--queries", "--collection", "--model", "--dim", "--layout", "--config",
                    "--no-resume"):
         assert f"{option} " in text or text.endswith(option)
@@ -48,8 +55,8 @@ def test_real_run_with_config_file_and_overrides(tiny_model_dir, tmp_path):  # n
                                   "n_negatives": 1, "save_every": 0, "in_batch_negatives": True}))
     out = tmp_path / "run"
     proc = lateint("train", "--data", str(data), "--model", str(tiny_model_dir), "--dim", "8", "--config",
-                   str(config), "--max_steps", "2", "--batch_size", "2", "--output_dir", str(out),
-                   "--in_batch_negatives", "false", cwd=tmp_path)
+                   str(config), "--max-steps", "2", "--batch-size", "2", "--output-dir", str(out),
+                   "--no-in-batch-negatives", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     model = ColBERT.from_pretrained(str(out / "final"), device="cpu")
     assert model.dim == 8
@@ -106,8 +113,8 @@ def test_arguments_reach_the_trainer(tmp_path, monkeypatch):
     cfg.write_text(json.dumps({"learning_rate": 0.5, "head_learning_rate": 0.25, "loss": "ce+kl", "kl_weight": 3.0}))
     cli.main(["train", "--data", "ex.json", "--format", "colbertv2", "--queries", "q.tsv", "--collection", "c.tsv",
               "--model", "some/model", "--dim", "8", "--layout", "hf", "--config", str(cfg), "--no-resume",
-              "--learning_rate", "1e-4", "--warmup_ratio", "0", "--temperature", "0.05", "--grad_accum", "4",
-              "--mixed_precision", "bf16", "--gradient_checkpointing", "yes"])
+              "--learning-rate", "1e-4", "--warmup_ratio", "0", "--temperature", "0.05", "--grad-accum", "4",
+              "--mixed-precision", "bf16", "--gradient-checkpointing"])
     config = rec.calls["config"]
     assert isinstance(config, TrainingConfig)
     assert config.learning_rate == 1e-4 and isinstance(config.learning_rate, float)
@@ -121,14 +128,16 @@ def test_arguments_reach_the_trainer(tmp_path, monkeypatch):
                                               "resume": False})
 
 
-@pytest.mark.parametrize("text,value", [("false", False), ("False", False), ("0", False), ("no", False),
-                                        ("off", False), ("true", True), ("TRUE", True), ("1", True), ("yes", True),
-                                        ("on", True)])
-def test_bool_flags(monkeypatch, text, value):
+@pytest.mark.parametrize("flags,value", [(["--in-batch-negatives", "--gradient-checkpointing"], True),
+                                         (["--no-in-batch-negatives", "--no-gradient-checkpointing"], False),
+                                         (["--in_batch_negatives", "--gradient_checkpointing"], True),
+                                         ([], None)])
+def test_bool_switches(monkeypatch, flags, value):
     rec = Recorder().patch(monkeypatch)
-    cli.main(["train", "--data", "x.jsonl", "--in_batch_negatives", text, "--gradient_checkpointing", text])
-    assert rec.calls["config"].in_batch_negatives is value
-    assert rec.calls["config"].gradient_checkpointing is value
+    cli.main(["train", "--data", "x.jsonl", *flags])
+    defaults = TrainingConfig()
+    assert rec.calls["config"].in_batch_negatives is (defaults.in_batch_negatives if value is None else value)
+    assert rec.calls["config"].gradient_checkpointing is (defaults.gradient_checkpointing if value is None else value)
     assert rec.calls["train"][1]["resume"] is True
 
 
@@ -136,13 +145,13 @@ def test_bool_flag_false_overrides_config_true(tmp_path, monkeypatch):
     rec = Recorder().patch(monkeypatch)
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"in_batch_negatives": True, "gradient_checkpointing": True}))
-    cli.main(["train", "--data", "x.jsonl", "--config", str(cfg), "--in_batch_negatives", "false"])
+    cli.main(["train", "--data", "x.jsonl", "--config", str(cfg), "--no-in-batch-negatives"])
     assert rec.calls["config"].in_batch_negatives is False
     assert rec.calls["config"].gradient_checkpointing is True
 
 
-@pytest.mark.parametrize("args", [["--in_batch_negatives", "maybe"], ["--max_steps", "ten"],
-                                  ["--learning_rate", "fast"], ["--format", "csv"], []])
+@pytest.mark.parametrize("args", [["--in-batch-negatives=maybe"], ["--max-steps", "ten"],
+                                  ["--learning-rate", "fast"], ["--format", "csv"], []])
 def test_bad_arguments_exit_with_usage(monkeypatch, capsys, args):
     rec = Recorder().patch(monkeypatch)
     argv = ["train"] + (["--data", "x.jsonl"] if args else []) + args
@@ -160,5 +169,25 @@ def test_invalid_settings_are_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="epochs"):
         cli.main(["train", "--data", "x.jsonl", "--config", str(cfg)])
     with pytest.raises(ValueError, match="mixed_precision"):
-        cli.main(["train", "--data", "x.jsonl", "--mixed_precision", "fp8"])
+        cli.main(["train", "--data", "x.jsonl", "--mixed-precision", "fp8"])
     assert "config" not in rec.calls
+
+
+def test_cleanup_removes_only_dead_builds(tmp_path, capsys):
+    """A build killed part-way leaves .NAME.tmp-PID-*; cleanup removes it once PID is gone, never a live one's."""
+    import os
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / "sub" / f".x.lateint.tmp-{dead_pid}-abcd1234"
+    stale.mkdir(parents=True)
+    (stale / "raw.f16").write_bytes(b"0" * 1000)
+    live = tmp_path / f".y.lateint.tmp-{os.getpid()}-abcd1234"
+    live.mkdir()
+    keep = tmp_path / "z.lateint"
+    keep.mkdir()
+    cli.main(["cleanup", str(tmp_path), "--dry-run"])
+    assert "would remove" in capsys.readouterr().out and stale.exists()
+    cli.main(["cleanup", str(tmp_path)])
+    assert not stale.exists() and live.exists() and keep.exists()
+    cli.main(["cleanup", str(tmp_path)])
+    assert "nothing to remove" in capsys.readouterr().out

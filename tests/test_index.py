@@ -228,10 +228,10 @@ def test_scorer_matches_brute_force_on_decompressed(index2, model, queries, spli
         np.testing.assert_allclose(g.score.to_numpy(), expected, rtol=1e-5)
         assert g["rank"].tolist() == list(range(len(g)))
         assert (np.diff(g.score.to_numpy()) <= 0).all()
-    # query_toks instead of query text, no model needed
-    toks = inp.assign(query_toks=[qv[q] for q in inp.qid]).drop(columns=["query"])
+    # query_embs instead of query text, no model needed
+    toks = inp.assign(query_embs=[qv[q] for q in inp.qid]).drop(columns=["query"])
     out2 = index2.scorer().transform(toks)
-    pd.testing.assert_frame_equal(out.drop(columns=["query"]), out2.drop(columns=["query_toks"]))
+    pd.testing.assert_frame_equal(out.drop(columns=["query"]), out2.drop(columns=["query_embs"]))
 
 
 def test_scorer_unknown_docnos(index2, model):
@@ -255,11 +255,11 @@ def test_missing_columns(index2, model):
         index2.scorer(model).transform(pd.DataFrame({"qid": ["1"], "query": ["t1"]}))
 
 
-def test_query_toks_input_and_rank_cutoff(index2, model, queries):
+def test_query_embs_input_and_rank_cutoff(index2, model, queries):
     r = index2.retriever(model, num_results=20)
     a = r.transform(queries)
     b = index2.retriever(num_results=20).transform(
-        queries.assign(query_toks=model.encode_queries(queries["query"].tolist())))
+        queries.assign(query_embs=model.encode_queries(queries["query"].tolist())))
     assert a.docno.tolist() == b.docno.tolist()
     fused = (r % 5).compile()
     assert isinstance(fused, type(r)) and fused.num_results == 5
@@ -273,7 +273,7 @@ def test_query_toks_input_and_rank_cutoff(index2, model, queries):
 def test_pipeline_doc_encoder_then_indexer(tmp_path, model, corpus, queries):
     class DocEnc(pt.Transformer):
         def transform(self, df):
-            return df.assign(doc_toks=model.encode_docs(df.text.tolist()))
+            return df.assign(doc_embs=model.encode_docs(df.text.tolist()))
     idx = ColBERTIndex(tmp_path / "pipe.lateint")
     (DocEnc() >> idx.indexer(model, nbits=16, verbose=False)).index(corpus.to_dict("records"))
     assert len(idx) == len(corpus)
@@ -381,7 +381,7 @@ def test_artifact_load_via_metadata(index2):
 
 
 def test_dim_mismatch_query(index2):
-    bad = pd.DataFrame({"qid": ["1"], "query_toks": [np.ones((3, 7), dtype=np.float32)]})
+    bad = pd.DataFrame({"qid": ["1"], "query_embs": [np.ones((3, 7), dtype=np.float32)]})
     with pytest.raises(ValueError, match="dim"):
         index2.retriever().transform(bad)
 
@@ -391,13 +391,13 @@ def test_torch_path_matches_numba_path(request, nbits_fixture, model, queries):
     """The GPU (torch) kernels, run here on the CPU, give the same rankings and scores as the numba path."""
     idx = request.getfixturevalue(nbits_fixture)
     for kw in ({"mode": "exhaustive"}, {"nprobe": 4, "ncandidates": 64, "nexact": 32}, {"nprobe": 16}):
-        a = idx.retriever(model, num_results=10, device="cpu", **kw).transform(queries)
-        b = idx.retriever(model, num_results=10, device="torch-cpu", **kw).transform(queries)
+        a = idx.retriever(model, num_results=10, backend="numba", **kw).transform(queries)
+        b = idx.retriever(model, num_results=10, backend="torch", device="cpu", **kw).transform(queries)
         assert a.docno.tolist() == b.docno.tolist(), kw
         np.testing.assert_allclose(a.score.to_numpy(), b.score.to_numpy(), rtol=1e-4, atol=1e-5)
     inp = a.assign(score=0.0)
-    sa = idx.scorer(model, device="cpu").transform(inp)
-    sb = idx.scorer(model, device="torch-cpu").transform(inp)
+    sa = idx.scorer(model, backend="numba").transform(inp)
+    sb = idx.scorer(model, backend="torch", device="cpu").transform(inp)
     np.testing.assert_allclose(sa.score.to_numpy(), sb.score.to_numpy(), rtol=1e-4, atol=1e-5)
 
 

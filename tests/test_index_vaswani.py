@@ -8,7 +8,7 @@ import pytest
 from pyterrier_lateint.data import load_collection
 from pyterrier_lateint.index import ColBERTIndex
 from pyterrier_lateint.maxsim import maxsim
-from pyterrier_lateint.models import ColBERT
+from pyterrier_lateint import ColBERT
 
 N_DOCS, N_QUERIES = 300, 15
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import load_default_model
 from pyterrier_lateint import ColBERT
-from pyterrier_lateint.transformers import DocEncoder, MaxSimScorer, QueryEncoder, TextScorer
+from pyterrier_lateint.colbert import DocEncoder, MaxSimScorer, QueryEncoder
 
 DIM = 384
 
@@ -35,9 +35,9 @@ TestTextScorerContract = pt.testing.transformer_test_class(lambda: load_default_
 def test_inspect_io(default_model):
     """The columns each transformer declares (checked by value, not only by type as TransformerTestCase does)."""
     cases = [
-        (default_model.query_encoder(), ["qid", "query"], {"query_toks"}),
-        (default_model.doc_encoder(), ["docno", "text"], {"doc_toks"}),
-        (default_model.scorer(), ["qid", "docno", "query_toks", "doc_toks"], {"score", "rank"}),
+        (default_model.query_encoder(), ["qid", "query"], {"query_embs"}),
+        (default_model.doc_encoder(), ["docno", "text"], {"doc_embs"}),
+        (default_model.scorer(), ["qid", "docno", "query_embs", "doc_embs"], {"score", "rank"}),
         (default_model.text_scorer(), ["qid", "docno", "query", "text"], {"score", "rank"}),
     ]
     for t, cols, added in cases:
@@ -114,10 +114,10 @@ def test_pipeline_equals_text_scorer(default_model, results):
     assert a["docno"].tolist() == b["docno"].tolist()
     assert a["rank"].tolist() == b["rank"].tolist()
     np.testing.assert_allclose(a["score"].to_numpy(), b["score"].to_numpy(), atol=1e-5, rtol=0)
-    assert {"query_toks", "doc_toks"} <= set(a.columns)
+    assert {"query_embs", "doc_embs"} <= set(a.columns)
     # scorer's MaxSim over the frame's own vectors, by hand
     for row in a.itertuples():
-        assert row.score == pytest.approx(hand_maxsim(row.query_toks, row.doc_toks), abs=1e-4)
+        assert row.score == pytest.approx(hand_maxsim(row.query_embs, row.doc_embs), abs=1e-4)
 
 
 def test_encoders_add_vectors(default_model, results):
@@ -126,28 +126,28 @@ def test_encoders_add_vectors(default_model, results):
     assert q["qid"].tolist() == topics["qid"].tolist()
     tok = default_model.tokenizer
     for row in q.itertuples():
-        assert row.query_toks.dtype == np.float32
-        assert row.query_toks.shape == (len(tok(row.query)["input_ids"]) - 2, DIM)  # CLS/SEP dropped
-        np.testing.assert_allclose(np.linalg.norm(row.query_toks, axis=1), 1.0, atol=1e-5)
+        assert row.query_embs.dtype == np.float32
+        assert row.query_embs.shape == (len(tok(row.query)["input_ids"]) - 2, DIM)  # CLS/SEP dropped
+        np.testing.assert_allclose(np.linalg.norm(row.query_embs, axis=1), 1.0, atol=1e-5)
     docs = results[["docno", "text"]].drop_duplicates("docno").reset_index(drop=True)
     d = default_model.doc_encoder()(docs)
     assert d["docno"].tolist() == docs["docno"].tolist()
     for row in d.itertuples():
-        assert row.doc_toks.shape == (len(tok(row.text)["input_ids"]) - 2, DIM)
+        assert row.doc_embs.shape == (len(tok(row.text)["input_ids"]) - 2, DIM)
 
 
 def test_query_encoder_keeps_index(default_model):
     topics = pd.DataFrame({"qid": ["a", "b"], "query": ["first query", "second one"]}, index=[7, 3])
     out = default_model.query_encoder()(topics)
     assert out.index.tolist() == [7, 3]
-    np.testing.assert_allclose(out.loc[3, "query_toks"], default_model.encode_queries(["second one"])[0], atol=1e-6)
+    np.testing.assert_allclose(out.loc[3, "query_embs"], default_model.encode_queries(["second one"])[0], atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------- validation, edge cases
 @pytest.mark.parametrize("which,frame,missing", [
     ("query_encoder", pd.DataFrame({"qid": ["1"]}), "query"),
     ("doc_encoder", pd.DataFrame({"docno": ["1"]}), "text"),
-    ("scorer", pd.DataFrame({"qid": ["1"], "docno": ["d"], "query_toks": [None]}), "doc_toks"),
+    ("scorer", pd.DataFrame({"qid": ["1"], "docno": ["d"], "query_embs": [None]}), "doc_embs"),
     ("text_scorer", pd.DataFrame({"qid": ["1"], "docno": ["d"], "query": ["x"]}), "text"),
     ("text_scorer", pd.DataFrame({"qid": ["1"], "docno": ["d"], "text": ["x"]}), "query"),
 ])
@@ -158,9 +158,9 @@ def test_missing_columns(default_model, which, frame, missing):
 
 
 @pytest.mark.parametrize("which,columns,added", [
-    ("query_encoder", ["qid", "query"], ["query_toks"]),
-    ("doc_encoder", ["docno", "text"], ["doc_toks"]),
-    ("scorer", ["qid", "docno", "query_toks", "doc_toks"], ["score", "rank"]),
+    ("query_encoder", ["qid", "query"], ["query_embs"]),
+    ("doc_encoder", ["docno", "text"], ["doc_embs"]),
+    ("scorer", ["qid", "docno", "query_embs", "doc_embs"], ["score", "rank"]),
     ("text_scorer", ["qid", "query", "docno", "text"], ["score", "rank"]),
 ])
 def test_empty_frames(default_model, which, columns, added):
@@ -173,7 +173,7 @@ def test_empty_frames(default_model, which, columns, added):
 def test_empty_and_whitespace_texts_have_no_vectors(default_model):
     docs = pd.DataFrame({"docno": ["a", "b", "c", "d"], "text": ["", "   ", "\n\t", "real text"]})
     out = default_model.doc_encoder()(docs)
-    assert [v.shape for v in out["doc_toks"]] == [(0, DIM), (0, DIM), (0, DIM), (2, DIM)]
+    assert [v.shape for v in out["doc_embs"]] == [(0, DIM), (0, DIM), (0, DIM), (2, DIM)]
 
 
 @pytest.mark.parametrize("dtype", [None, object], ids=["inferred-dtype", "object-dtype"])
@@ -203,7 +203,7 @@ def test_unicode_text(default_model):
     tok = default_model.tokenizer
     docs = pd.DataFrame({"docno": [f"u{i}" for i in range(len(texts))], "text": texts})
     out = default_model.doc_encoder()(docs)
-    for text, vecs in zip(texts, out["doc_toks"]):
+    for text, vecs in zip(texts, out["doc_embs"]):
         assert vecs.shape == (len(tok(text)["input_ids"]) - 2, DIM)
         assert len(vecs) > 0 and np.isfinite(vecs).all()
     res = docs.assign(qid="1", query="東京 café 🎉")
@@ -224,11 +224,11 @@ def test_duplicate_texts_encoded_once(default_model, monkeypatch):
     docs = pd.DataFrame({"docno": ["a", "b", "c", "d"], "text": ["same words", "other", "same words", "same words"]})
     out = default_model.doc_encoder()(docs)
     assert seen == [["same words", "other"]]
-    np.testing.assert_array_equal(out["doc_toks"][0], out["doc_toks"][2])
-    np.testing.assert_array_equal(out["doc_toks"][0], out["doc_toks"][3])
+    np.testing.assert_array_equal(out["doc_embs"][0], out["doc_embs"][2])
+    np.testing.assert_array_equal(out["doc_embs"][0], out["doc_embs"][3])
     # batch composition does not change a text's vectors
     alone = original(["same words"])[0]
-    np.testing.assert_allclose(out["doc_toks"][0], alone, atol=1e-5)
+    np.testing.assert_allclose(out["doc_embs"][0], alone, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------- equality
@@ -243,10 +243,10 @@ def test_equality_and_hash(default_model):
         assert getattr(default_model, make)() != getattr(changed, make)(), make
     assert default_model.query_encoder() != default_model.doc_encoder()
     assert default_model.doc_encoder(batch_size=8) != default_model.doc_encoder(batch_size=16)
-    assert MaxSimScorer(True) != MaxSimScorer(False)
+    assert MaxSimScorer(divide_by_query_length=True) != MaxSimScorer(divide_by_query_length=False)
     assert isinstance(default_model.query_encoder(), QueryEncoder)
     assert isinstance(default_model.doc_encoder(), DocEncoder)
-    assert isinstance(default_model.text_scorer(), TextScorer)
+    assert isinstance(default_model.text_scorer(), MaxSimScorer) and default_model.text_scorer() == default_model.scorer()
 
 
 # ---------------------------------------------------------------------------------------------- real data

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from pyterrier_lateint.data import find_collection
+
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-TRAIN_FORMATS_DIR = Path("/work/shared/data/train-formats")
+# found the way the package finds collections ($LATEINT_DATA, else a shared/data folder above the checkout)
+TRAIN_FORMATS_DIR = find_collection("train-formats") or Path("shared/data/train-formats")
 T2RANK = TRAIN_FORMATS_DIR / "t2rank_100.jsonl"
 T2RANK_DISTILL = TRAIN_FORMATS_DIR / "t2rank_100.distill.jsonl"
 

@@ -1,6 +1,6 @@
 """fast-plaid driver: index the shared vectors, search them one query at a time and batched; prints JSON.
 
-    /work/peer-venvs/fastplaid/bin/python benchmarks/peers/fastplaid_driver.py VECTORS_DIR INDEX_DIR [--nbits 2]
+    $PEER_VENVS/fastplaid/bin/python benchmarks/peers/fastplaid_driver.py VECTORS_DIR INDEX_DIR [--nbits 2]
 """
 from __future__ import annotations
 

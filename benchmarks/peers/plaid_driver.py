@@ -8,7 +8,7 @@ calls ``Searcher.dense_search(Q, k)`` with our query vectors (what ``Searcher.se
 PLAID's defaults for k <= 10 apply: ncells=1, centroid_score_threshold=0.5, ndocs=256, with its C++ CPU kernels
 (filter_pids, decompress_residuals; JIT-compiled with ninja at first use).
 
-    /work/peer-venvs/plaid/bin/python benchmarks/peers/plaid_driver.py VECTORS_DIR WORK_DIR [--nbits 2]
+    $PEER_VENVS/plaid/bin/python benchmarks/peers/plaid_driver.py VECTORS_DIR WORK_DIR [--nbits 2]
 """
 from __future__ import annotations
 

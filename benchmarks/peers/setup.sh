@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Creates the peers' virtual environments used by benchmarks/bench_peers.py (outside the repository).
+# Creates the peers' virtual environments used by benchmarks/bench_peers.py (outside the repository, in
+# $PEER_VENVS, default ~/.cache/pyterrier_lateint/peer-venvs).
 #   bash benchmarks/peers/setup.sh            # both peers
 #   PEER_VENVS=/some/dir bash benchmarks/peers/setup.sh
 # Tested on Linux x86_64, Python 3.11, CPU only (2 cores). Downloads ~3 GB (fast-plaid's CUDA torch build).
 set -euo pipefail
-VENVS="${PEER_VENVS:-/work/peer-venvs}"
+VENVS="${PEER_VENVS:-$HOME/.cache/pyterrier_lateint/peer-venvs}"
 mkdir -p "$VENVS"
 
 # 1. fast-plaid (the engine of PyLate's PLAID index). Its version suffix names the torch it is built against
@@ -15,8 +16,8 @@ python3 -m venv "$VENVS/fastplaid"
 "$VENVS/fastplaid/bin/pip" install --upgrade pip
 "$VENVS/fastplaid/bin/pip" install "fast-plaid==1.7.0.2110" "torch==2.11.0" numpy
 
-# 2. Stanford ColBERT / PLAID (colbert-ai 0.2.22). CPU torch (here the local wheel torch-2.13.0+cpu from
-#    /opt/wheels, found through this machine's pip config; elsewhere use
+# 2. Stanford ColBERT / PLAID (colbert-ai 0.2.22). CPU torch (a local CPU wheel where the machine's pip config
+#    provides one; elsewhere use
 #    --index-url https://download.pytorch.org/whl/cpu), faiss-cpu for k-means, transformers < 4.45 (colbert-ai
 #    0.2.22 predates transformers 5), ninja + gcc to JIT-compile its C++ CPU kernels (segmented_maxsim,
 #    segmented_lookup, filter_pids, decompress_residuals) into ~/.cache/torch_extensions at the first search.

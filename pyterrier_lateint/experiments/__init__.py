@@ -2,19 +2,13 @@
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 
 import pyterrier as pt
 
 from ..data import Collection
+from ..settings import cache_dir
 
 logger = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    """Where experiments keep indices (``$LATEINT_CACHE`` or ``~/.cache/pyterrier_lateint``)."""
-    return Path(os.environ.get("LATEINT_CACHE", Path.home() / ".cache" / "pyterrier_lateint"))
 
 
 def pisa_bm25(collection: Collection, num_results: int = 1000) -> pt.Transformer:

@@ -1,10 +1,13 @@
 """Compressed late-interaction index: :class:`ColBERTIndex` and its parts."""
 from .artifact import ColBERTIndex, ModelMismatchError
+from .backends import NumbaBackend, SearchBackend, TorchBackend, select_backend
 from .build import ColBERTIndexer
 from .codec import ResidualCodec
-from .layout import IndexNotFoundError
-from .scorer import ColBERTRetriever, ColBERTScorer
+from .layout import DocnoList, IndexNotFoundError
+from .retriever import ColBERTRetriever
+from .scorer import ColBERTScorer, ColBERTVecLoader
 from .search import SearchParams
 
-__all__ = ["ColBERTIndex", "ColBERTIndexer", "ColBERTRetriever", "ColBERTScorer", "ModelMismatchError",
-           "IndexNotFoundError", "ResidualCodec", "SearchParams"]
+__all__ = ["ColBERTIndex", "ColBERTIndexer", "ColBERTRetriever", "ColBERTScorer", "ColBERTVecLoader",
+           "ModelMismatchError", "IndexNotFoundError", "DocnoList", "ResidualCodec", "SearchParams", "SearchBackend",
+           "NumbaBackend", "TorchBackend", "select_backend"]

@@ -2,28 +2,20 @@
 
 Threads rather than numba's OpenMP ``prange``: OpenMP workers spin while waiting and steal the cores from the BLAS
 threads of the next matrix product (measured 10x slower single-query latency on 2 busy cores).
-The number of threads is ``$LATEINT_NUM_THREADS``, else the number of CPUs this process may use.
+The number of threads is :func:`pyterrier_lateint.settings.n_threads` (``$LATEINT_NUM_THREADS``, else the CPUs this
+process may use).
 """
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, TypeVar
 
+from ..settings import n_threads
+
 T = TypeVar("T")
 R = TypeVar("R")
 _POOL: ThreadPoolExecutor | None = None
-
-
-def n_threads() -> int:
-    env = os.environ.get("LATEINT_NUM_THREADS")
-    if env:
-        return max(1, int(env))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def pmap(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:

@@ -4,14 +4,19 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Iterable, Optional, Union
 
 import numpy as np
+import pandas as pd
 import pyterrier as pt
 
+from ..models import LateInteractionModel, check_model
 from .build import ColBERTIndexer
-from .layout import ARTIFACT_FORMAT, ARTIFACT_TYPE, PACKAGE_HINT, IndexReader
-from .scorer import ColBERTRetriever, ColBERTScorer
+from .layout import ARTIFACT_FORMAT, ARTIFACT_TYPE, PACKAGE_HINT, DocnoList, IndexReader
+from .retriever import ColBERTRetriever
+from .scorer import ColBERTScorer, ColBERTVecLoader
+
+CORPUS_ITER_CHUNK = 1024  # documents decompressed together by get_corpus_iter
 
 logger = logging.getLogger(__name__)
 
@@ -20,20 +25,23 @@ class ModelMismatchError(ValueError):
     """The model given to a retriever/scorer is not the one the index was built with."""
 
 
-class ColBERTIndex(pt.Artifact):
-    """A compressed late-interaction (ColBERT) index on disk.
+class ColBERTIndex(pt.Artifact, pt.Indexer):
+    """A compressed late-interaction (ColBERT) index on disk; a ``pt.Artifact`` and a ``pt.Indexer``, as
+    ``PisaIndex`` and pyterrier_dr's ``FlexIndex`` are.
 
-    ``ColBERTIndex(path)`` is instant: files are memory-mapped when first needed. Build it with
-    :meth:`indexer`; search it with :meth:`retriever`, re-rank with :meth:`scorer`. See
-    :mod:`pyterrier_lateint.index.layout` for the files.
+    ``ColBERTIndex(path, model=None)`` is instant: files are memory-mapped when first needed. Build it with
+    :meth:`index` or :meth:`indexer`; search it with :meth:`retriever`, re-rank with :meth:`scorer`. ``model`` is
+    the default of every factory's ``model`` argument. See :mod:`pyterrier_lateint.index.layout` for the files;
+    :meth:`build_package` / ``pt.Artifact.from_url`` (and ``to_hf`` / ``from_hf``) share an index.
     """
 
     ARTIFACT_TYPE = ARTIFACT_TYPE
     ARTIFACT_FORMAT = ARTIFACT_FORMAT
     ARTIFACT_PACKAGE_HINT = PACKAGE_HINT
 
-    def __init__(self, path: Union[str, Path]):
+    def __init__(self, path: Union[str, Path], model: Optional[LateInteractionModel] = None):
         super().__init__(path)
+        self.model = check_model(model, "ColBERTIndex")
         self._reader_cache: Optional[IndexReader] = None
 
     def __repr__(self) -> str:
@@ -55,50 +63,90 @@ class ColBERTIndex(pt.Artifact):
             return False
         return True
 
+    def _model(self, model: Optional[LateInteractionModel]) -> Optional[LateInteractionModel]:
+        return self.model if model is None else check_model(model, repr(self))
+
+    def index(self, inp: Union[Iterable[dict], pd.DataFrame]) -> "ColBERTIndex":
+        """Index documents (``docno`` with ``text`` encoded by the index's model, or ``doc_embs``) at default
+        settings: ``index.indexer(model).index(inp)``, with ``model`` from the constructor."""
+        return self.indexer().index(inp)
+
+    def index_inputs(self) -> list[list[str]]:
+        return [["docno", "text"], ["docno", "doc_embs"]]
+
     # --- factories ----------------------------------------------------------------------------------------------
-    def indexer(self, model: Any = None, *, nbits: int = 2, n_centroids: Optional[int] = None,
+    def indexer(self, model: Optional[LateInteractionModel] = None, *, nbits: int = 2, n_centroids: Optional[int] = None,
                 kmeans_iters: int = 8, batch_size: int = 64, store_token_ids: bool = False,
                 overwrite: bool = False, verbose: bool = True, **kwargs: Any) -> ColBERTIndexer:
         """An indexer writing this index.
 
         Args:
             model: encodes ``text`` (``model.encode_docs``) and records its signature; optional when the input
-                already has ``doc_toks`` (but then the index cannot check query models).
+                already has ``doc_embs`` (but then the index cannot check query models). Default: the index's.
             nbits: bits per residual dimension: 1, 2, 4, or 16 (uncompressed float16).
             n_centroids: number of centroids (default: :func:`~pyterrier_lateint.index.kmeans.default_n_centroids`).
-            store_token_ids: also store each vector's token id (needs a model or a ``doc_token_ids`` field).
+            store_token_ids: also store each vector's token id (needs a model or a ``doc_toks`` field).
             overwrite: replace an existing index (otherwise ``FileExistsError``).
         """
-        return ColBERTIndexer(self, model, nbits=nbits, n_centroids=n_centroids, kmeans_iters=kmeans_iters,
+        return ColBERTIndexer(self, self._model(model), nbits=nbits, n_centroids=n_centroids, kmeans_iters=kmeans_iters,
                               batch_size=batch_size, store_token_ids=store_token_ids, overwrite=overwrite,
                               verbose=verbose, **kwargs)
 
-    def retriever(self, model: Any = None, *, num_results: int = 1000, mode: str = "plaid",
-                  nprobe: Optional[int] = None, ncandidates: Optional[int] = None, nexact: Optional[int] = None,
-                  batch_size: int = 64, device: Optional[str] = None, verbose: bool = False) -> ColBERTRetriever:
+    def retriever(self, model: Optional[LateInteractionModel] = None, *, num_results: int = 1000,
+                  mode: str = "plaid", nprobe: Optional[int] = None, ncandidates: Optional[int] = None,
+                  nexact: Optional[int] = None, batch_size: int = 64, backend: Optional[str] = None,
+                  device: Optional[str] = None, verbose: bool = False) -> ColBERTRetriever:
         """End-to-end retriever: query frame -> top ``num_results`` documents per query.
 
         ``mode="plaid"`` (default) is the fast staged search; ``mode="exhaustive"`` scores every document exactly.
         ``nprobe``/``ncandidates``/``nexact``: see :class:`~pyterrier_lateint.index.search.SearchParams`.
-        ``device``: ``None`` = a GPU (torch) when available, else the multi-threaded numba CPU path; ``"cpu"``
-        forces the CPU path; ``"cuda"``/``"cuda:N"`` the torch path on that GPU.
+        ``backend``/``device``: see :func:`~pyterrier_lateint.index.backends.select_backend` (default: torch on a
+        GPU when there is one, else the multi-threaded numba CPU kernels).
         Raises :class:`ModelMismatchError` when ``model`` differs from the indexing model.
         """
+        model = self._model(model)
         self._reader()  # fail now, not at transform time, if there is no complete index
         self._check_model(model)
         return ColBERTRetriever(self, model, num_results=num_results, mode=mode, nprobe=nprobe,
-                                ncandidates=ncandidates, nexact=nexact, batch_size=batch_size, device=device,
-                                verbose=verbose)
+                                ncandidates=ncandidates, nexact=nexact, batch_size=batch_size, backend=backend,
+                                device=device, verbose=verbose)
 
-    def scorer(self, model: Any = None, *, batch_size: int = 64, on_unknown: str = "error",
-               device: Optional[str] = None, verbose: bool = False) -> ColBERTScorer:
+    def scorer(self, model: Optional[LateInteractionModel] = None, *, batch_size: int = 64,
+               on_unknown: str = "error", backend: Optional[str] = None, device: Optional[str] = None,
+               verbose: bool = False) -> ColBERTScorer:
         """Re-ranker: result frame -> same rows re-scored by exact MaxSim over the stored vectors."""
+        model = self._model(model)
         self._reader()
         self._check_model(model)
-        return ColBERTScorer(self, model, batch_size=batch_size, on_unknown=on_unknown, device=device,
-                             verbose=verbose)
+        return ColBERTScorer(self, model, batch_size=batch_size, on_unknown=on_unknown, backend=backend,
+                             device=device, verbose=verbose)
 
-    def _check_model(self, model: Any) -> None:
+    def vec_loader(self, on_unknown: str = "error") -> ColBERTVecLoader:
+        """Transformer adding ``doc_embs`` (stored vectors, decompressed) by ``docno``."""
+        self._reader()
+        return ColBERTVecLoader(self, on_unknown=on_unknown)
+
+    def get_corpus_iter(self, verbose: bool = False, token_ids: bool = False) -> Iterator[dict[str, Any]]:
+        """Yield ``{"docno", "doc_embs"}`` (decompressed float32 ``(n_tokens, dim)``; with ``token_ids`` also
+        ``doc_toks``) for every document in index order: re-index with other settings, or export."""
+        r = self._reader()
+        if token_ids and r.token_ids is None:
+            raise ValueError(f"{self!r} stores no token ids; index with indexer(..., store_token_ids=True)")
+        docnos = DocnoList(r.docnos)
+        starts = range(0, r.n_docs, CORPUS_ITER_CHUNK)
+        pbar = pt.tqdm(total=r.n_docs, desc=f"{self!r} corpus", unit="doc", disable=not verbose)
+        for s in starts:
+            ids = np.arange(s, min(s + CORPUS_ITER_CHUNK, r.n_docs), dtype=np.int64)
+            vectors, offs = r.decompress_docs(ids)
+            for j, i in enumerate(ids):
+                doc = {"docno": docnos[int(i)], "doc_embs": vectors[offs[j]:offs[j + 1]]}
+                if token_ids:
+                    doc["doc_toks"] = np.asarray(r.token_ids[r.offsets[i]:r.offsets[i + 1]])
+                yield doc
+            pbar.update(len(ids))
+        pbar.close()
+
+    def _check_model(self, model: Optional[LateInteractionModel]) -> None:
         if model is None:
             return
         stored = self._reader().signature
@@ -106,10 +154,7 @@ class ColBERTIndex(pt.Artifact):
             logger.warning("%r records no model signature; cannot check that %r matches the indexing model",
                            self, model)
             return
-        given = model.signature() if hasattr(model, "signature") else None
-        if given is None:
-            raise ModelMismatchError(f"{model!r} has no signature(); the index was built with {stored}")
-        given = json.loads(json.dumps(given, default=str))
+        given = json.loads(json.dumps(model.signature(), default=str))
         if given != stored:
             diff = sorted(k for k in set(stored) | set(given) if stored.get(k) != given.get(k))
             details = ", ".join(f"{k}: index={stored.get(k)!r} vs model={given.get(k)!r}" for k in diff[:6])
@@ -120,10 +165,9 @@ class ColBERTIndex(pt.Artifact):
     def __len__(self) -> int:
         return self._reader().n_docs
 
-    def docnos(self):
-        """The docnos, in index order: a memory-mapped ``npids.Lookup`` (``len``, iteration, ``[i]``,
-        ``.inv.lookup(docnos)``)."""
-        return self._reader().docnos
+    def docnos(self) -> DocnoList:
+        """The docnos in index order (memory-mapped): ``len``, ``[i]``, ``[a:b]``, iteration, ``in``."""
+        return DocnoList(self._reader().docnos)
 
     def doclens(self) -> np.ndarray:
         """Vectors per document, int32 ``(n_docs,)`` (memory-mapped)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -33,6 +33,41 @@ PACKAGE_HINT = "pyterrier-lateint"
 
 class IndexNotFoundError(FileNotFoundError):
     """No (complete) index at the path."""
+
+
+class DocnoList(Sequence[str]):
+    """The docnos of an index in index order, memory-mapped: ``len``, ``[i]`` (negative too), ``[a:b]`` and
+    ``[array of ids]`` (lists of str), iteration, ``docno in docnos``."""
+
+    _ITER_CHUNK = 2 ** 16
+
+    def __init__(self, lookup: Any):
+        self._lookup = lookup
+
+    def __len__(self) -> int:
+        return len(self._lookup)
+
+    def __getitem__(self, key: Union[int, slice, Sequence[int], np.ndarray]) -> Union[str, list[str]]:
+        n = len(self)
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (n if key < 0 else 0)
+            if not 0 <= i < n:
+                raise IndexError(f"docno index {int(key)} out of range for {n} documents")
+            return str(self._lookup.fwd.lookup(np.array([i], dtype=np.int64))[0])
+        ids = np.arange(n)[key] if isinstance(key, slice) else np.asarray(key, dtype=np.int64)
+        if len(ids) and (ids.min() < 0 or ids.max() >= n):
+            raise IndexError(f"docno ids must be in [0, {n}); got {ids.min()}..{ids.max()}")
+        return [str(d) for d in self._lookup.fwd.lookup(ids)] if len(ids) else []
+
+    def __iter__(self) -> Iterator[str]:
+        for s in range(0, len(self), self._ITER_CHUNK):
+            yield from self[s:s + self._ITER_CHUNK]
+
+    def __contains__(self, docno: object) -> bool:
+        return isinstance(docno, str) and int(np.asarray(self._lookup.inv.lookup(np.array([docno]))).reshape(-1)[0]) >= 0
+
+    def __repr__(self) -> str:
+        return f"DocnoList({len(self)} docnos)"
 
 
 class IndexReader:

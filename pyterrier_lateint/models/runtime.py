@@ -26,6 +26,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from ..settings import PRECISION_ENV, cache_dir, forced_precision
+
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
@@ -51,10 +53,10 @@ def default_precision(device: torch.device) -> str:
     """fp16 on CUDA; on a CPU, bf16 where the CPU has bf16 units (measured on Vaswani: 2.5x the fp32
     documents/s with every vector's cosine to fp32 >= 0.9999, see benchmarks/bench_encoding.py), else fp32.
     The environment variable ``LATEINT_PRECISION`` overrides it (e.g. ``fp32`` for bit-exact fp32 vectors)."""
-    forced = os.environ.get("LATEINT_PRECISION")
+    forced = forced_precision()
     if forced:
         if forced not in PRECISIONS:
-            raise ValueError(f"LATEINT_PRECISION={forced!r} is not one of {PRECISIONS}")
+            raise ValueError(f"{PRECISION_ENV}={forced!r} is not one of {PRECISIONS}")
         return forced
     if device.type == "cuda":
         return "fp16"
@@ -109,7 +111,6 @@ class OnnxRuntime:
             import onnxruntime as ort
         except ImportError as ex:
             raise ImportError("backend='onnx' needs ONNX Runtime: pip install 'pyterrier-lateint[onnx]'") from ex
-        from ..experiments import cache_dir
         root = Path(cache or cache_dir() / "onnx")
         root.mkdir(parents=True, exist_ok=True)
         key = _weights_hash(module)

@@ -1,4 +1,4 @@
-"""Train a :class:`~pyterrier_lateint.models.ColBERT` with contrastive and/or distillation losses.
+"""Train a late-interaction model (e.g. :class:`~pyterrier_lateint.ColBERT`) with contrastive and/or distillation losses.
 
 The engine is Hugging Face ``accelerate``: mixed precision, gradient accumulation and several GPUs (launch the
 same script or ``lateint train`` with ``accelerate launch``) come from it. Checkpoints hold the model, optimiser,
@@ -9,24 +9,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
-import shutil
-import time
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
 import numpy as np
 import torch
 
-from ..models import ColBERT
+from ..models import LateInteractionEncoder
 from .data import Example, Group, TrainingStream, file_source
+from .loop import TrainingLoop
 from .losses import combined_loss, maxsim_scores
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "trainer_state.json"
+FINAL_DIR = "final"  # output_dir/final: the trained model
 
 
 def _setting(default, help: str):
@@ -97,7 +94,7 @@ class Batch:
     """Tensors of a micro-batch: queries ``(B, Lq)``, documents ``(B*n, Ld)`` (ids, attention, keep) and teacher
     scores ``(B, n)`` or ``None``."""
 
-    def __init__(self, model: ColBERT, groups: list[Group]):
+    def __init__(self, model: LateInteractionEncoder, groups: list[Group]):
         self.sizes = [len(g.docs) for g in groups]  # documents per query; fewer when a query lacks negatives
         q = model.tokenise([g.query for g in groups], is_query=True)
         d = model.tokenise([doc for g in groups for doc in g.docs], is_query=False, allow_split=False)
@@ -117,17 +114,18 @@ class Batch:
         return self
 
 
-class Trainer:
+class Trainer(TrainingLoop):
     """Trains ``model`` in place; ``train(data)`` accepts a training file path, a list of :class:`Example`, or a
-    callable returning a fresh iterator of examples (re-read every epoch)."""
+    callable returning a fresh iterator of examples (re-read every epoch). The mechanics (schedule, accumulation,
+    precision, checkpoints, exact resume) are :class:`~pyterrier_lateint.training.loop.TrainingLoop`'s; a training
+    item is one query group (a query, its positive and negatives)."""
 
-    def __init__(self, model: ColBERT, config: TrainingConfig,
-                 validation: Optional[Callable[[ColBERT], dict[str, float]]] = None):
+    def __init__(self, model: LateInteractionEncoder, config: TrainingConfig,
+                 validation: Optional[Callable[[LateInteractionEncoder], dict[str, float]]] = None):
+        super().__init__()
         self.model = model
         self.config = config
         self.validation = validation
-        self.history: list[dict[str, float]] = []
-        self._running: list[dict[str, float]] = []
 
     # ---------------------------------------------------------------- data
     def _stream(self, data, format: str, queries, collection) -> TrainingStream:
@@ -142,54 +140,22 @@ class Trainer:
             source = lambda: iter(examples)  # noqa: E731
         return TrainingStream(source, self.config.n_negatives, self.config.seed, self.config.shuffle_buffer)
 
-    # ---------------------------------------------------------------- checkpoints
-    def checkpoints(self) -> list[Path]:
-        """Complete checkpoints in ``output_dir``, oldest first."""
-        root = Path(self.config.output_dir)
-        found = [p for p in root.glob("checkpoint-*") if (p / STATE_FILE).exists() and not p.name.endswith(".tmp")]
-        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-    def _save(self, accelerator, step: int, consumed: int) -> None:
-        root = Path(self.config.output_dir)
-        final = root / f"checkpoint-{step}"
-        tmp = root / f"checkpoint-{step}.tmp"
-        if accelerator.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))
-        if accelerator.is_main_process:
-            with open(tmp / STATE_FILE, "w") as f:  # written last: its presence marks a complete checkpoint
-                json.dump({"step": step, "groups_consumed": consumed, "history": self.history,
-                           "running": self._running, "config": dataclasses.asdict(self.config)}, f)
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)
-            for old in self.checkpoints()[:-self.config.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-            logger.info("saved checkpoint %s", final)
-        accelerator.wait_for_everyone()
-
     # ---------------------------------------------------------------- training
     def train(self, data: Union[str, Path, Iterable[Example], Callable[[], Iterable[Example]]], *,
-              format: str = "auto", queries=None, collection=None, resume: bool = True) -> ColBERT:
+              format: str = "auto", queries=None, collection=None, resume: bool = True) -> LateInteractionEncoder:
         """Train for ``max_steps`` optimiser steps; with ``resume`` continue from the newest complete checkpoint
         in ``output_dir``. Saves the final model to ``output_dir/final`` and returns the trained model."""
-        from accelerate import Accelerator
-        from accelerate.utils import set_seed
-        from transformers import get_linear_schedule_with_warmup
+        stream = self._stream(data, format, queries, collection)
+        cpu = self.model.device.type == "cpu" and not torch.cuda.is_available()
+        self._run(lambda skip: iter(stream.skip(skip)), resume=resume, cpu=cpu)
+        return self.model
 
-        from accelerate.state import AcceleratorState
-
+    def _prepare_module(self, accelerator) -> tuple[torch.nn.Module, list[dict]]:
+        """The model's module on the accelerator's device, in training mode, with the encoder frozen or
+        checkpointed as configured; parameter groups: the encoder at ``learning_rate``, the head at
+        ``head_learning_rate``."""
         cfg = self.config
-        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-        # accelerate keeps one state per process; let a second train() (e.g. another precision) set its own,
-        # keeping the distributed process group (PartialState) as launched
-        AcceleratorState._reset_state(reset_partial_state=False)
-        accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
-                                  log_with=None if cfg.report_to == "none" else cfg.report_to,
-                                  project_dir=cfg.output_dir, cpu=self.model.device.type == "cpu" and not torch.cuda.is_available())
-        set_seed(cfg.seed)
-        model = self.model
-        module = model.module
+        module = self.model.module
         module.to(accelerator.device).train()
         if cfg.gradient_checkpointing:
             module.backbone.gradient_checkpointing_enable()
@@ -198,6 +164,10 @@ class Trainer:
                 raise ValueError("freeze_backbone=True leaves nothing to train: the model has no projection head "
                                  "(load it with dim=N to add one)")
             module.backbone.requires_grad_(False)
+        return module, self._param_groups(module)
+
+    def _param_groups(self, module: torch.nn.Module) -> list[dict]:
+        cfg = self.config
         head_params = list(module.head.parameters()) if module.head is not None else []
         head_ids = {id(p) for p in head_params}
         groups = [{"params": [p for p in module.parameters() if id(p) not in head_ids and p.requires_grad],
@@ -206,92 +176,42 @@ class Trainer:
         if head_params:
             head_lr = cfg.learning_rate if cfg.head_learning_rate is None else cfg.head_learning_rate
             groups.append({"params": head_params, "lr": head_lr})
-        optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-        scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * cfg.max_steps),
-                                                    cfg.max_steps)
-        wrapped, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
-        if accelerator.log_with:
-            accelerator.init_trackers("lateint", config={k: v for k, v in dataclasses.asdict(cfg).items()
-                                                          if isinstance(v, (int, float, str, bool))})
+        return groups
 
-        step, consumed = 0, 0
-        self.history, self._running = [], []
-        existing = self.checkpoints() if resume else []
-        if existing:
-            accelerator.load_state(str(existing[-1]))
-            with open(existing[-1] / STATE_FILE) as f:
-                state = json.load(f)
-            step, consumed, self.history = state["step"], state["groups_consumed"], state["history"]
-            self._running = state.get("running", [])
-            logger.info("resumed from %s: step %d, %d training groups already seen", existing[-1], step, consumed)
+    def _micro_batch_loss(self, accelerator, wrapped: torch.nn.Module, items: list[Group]) -> dict[str, torch.Tensor]:
+        """MaxSim scores of each query against every document of the micro-batch, then the configured losses."""
+        cfg = self.config
+        batch = Batch(self.model, items).to(accelerator.device)
+        with accelerator.autocast():
+            Q = wrapped(batch.q_ids, batch.q_att.long())
+            D = wrapped(batch.d_ids, batch.d_att.long())
+        scores = maxsim_scores(Q.float(), batch.q_keep, D.float(), batch.d_keep,
+                               self.model.config.divide_by_query_length)
+        return combined_loss(scores, batch.sizes, batch.teacher, cfg.loss, cfg.temperature, cfg.in_batch_negatives,
+                             cfg.kl_weight, cfg.ce_weight, cfg.teacher_temperature)
 
-        stream = iter(self._stream(data, format, queries, collection).skip(consumed))
-        per_step = cfg.batch_size * accelerator.num_processes
-        divide = model.config.divide_by_query_length
-        started = time.time()
-        while step < cfg.max_steps:
-            for _ in range(cfg.grad_accum):
-                groups_all = list(islice(stream, per_step))
-                consumed += len(groups_all)
-                mine = groups_all[accelerator.process_index::accelerator.num_processes]
-                batch = Batch(model, mine).to(accelerator.device)
-                with accelerator.accumulate(wrapped):
-                    with accelerator.autocast():
-                        Q = wrapped(batch.q_ids, batch.q_att.long())
-                        D = wrapped(batch.d_ids, batch.d_att.long())
-                    scores = maxsim_scores(Q.float(), batch.q_keep, D.float(), batch.d_keep, divide)
-                    parts = combined_loss(scores, batch.sizes, batch.teacher, cfg.loss, cfg.temperature,
-                                          cfg.in_batch_negatives, cfg.kl_weight, cfg.ce_weight,
-                                          cfg.teacher_temperature)
-                    accelerator.backward(parts["total"])
-                    if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(wrapped.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad()
-                self._running.append({k: float(v.detach()) for k, v in parts.items()})
-            step += 1
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                record = {k: float(np.mean([r[k] for r in self._running])) for k in self._running[0]}
-                record.update(step=step, lr=scheduler.get_last_lr()[0], seconds=time.time() - started)
-                self.history.append(record)
-                self._running = []  # losses since the last log line (checkpointed, for an exact log on resume)
-                logger.info("step %d/%d loss %.4f lr %.2e", step, cfg.max_steps, record["total"], record["lr"])
-                if accelerator.log_with:
-                    accelerator.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
-            if self.validation is not None and cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-                self._validate(accelerator, step)
-            if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
-                self._save(accelerator, step, consumed)
-
-        self._save(accelerator, step, consumed)
+    def _finish(self, accelerator) -> None:
+        """Back to inference: eval mode, encoder trainable again, on the model's own device (accelerate may have
+        moved it, e.g. to cuda:0), fresh runtime; the main process saves ``output_dir/final``."""
+        model, module = self.model, self.model.module
         module.eval()
         module.backbone.requires_grad_(True)
-        module.to(model.device)  # accelerate may have moved it (e.g. to cuda:0); encoding expects model.device
+        module.to(model.device)
         model.reset_runtime()
-        if cfg.gradient_checkpointing:
+        if self.config.gradient_checkpointing:
             module.backbone.gradient_checkpointing_disable()
         if accelerator.is_main_process:
-            model.save_pretrained(Path(cfg.output_dir) / "final")
-        if accelerator.log_with:
-            accelerator.end_training()
-        return model
+            model.save_pretrained(Path(self.config.output_dir) / FINAL_DIR)
 
-    def _validate(self, accelerator, step: int) -> None:
-        if not accelerator.is_main_process:
-            return
-        self.model.module.eval()
-        try:
-            measures = self.validation(self.model)
-        finally:
-            self.model.module.train()
-        logger.info("step %d validation: %s", step, ", ".join(f"{k}={v:.4f}" for k, v in measures.items()))
-        self.history.append({"step": step, **{f"val/{k}": float(v) for k, v in measures.items()}})
-        if accelerator.log_with:
-            accelerator.log({f"val/{k}": float(v) for k, v in measures.items()}, step=step)
+    def _validation_target(self) -> LateInteractionEncoder:
+        return self.model
+
+    def _validated_module(self) -> torch.nn.Module:
+        return self.model.module
 
 
-def pyterrier_validation(topics, qrels, first_stage, text_loader, measures=("nDCG@10",)) -> Callable[[ColBERT], dict]:
+def pyterrier_validation(topics, qrels, first_stage, text_loader,
+                         measures=("nDCG@10",)) -> Callable[[LateInteractionEncoder], dict]:
     """A validation callback: ``first_stage >> text_loader >> model.text_scorer()`` evaluated with
     ``pt.Experiment`` on ``topics``/``qrels`` (use held-out training queries, never test queries)."""
     import ir_measures
@@ -299,7 +219,7 @@ def pyterrier_validation(topics, qrels, first_stage, text_loader, measures=("nDC
 
     parsed = [ir_measures.parse_measure(m) if isinstance(m, str) else m for m in measures]
 
-    def validate(model: ColBERT) -> dict[str, float]:
+    def validate(model: LateInteractionEncoder) -> dict[str, float]:
         table = pt.Experiment([first_stage >> text_loader >> model.text_scorer()], topics, qrels, parsed)
         return {str(m): float(table[str(m)].iloc[0]) for m in parsed}
 

@@ -1,11 +1,13 @@
-"""``ColBERT``: one interface over late-interaction checkpoints (encode, score, PyTerrier transformers)."""
+"""``LateInteractionEncoder``: one interface over late-interaction checkpoints (load, tokenise, encode, save).
+
+The PyTerrier side (encoders and scorers as transformers) is :class:`pyterrier_lateint.ColBERT`, a subclass.
+"""
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -14,10 +16,8 @@ from torch import nn
 from ..maxsim import maxsim
 from .config import EncodingConfig
 from .layouts import load_checkpoint, resolve
+from .protocol import model_key
 from .runtime import Runtime, default_precision, make_runtime
-
-if TYPE_CHECKING:
-    from ..transformers import DocEncoder, MaxSimScorer, QueryEncoder, TextScorer
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +77,11 @@ def _check_texts(texts: Sequence[Any], what: str) -> list[str]:
     return out
 
 
-class ColBERT:
-    """A late-interaction model: texts to L2-normalised token vectors, MaxSim scores, PyTerrier transformers.
+class LateInteractionEncoder:
+    """A late-interaction model: texts to L2-normalised token vectors and MaxSim scores (no PyTerrier here).
 
     Load with :meth:`from_pretrained`. ``encode_queries``/``encode_docs`` return one float32 matrix
-    ``(n_tokens, dim)`` per text.
+    ``(n_tokens, dim)`` per text. :class:`pyterrier_lateint.ColBERT` adds the PyTerrier transformers.
     """
 
     def __init__(self, module: LateInteractionModule, tokenizer: Any, config: EncodingConfig, *, name: str,
@@ -117,7 +117,7 @@ class ColBERT:
     def from_pretrained(cls, name: Optional[str] = None, *, layout: Optional[str] = None, dim: Optional[int] = None,
                         device: Optional[str] = None, trust_remote_code: bool = False, batch_size: int = 64,
                         precision: Optional[str] = None, backend: str = "torch", head_init: str = "random",
-                        **config: Any) -> "ColBERT":
+                        **config: Any) -> "LateInteractionEncoder":
         """Load a checkpoint by Hugging Face Hub name or local path; ``None`` loads the offline default
         (:data:`DEFAULT_MODEL`: all-MiniLM-L6-v2 token vectors, CLS/SEP dropped, documents cut at 180 tokens).
 
@@ -206,7 +206,7 @@ class ColBERT:
         return float(max(n_query_tokens, 1)) if self.config.divide_by_query_length else 1.0
 
     def __repr__(self) -> str:
-        return f"ColBERT({self.name!r}, layout={self.layout!r}, dim={self.dim}, precision={self.precision!r})"
+        return f"{type(self).__name__}({self.name!r}, layout={self.layout!r}, dim={self.dim}, precision={self.precision!r})"
 
     # ------------------------------------------------------------------ tokenisation
     def tokenise(self, texts: Sequence[str], is_query: bool, allow_split: bool = True) -> Tokenised:
@@ -289,10 +289,11 @@ class ColBERT:
             return vecs, ids_out
         return vecs
 
-    def encode_queries(self, texts: Sequence[str], batch_size: Optional[int] = None,
-                       show_progress: bool = False) -> list[np.ndarray]:
-        """Token vectors of each query: a list of float32 ``(n_query_tokens, dim)``."""
-        return self._encode(texts, True, batch_size, show_progress)
+    def encode_queries(self, texts: Sequence[str], batch_size: Optional[int] = None, show_progress: bool = False,
+                       return_ids: bool = False):
+        """Token vectors of each query: a list of float32 ``(n_query_tokens, dim)``; with ``return_ids`` also the
+        int32 token id of every kept vector (a second list)."""
+        return self._encode(texts, True, batch_size, show_progress, return_ids=return_ids)
 
     def encode_docs(self, texts: Sequence[str], batch_size: Optional[int] = None, show_progress: bool = False,
                     return_ids: bool = False):
@@ -312,29 +313,6 @@ class ColBERT:
         return np.array([maxsim(qvec[q], [dvec[d]])[0] / self.score_divisor(len(qvec[q])) for q, d in pairs],
                         dtype=np.float32)
 
-    # ------------------------------------------------------------------ transformers
-    def query_encoder(self, batch_size: Optional[int] = None, verbose: bool = False) -> "QueryEncoder":
-        """Transformer: query frame ``(qid, query)`` -> adds ``query_toks``."""
-        from ..transformers import QueryEncoder
-        return QueryEncoder(self, batch_size=batch_size, verbose=verbose)
-
-    def doc_encoder(self, batch_size: Optional[int] = None, verbose: bool = False) -> "DocEncoder":
-        """Transformer: frame with ``text`` (documents or results) -> adds ``doc_toks``."""
-        from ..transformers import DocEncoder
-        return DocEncoder(self, batch_size=batch_size, verbose=verbose)
-
-    def scorer(self) -> "MaxSimScorer":
-        """Transformer: results with ``query_toks`` and ``doc_toks`` -> ``score``, ``rank`` by MaxSim."""
-        from ..transformers import MaxSimScorer
-        return MaxSimScorer(divide_by_query_length=self.config.divide_by_query_length)
-
-    def text_scorer(self, batch_size: Optional[int] = None, verbose: bool = False,
-                    chunk_size: int = 8192) -> "TextScorer":
-        """Transformer: results with ``query`` and ``text`` -> re-ranked by MaxSim (encodes both sides, at most
-        ``chunk_size`` result rows at a time)."""
-        from ..transformers import TextScorer
-        return TextScorer(self, batch_size=batch_size, verbose=verbose, chunk_size=chunk_size)
-
     def key(self) -> str:
         """A stable string of the signature: transformers over equal models compare equal."""
-        return json.dumps(self.signature(), sort_keys=True)
+        return model_key(self)

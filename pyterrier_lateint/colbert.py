@@ -1,0 +1,232 @@
+"""``ColBERT``: a late-interaction model as PyTerrier sees it, with its encoders and MaxSim scorer as transformers.
+
+Columns (the names pyterrier_colbert uses):
+
+- ``query_embs``: a query's token vectors, float32 ``(n_query_tokens, dim)``; ``doc_embs``: a document's, float32
+  ``(n_tokens, dim)``.
+- ``query_toks`` / ``doc_toks``: the int32 token id behind each of those vectors, ``(n_tokens,)``; emitted only when
+  asked for (``token_ids=True``), since PyTerrier's sparse retrievers read ``query_toks`` as term weights.
+
+Scores are MaxSim (see :mod:`pyterrier_lateint.maxsim`).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+
+from .base import ConfigEquality, rank_results, text_column
+from .maxsim import maxsim_packed, pack
+from .models import LateInteractionEncoder, model_key
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SIZE = 8192  # result rows whose documents are encoded together by the scorer (bounds memory)
+
+
+class ColBERT(LateInteractionEncoder):
+    """A late-interaction model with PyTerrier transformers. Load with :meth:`from_pretrained` (``None``: the offline
+    default model); see :class:`~pyterrier_lateint.models.LateInteractionEncoder` for encoding."""
+
+    def query_encoder(self, batch_size: Optional[int] = None, verbose: bool = False,
+                      token_ids: bool = False) -> "QueryEncoder":
+        """Transformer: query frame ``(qid, query)`` -> adds ``query_embs`` (and ``query_toks`` with
+        ``token_ids``)."""
+        return QueryEncoder(self, batch_size=batch_size, verbose=verbose, token_ids=token_ids)
+
+    def doc_encoder(self, batch_size: Optional[int] = None, verbose: bool = False,
+                    token_ids: bool = False) -> "DocEncoder":
+        """Transformer: frame with ``text`` (documents or results) -> adds ``doc_embs`` (and ``doc_toks`` with
+        ``token_ids``)."""
+        return DocEncoder(self, batch_size=batch_size, verbose=verbose, token_ids=token_ids)
+
+    def scorer(self, batch_size: Optional[int] = None, verbose: bool = False,
+               chunk_size: int = DEFAULT_CHUNK_SIZE) -> "MaxSimScorer":
+        """Transformer: results -> re-ranked by MaxSim. Uses ``query_embs``/``doc_embs`` when present, otherwise
+        encodes ``query``/``text`` (as pyterrier_dr's ``scorer``); documents are encoded ``chunk_size`` result rows
+        at a time."""
+        return MaxSimScorer(self, batch_size=batch_size, verbose=verbose, chunk_size=chunk_size)
+
+    def text_scorer(self, batch_size: Optional[int] = None, verbose: bool = False,
+                    chunk_size: int = DEFAULT_CHUNK_SIZE) -> "MaxSimScorer":
+        """The same transformer as :meth:`scorer`: the name pyterrier_dr and pyterrier_colbert users reach for when
+        re-ranking results that carry ``text``."""
+        return self.scorer(batch_size=batch_size, verbose=verbose, chunk_size=chunk_size)
+
+
+class _ModelTransformer(ConfigEquality, pt.Transformer):
+    """Base: equality and hashing on (class, model signature, settings)."""
+
+    def __init__(self, model: LateInteractionEncoder, batch_size: Optional[int] = None, verbose: bool = False):
+        self.model = model
+        self.batch_size = batch_size or model.batch_size
+        self.verbose = verbose
+
+    def _config(self) -> tuple:
+        return (model_key(self.model), self.batch_size)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.model.name!r})"
+
+
+def _encode_column(model: LateInteractionEncoder, frame: pd.DataFrame, column: str, id_column: str, is_query: bool,
+                   batch_size: int, verbose: bool, token_ids: bool) -> tuple[list, Optional[list]]:
+    """Vectors (and token ids) of every row's ``column``, each distinct text encoded once."""
+    texts = text_column(frame, column, id_column)
+    unique = list(dict.fromkeys(texts))
+    encode = model.encode_queries if is_query else model.encode_docs
+    if not unique:
+        return [], ([] if token_ids else None)
+    if token_ids:
+        vecs, ids = encode(unique, batch_size, verbose, return_ids=True)
+    else:
+        vecs, ids = encode(unique, batch_size, verbose), None
+    where = {t: i for i, t in enumerate(unique)}
+    rows = [where[t] for t in texts]
+    return [vecs[i] for i in rows], ([ids[i] for i in rows] if token_ids else None)
+
+
+def _object_series(values: list, index: pd.Index) -> pd.Series:
+    return pd.Series(values, index=index, dtype=object)
+
+
+class QueryEncoder(_ModelTransformer):
+    """Frame with ``(qid, query)`` (queries or results) -> the same frame with ``query_embs`` (float32
+    ``(n_query_tokens, dim)``) and, with ``token_ids``, ``query_toks`` (int32 ``(n_query_tokens,)``)."""
+
+    def __init__(self, model: LateInteractionEncoder, batch_size: Optional[int] = None, verbose: bool = False,
+                 token_ids: bool = False):
+        super().__init__(model, batch_size, verbose)
+        self.token_ids = token_ids
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        pt.validate.columns(inp, includes=["qid", "query"])
+        vecs, ids = _encode_column(self.model, inp, "query", "qid", True, self.batch_size, self.verbose,
+                                   self.token_ids)
+        out = inp.assign(query_embs=_object_series(vecs, inp.index))
+        return out.assign(query_toks=_object_series(ids, inp.index)) if self.token_ids else out
+
+    def _config(self) -> tuple:
+        return super()._config() + (self.token_ids,)
+
+
+class DocEncoder(_ModelTransformer):
+    """Frame with ``text`` (a corpus batch or results) -> the same frame with ``doc_embs`` (float32
+    ``(n_tokens, dim)``) and, with ``token_ids``, ``doc_toks`` (int32 ``(n_tokens,)``)."""
+
+    def __init__(self, model: LateInteractionEncoder, batch_size: Optional[int] = None, verbose: bool = False,
+                 token_ids: bool = False):
+        super().__init__(model, batch_size, verbose)
+        self.token_ids = token_ids
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        pt.validate.columns(inp, includes=["text"])
+        vecs, ids = _encode_column(self.model, inp, "text", "docno", False, self.batch_size, self.verbose,
+                                   self.token_ids)
+        out = inp.assign(doc_embs=_object_series(vecs, inp.index))
+        return out.assign(doc_toks=_object_series(ids, inp.index)) if self.token_ids else out
+
+    def _config(self) -> tuple:
+        return super()._config() + (self.token_ids,)
+
+
+def score_frame(frame: pd.DataFrame, query_vecs: dict, doc_vecs: list, divide_by_query_length: bool) -> np.ndarray:
+    """MaxSim of every row: ``query_vecs`` maps qid -> ``(nq, dim)``; ``doc_vecs[i]`` is row i's ``(n, dim)``."""
+    scores = np.empty(len(frame), dtype=np.float32)
+    positions = frame.groupby("qid", sort=False).indices
+    for qid, rows in positions.items():
+        q = query_vecs[qid]
+        vectors, offsets = pack([doc_vecs[r] for r in rows])
+        s = maxsim_packed(q, vectors, offsets)
+        scores[rows] = s / max(len(q), 1) if divide_by_query_length else s
+    return scores
+
+
+class MaxSimScorer(ConfigEquality, pt.Transformer):
+    """Re-ranks results ``(qid, docno, ...)`` by MaxSim.
+
+    Query side: ``query_embs`` when present, else ``query`` encoded by ``model``. Document side: ``doc_embs`` when
+    present, else ``text`` encoded by ``model``, at most ``chunk_size`` result rows (whole queries) at a time, each
+    distinct text once per chunk, so memory stays bounded on large result frames. Without a model both vector
+    columns are required (``divide_by_query_length`` then says whether to average over query tokens).
+
+    Output: the input columns with ``score`` replaced and ``rank`` recomputed, sorted by qid and rank.
+    """
+
+    def __init__(self, model: Optional[LateInteractionEncoder] = None, batch_size: Optional[int] = None,
+                 verbose: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 divide_by_query_length: Optional[bool] = None):
+        self.model = model
+        self.batch_size = batch_size or (model.batch_size if model is not None else 64)
+        self.verbose = verbose
+        self.chunk_size = chunk_size
+        self.divide_by_query_length = bool(model.config.divide_by_query_length if model is not None and
+                                           divide_by_query_length is None else divide_by_query_length)
+
+    def _config(self) -> tuple:
+        return (model_key(self.model), self.batch_size, self.chunk_size, self.divide_by_query_length)
+
+    def __repr__(self) -> str:
+        return f"MaxSimScorer({self.model.name!r})" if self.model is not None else "MaxSimScorer()"
+
+    def _validate(self, inp: pd.DataFrame) -> None:
+        if self.model is None:
+            pt.validate.result_frame(inp, extra_columns=["query_embs", "doc_embs"])
+            return
+        with pt.validate.any(inp) as v:
+            v.result_frame(extra_columns=["query_embs", "doc_embs"], mode="vectors")
+            v.result_frame(extra_columns=["query_embs", "text"], mode="query vectors, document text")
+            v.result_frame(extra_columns=["query", "doc_embs"], mode="query text, document vectors")
+            v.result_frame(extra_columns=["query", "text"], mode="text")
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        self._validate(inp)
+        out = inp.reset_index(drop=True)
+        if len(out) == 0:
+            return out.assign(score=pd.Series(dtype=np.float32), rank=pd.Series(dtype=np.int64))
+        query_vecs = self._query_vectors(out)
+        if "doc_embs" in out.columns:
+            scores = score_frame(out, query_vecs, out["doc_embs"].tolist(), self.divide_by_query_length)
+        else:
+            scores = self._score_text(out, query_vecs)
+        return rank_results(out.assign(score=scores))
+
+    def _query_vectors(self, out: pd.DataFrame) -> dict:
+        """qid -> float32 ``(n_query_tokens, dim)``: the first row's ``query_embs``, or its ``query`` encoded."""
+        if "query_embs" in out.columns:
+            return out.groupby("qid", sort=False)["query_embs"].first().to_dict()
+        queries = out.groupby("qid", sort=False)["query"].first()
+        texts = text_column(queries.to_frame().reset_index(), "query", "qid")
+        unique = list(dict.fromkeys(texts))
+        enc = dict(zip(unique, self.model.encode_queries(unique, self.batch_size)))
+        return {qid: enc[q] for qid, q in zip(queries.index, texts)}
+
+    def _score_text(self, out: pd.DataFrame, query_vecs: dict) -> np.ndarray:
+        texts = text_column(out, "text", "docno")
+        scores = np.empty(len(out), dtype=np.float32)
+        chunks = self._chunks(out.groupby("qid", sort=False).indices)
+        if self.verbose:
+            chunks = pt.tqdm(chunks, desc="MaxSim re-ranking", unit="chunk")
+        for rows in chunks:
+            chunk_texts = [texts[r] for r in rows]
+            unique = list(dict.fromkeys(chunk_texts))
+            enc = dict(zip(unique, self.model.encode_docs(unique, self.batch_size)))
+            scores[rows] = score_frame(out.iloc[rows], query_vecs, [enc[t] for t in chunk_texts],
+                                       self.divide_by_query_length)
+        return scores
+
+    def _chunks(self, groups: dict) -> list[np.ndarray]:
+        """Row positions grouped into chunks of whole queries, about ``chunk_size`` rows each."""
+        chunks, current, size = [], [], 0
+        for rows in groups.values():
+            if current and size + len(rows) > self.chunk_size:
+                chunks.append(np.concatenate(current))
+                current, size = [], 0
+            current.append(rows)
+            size += len(rows)
+        if current:
+            chunks.append(np.concatenate(current))
+        return chunks
