@@ -1,5 +1,8 @@
 """The ``lateint`` command line. ``lateint COMMAND --help`` documents each command.
 
+- ``lateint index COLLECTION_OR_JSONL --out PATH``: build a compressed late-interaction index.
+- ``lateint search PATH "query"``: a ranked table from an index.
+- ``lateint experiment NAME``: the standard experiment (BM25 vs late interaction) on a collection.
 - ``lateint train``: train a late-interaction model (every :class:`TrainingConfig` setting is a flag).
 - ``lateint cleanup``: remove temporary folders left by interrupted index builds.
 
@@ -86,6 +89,121 @@ def _run_train(args: argparse.Namespace) -> None:
     logger.info("trained model saved to %s/final", config.output_dir)
 
 
+# ------------------------------------------------------------------------------------------------------ index
+def _add_index(sub) -> None:
+    ix = sub.add_parser("index", help="build a compressed late-interaction index",
+                        description="Index a collection (vaswani, cacm, med, scifact, a folder in TREC or BEIR layout, "
+                                    "irds:NAME) or a JSONL file of {\"docno\", \"text\"} records (BEIR's "
+                                    "{\"_id\", \"title\", \"text\"} too) into a ColBERTIndex.")
+    ix.add_argument("source", help="collection name, folder, irds:NAME, or a .jsonl file")
+    ix.add_argument("--out", required=True, type=Path, help="index folder to write")
+    ix.add_argument("--model", default=None, help="checkpoint name or path (default: all-MiniLM-L6-v2)")
+    ix.add_argument("--nbits", type=int, default=2, choices=(1, 2, 4, 16), help="bits per residual dimension "
+                    "(16 = uncompressed float16; default: %(default)s)")
+    ix.add_argument("--overwrite", action="store_true", help="replace an existing index")
+    ix.set_defaults(run=_run_index)
+
+
+def jsonl_documents(path: Path):
+    """``{"docno", "text"}`` records of a JSONL file (``_id``/``title`` accepted), with errors naming the line."""
+    import json
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError as ex:
+                raise ValueError(f"{path}:{n} is not JSON ({ex.msg}); expected one {{\"docno\", \"text\"}} "
+                                 f"object per line") from None
+            docno = d.get("docno", d.get("_id"))
+            if docno is None or not isinstance(d.get("text"), str):
+                raise ValueError(f"{path}:{n} needs 'docno' (or '_id') and a string 'text'; got keys {sorted(d)}")
+            text = f"{d['title']} {d['text']}" if d.get("title") else d["text"]
+            yield {"docno": str(docno), "text": text}
+
+
+def _run_index(args: argparse.Namespace) -> None:
+    from .colbert import ColBERT
+    from .data import get_dataset
+    from .index import ColBERTIndex
+    source = Path(args.source)
+    docs = jsonl_documents(source) if source.suffix == ".jsonl" and source.is_file() else \
+        get_dataset(args.source).get_corpus_iter()
+    model = ColBERT.from_pretrained(args.model)
+    index = ColBERTIndex(args.out, model)
+    index.indexer(nbits=args.nbits, overwrite=args.overwrite).index(docs)
+    meta = index.metadata()
+    print(f"indexed {meta['n_docs']} documents, {meta['n_vectors']} vectors into {args.out} "
+          f"({sum(index.size_bytes().values()) / 1e6:.1f} MB, {meta['build']['seconds_total']:.0f} s)")
+
+
+# ------------------------------------------------------------------------------------------------------ search
+def _add_search(sub) -> None:
+    se = sub.add_parser("search", help="search an index: a ranked table",
+                        description="Search a ColBERTIndex with one or more queries and print a ranked table. The "
+                                    "model is the one recorded in the index unless --model is given.")
+    se.add_argument("index", type=Path, help="index folder")
+    se.add_argument("queries", nargs="+", help="query text(s)")
+    se.add_argument("-k", "--num-results", type=int, default=10, help="results per query (default: %(default)s)")
+    se.add_argument("--model", default=None, help="checkpoint name or path (default: the index's own)")
+    se.add_argument("--mode", default="plaid", choices=("plaid", "exhaustive"), help="search mode")
+    se.add_argument("--collection", default=None, help="show the text of each result from this collection")
+    se.set_defaults(run=_run_search)
+
+
+def _run_search(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .colbert import ColBERT
+    from .index import ColBERTIndex
+    index = ColBERTIndex(args.index)
+    model = ColBERT.from_pretrained(args.model) if args.model else index.load_model()
+    topics = pd.DataFrame({"qid": [str(i + 1) for i in range(len(args.queries))], "query": args.queries})
+    res = index.retriever(model, num_results=args.num_results, mode=args.mode)(topics)
+    cols = ["qid", "query", "rank", "docno", "score"]
+    if args.collection:
+        import pyterrier as pt
+
+        from .data import get_dataset
+        res = pt.text.get_text(get_dataset(args.collection), "text")(res)
+        res["text"] = res["text"].str.slice(0, 80)
+        cols.append("text")
+    print(res[cols].to_markdown(index=False, floatfmt=".4f"))
+
+
+# ------------------------------------------------------------------------------------------------------ experiment
+def _add_experiment(sub) -> None:
+    from .experiments.runner import SYSTEMS
+    ex = sub.add_parser("experiment", help="BM25 vs late interaction on a collection (pt.Experiment table)",
+                        description="The standard experiment (pyterrier_lateint.experiments.runner): BM25, BM25 "
+                                    "re-ranked from text and from the index, end-to-end and exhaustive retrieval; AP, "
+                                    "nDCG@10, RR, R@1000, mean response time, paired t-tests against BM25 (Holm). "
+                                    "Runs are saved and reused.")
+    ex.add_argument("collection", help="vaswani, cacm, med, scifact, a folder, or irds:NAME")
+    ex.add_argument("--split", default="test", help="query split (default: %(default)s)")
+    ex.add_argument("--model", default=None, help="checkpoint name or path (default: all-MiniLM-L6-v2)")
+    ex.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS, help="systems to run")
+    ex.add_argument("--rerank-depth", type=int, default=100, help="BM25 results re-ranked from text")
+    ex.add_argument("--max-queries", type=int, default=None, help="only the first N queries")
+    ex.add_argument("--save-dir", default="runs", help="folder for runs and tables (default: %(default)s)")
+    ex.add_argument("--results", type=Path, default=None, help="also write the markdown table to this file")
+    ex.set_defaults(run=_run_experiment)
+
+
+def _run_experiment(args: argparse.Namespace) -> None:
+    from .experiments.runner import ExperimentSettings, run_experiment
+    settings = ExperimentSettings(collection=args.collection, split=args.split, model=args.model,
+                                  systems=tuple(args.systems), rerank_depth=args.rerank_depth,
+                                  max_queries=args.max_queries, save_dir=args.save_dir)
+    result = run_experiment(settings)
+    print("\n" + result.markdown())
+    print(f"(runs and tables in {result.folder}; {result.meta['seconds']:.0f} s)")
+    if args.results:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(result.markdown())
+
+
 # ------------------------------------------------------------------------------------------------------ cleanup
 def _add_cleanup(sub) -> None:
     from .settings import cache_dir
@@ -118,6 +236,9 @@ def _run_cleanup(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lateint", description="pyterrier-lateint command line")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_index(sub)
+    _add_search(sub)
+    _add_experiment(sub)
     _add_train(sub)
     _add_cleanup(sub)
     return parser

@@ -1,13 +1,13 @@
-"""Test collections on disk: TREC layout (Vaswani, CACM, MED) and BEIR layout (SciFact).
+"""Test collections: on disk in TREC layout (Vaswani, CACM, MED) or BEIR layout (SciFact), or from ir_datasets.
 
-``load_collection("vaswani")`` finds the folder under ``$LATEINT_DATA`` or a ``shared/data`` folder beside the
-working directory or the package; ``get_dataset`` falls back to ``pt.get_dataset("irds:...")`` (online).
+``load_collection("vaswani")`` finds the folder ``vaswani/`` under ``$LATEINT_DATA``, else under ``shared/data`` in
+(or beside) the working directory or the package's checkout, and logs which folder it used.
+``get_dataset(name)`` falls back to ``pt.get_dataset("irds:...")`` (online) when the collection is not on disk.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Iterator, List, Literal, Optional, Union
@@ -15,33 +15,45 @@ from typing import Iterator, List, Literal, Optional, Union
 import pandas as pd
 import pyterrier as pt
 
+from .settings import DATA_ENV, data_dir
+
 logger = logging.getLogger(__name__)
 
-# ir_datasets names of the collections we also ship locally (for users who are online)
+# ir_datasets names of the collections also found on disk (CACM and MED are not in ir_datasets)
 IRDS_NAMES = {"vaswani": "vaswani", "scifact": "beir/scifact"}
+LAYOUT_HELP = ("TREC layout: doc-text.trec (<DOC><DOCNO>id</DOCNO> text</DOC>), query-text.trec "
+               "(<top><num>id</num><title>text</title></top>), qrels (qid 0 docno label); or BEIR layout: corpus.jsonl "
+               "({_id, title, text}), queries.jsonl ({_id, text}), qrels/<split>.tsv (query-id, corpus-id, score)")
+_REPORTED: set[Path] = set()
 
 _DOC_RE = re.compile(r"<DOC>\s*<DOCNO>\s*(.*?)\s*</DOCNO>(.*?)</DOC>", re.S)
 _TOP_RE = re.compile(r"<top>\s*<num>\s*(.*?)\s*</num>\s*<title>(.*?)</title>\s*</top>", re.S)
 
 
 def data_roots() -> list[Path]:
-    """Folders searched for collections, in order."""
-    roots = []
-    if os.environ.get("LATEINT_DATA"):
-        roots.append(Path(os.environ["LATEINT_DATA"]))
-    for base in (Path.cwd(), Path(__file__).resolve().parent):
-        for parent in (base, *base.parents):
-            roots.append(parent / "shared" / "data")
-            roots.append(parent.parent / "shared" / "data")
+    """Folders searched for collections, in order: ``$LATEINT_DATA``; ``shared/data`` in the working directory, then
+    beside it; ``shared/data`` in the package's checkout, then beside it. Nothing further up."""
+    roots = [data_dir()] if data_dir() else []
+    checkout = Path(__file__).resolve().parents[1]
+    for base in (Path.cwd(), checkout):
+        roots += [base / "shared" / "data", base.parent / "shared" / "data"]
     return list(dict.fromkeys(roots))
 
 
 def find_collection(name: str) -> Optional[Path]:
-    """The local folder of collection ``name`` (or ``name`` itself if it is a folder), or ``None``."""
+    """The local folder of collection ``name`` (or ``name`` itself if it is a folder), or ``None``. The folder
+    used is logged (a warning when it was found beside the working directory or the checkout, not in it)."""
     if Path(name).is_dir():
         return Path(name)
-    for root in data_roots():
+    roots = data_roots()
+    for root in roots:
         if (root / name).is_dir():
+            path = (root / name).resolve()
+            if path not in _REPORTED:
+                _REPORTED.add(path)
+                explicit = root == data_dir() or root == Path.cwd() / "shared" / "data"
+                (logger.info if explicit else logger.warning)(
+                    "collection %r: using %s (set %s to choose another folder)", name, path, DATA_ENV)
             return root / name
     return None
 
@@ -65,8 +77,14 @@ class Collection:
         elif (self.path / "corpus.jsonl").exists():
             self.layout = "beir"
         else:
-            raise FileNotFoundError(f"{self.path} holds neither doc-text.trec (TREC layout) nor corpus.jsonl (BEIR)")
+            raise FileNotFoundError(f"{self.path} holds neither doc-text.trec nor corpus.jsonl; expected the "
+                                    f"{LAYOUT_HELP}")
         self._texts: Optional[dict[str, str]] = None
+
+    @property
+    def name(self) -> str:
+        """The collection's name (its folder's name): names cached indices and result folders."""
+        return self.path.name
 
     def __repr__(self) -> str:
         return f"Collection({str(self.path)!r})"
@@ -165,23 +183,75 @@ class TextLoader(pt.Transformer):
         return hash(("TextLoader", str(self.collection.path)))
 
 
+def _not_found(name: str) -> FileNotFoundError:
+    online = f'get_dataset("irds:{IRDS_NAMES[name]}")' if name in IRDS_NAMES else 'get_dataset("irds:NAME")'
+    return FileNotFoundError(
+        f"collection {name!r} not found: no folder {name!r} under {', '.join(str(r) for r in data_roots())}. Set "
+        f"{DATA_ENV} to a folder holding {name}/ in the {LAYOUT_HELP}. Online, {online} loads it through "
+        f"ir_datasets instead.")
+
+
 def load_collection(name: str) -> Collection:
     """A local collection by name (``vaswani``, ``cacm``, ``med``, ``scifact``) or folder path."""
     path = find_collection(name)
     if path is None:
-        raise FileNotFoundError(f"collection {name!r} not found under {[str(r) for r in data_roots()[:3]]}...; "
-                                "set LATEINT_DATA to the folder holding it, or use get_dataset() online")
+        raise _not_found(name)
     return Collection(path)
 
 
-def get_dataset(name: str):
-    """A local :class:`Collection` when one is on disk, otherwise ``pt.get_dataset("irds:...")``."""
+class IrdsCollection:
+    """An ir_datasets collection (``pt.get_dataset("irds:NAME")``) behind :class:`Collection`'s interface.
+
+    Topics and qrels of a split come from ``NAME/split`` when ir_datasets has it (BEIR: ``beir/scifact/test``),
+    else from ``NAME`` itself (split ``test`` only). Topics keep only ``qid`` and ``query``.
+    """
+
+    layout = "irds"
+
+    def __init__(self, irds_name: str):
+        self.irds_name = irds_name
+        self.dataset = pt.get_dataset(f"irds:{irds_name}")
+
+    @property
+    def name(self) -> str:
+        return self.irds_name.replace("/", "-")
+
+    def __repr__(self) -> str:
+        return f"IrdsCollection({self.irds_name!r})"
+
+    def _split(self, split: str):
+        import ir_datasets
+        if f"{self.irds_name}/{split}" in ir_datasets.registry:
+            return pt.get_dataset(f"irds:{self.irds_name}/{split}")
+        if split != "test":
+            raise FileNotFoundError(f"ir_datasets has no {self.irds_name}/{split}; {self.irds_name}'s own queries "
+                                    f"are its test split")
+        return self.dataset
+
+    def get_corpus_iter(self, verbose: bool = False) -> Iterator[dict[str, str]]:
+        for d in self.dataset.get_corpus_iter(verbose=verbose):
+            yield {"docno": d["docno"], "text": d["text"] if "title" not in d else _clean(f"{d['title']} {d['text']}")}
+
+    def get_topics(self, split: str = "test") -> pd.DataFrame:
+        return self._split(split).get_topics()[["qid", "query"]]
+
+    def get_qrels(self, split: str = "test") -> pd.DataFrame:
+        return self._split(split).get_qrels()[["qid", "docno", "label"]]
+
+    def text_loader(self, fields: Union[List[str], str, Literal["*"]] = "*", *, verbose: bool = False):
+        return self.dataset.text_loader(fields, verbose=verbose)
+
+
+def get_dataset(name: str) -> Union[Collection, IrdsCollection]:
+    """A local :class:`Collection` when one is on disk; otherwise (online) the ir_datasets collection:
+    ``irds:NAME`` names any, and ``vaswani`` / ``scifact`` fall back to theirs."""
     if name.startswith("irds:"):
-        return pt.get_dataset(name)
+        return IrdsCollection(name[len("irds:"):])
     path = find_collection(name)
     if path is not None:
         return Collection(path)
     if name in IRDS_NAMES:
-        logger.info("%s not found locally; loading irds:%s", name, IRDS_NAMES[name])
-        return pt.get_dataset(f"irds:{IRDS_NAMES[name]}")
-    raise FileNotFoundError(f"unknown collection {name!r}: not on disk and no ir_datasets name known")
+        logger.warning("collection %r is not on disk (searched %s); loading irds:%s (needs the network the first "
+                       "time)", name, ", ".join(str(r) for r in data_roots()), IRDS_NAMES[name])
+        return IrdsCollection(IRDS_NAMES[name])
+    raise _not_found(name)

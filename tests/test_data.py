@@ -162,3 +162,77 @@ def test_vaswani_bm25_reference(collections):
 def test_trec_unknown_split_is_refused(collections, method):
     with pytest.raises((FileNotFoundError, ValueError, KeyError)):
         getattr(collections["vaswani"], method)("train")
+
+
+def test_missing_collection_error_names_layout_irds_and_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATEINT_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError) as ex:
+        load_collection("no-such-collection")
+    msg = str(ex.value)
+    for part in ("LATEINT_DATA", "doc-text.trec", "corpus.jsonl", 'get_dataset("irds:', str(tmp_path)):
+        assert part in msg, part
+
+
+def test_folder_beside_the_working_directory_is_reported(tmp_path, monkeypatch, caplog):
+    """Collections found beside (not in) the working directory are used, and the folder is named in a warning."""
+    import logging
+
+    from pyterrier_lateint import data
+    (tmp_path / "shared" / "data" / "tiny").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    monkeypatch.delenv("LATEINT_DATA", raising=False)
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setattr(data, "_REPORTED", set())
+    with caplog.at_level(logging.INFO, logger="pyterrier_lateint.data"):
+        assert find_collection("tiny") == tmp_path / "shared" / "data" / "tiny"
+    assert any(r.levelno == logging.WARNING and str(tmp_path / "shared" / "data" / "tiny") in r.getMessage()
+               for r in caplog.records)
+    # nothing further up is searched
+    deep = tmp_path / "work" / "a" / "b"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    assert find_collection("tiny") is None
+    assert tmp_path / "shared" / "data" not in data.data_roots()
+
+
+def test_fallback_to_ir_datasets_when_not_on_disk(tmp_path, monkeypatch, collections):
+    """Without the collection on disk, get_dataset("vaswani") goes to ir_datasets (irds:vaswani); the download is
+    stubbed by a dataset serving the local files, and the experiment runner works on it unchanged."""
+    from pyterrier_lateint import data
+    local = collections["vaswani"]
+    asked = []
+
+    class FakeIrds:
+        def get_corpus_iter(self, verbose=False):
+            return local.get_corpus_iter()
+
+        def get_topics(self):
+            return local.get_topics().assign(extra="x")
+
+        def get_qrels(self):
+            return local.get_qrels().assign(iteration="0")
+
+        def text_loader(self, fields="*", verbose=False):
+            return local.text_loader(fields)
+
+    def fake_get_dataset(name):
+        asked.append(name)
+        return FakeIrds()
+
+    monkeypatch.setattr(data, "find_collection", lambda name: None)
+    monkeypatch.setattr(pt, "get_dataset", fake_get_dataset)
+    ds = get_dataset("vaswani")
+    assert asked == ["irds:vaswani"] and ds.name == "vaswani"
+    assert list(ds.get_topics().columns) == ["qid", "query"] and len(ds.get_topics()) == 93
+    assert list(ds.get_qrels().columns) == ["qid", "docno", "label"]
+    with pytest.raises(FileNotFoundError, match="split"):
+        ds.get_topics("train")
+    from pyterrier_lateint.experiments.runner import ExperimentSettings, run_experiment
+    monkeypatch.setenv("LATEINT_CACHE", str(tmp_path / "cache"))
+    result = run_experiment(ExperimentSettings(collection="vaswani", systems=("bm25",), max_queries=10,
+                                               save_dir=str(tmp_path / "runs")))
+    from pyterrier_lateint.experiments import pisa_bm25
+    ref = pt.Experiment([pisa_bm25(local)], local.get_topics().head(10), local.get_qrels(), eval_metrics=["map"])
+    assert result.table["AP"][0] == pytest.approx(ref["map"][0], abs=1e-4)
+    with pytest.raises(FileNotFoundError, match="irds:NAME"):
+        get_dataset("cacm-nowhere")

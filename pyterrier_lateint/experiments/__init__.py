@@ -1,34 +1,42 @@
-"""Shared pieces of the experiments: a cached PISA BM25 index per collection."""
+"""Experiments: cached BM25 and late-interaction indices per collection, the standard experiment over any collection
+(:mod:`.runner`), and plots. Nothing else in the package imports this layer."""
 from __future__ import annotations
 
+import hashlib
 import logging
+from typing import Union
 
 import pyterrier as pt
 
-from ..data import Collection
+from ..data import Collection, IrdsCollection
+from ..models import LateInteractionModel, model_key
 from ..settings import cache_dir
 
 logger = logging.getLogger(__name__)
 
+AnyCollection = Union[Collection, IrdsCollection]
 
-def pisa_bm25(collection: Collection, num_results: int = 1000) -> pt.Transformer:
-    """PISA BM25 (pyterrier-pisa defaults: porter2 stemming, k1=0.9, b=0.4) over ``collection``, indexed once."""
+
+def pisa_bm25(collection: AnyCollection, num_results: int = 1000) -> pt.Transformer:
+    """PISA BM25 (pyterrier-pisa defaults: porter2 stemming, k1=0.9, b=0.4) over ``collection``, indexed once into
+    ``cache_dir()/pisa/NAME``."""
     from pyterrier_pisa import PisaIndex
-    path = cache_dir() / "pisa" / collection.path.name
+    path = cache_dir() / "pisa" / collection.name
     index = PisaIndex(str(path), stemmer="porter2")
     if not index.built():
         logger.info("building PISA index of %s in %s", collection, path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        index.indexer().index(collection.get_corpus_iter())
+        index.indexer().index(collection.get_corpus_iter(verbose=True))
     return index.bm25(num_results=num_results)
 
 
-def lateint_index(collection: Collection, model, nbits: int = 2):
-    """A :class:`~pyterrier_lateint.index.ColBERTIndex` of ``collection`` by ``model``, built once (cached by
-    collection, model name and ``nbits``)."""
+def lateint_index(collection: AnyCollection, model: LateInteractionModel, nbits: int = 2):
+    """A :class:`~pyterrier_lateint.index.ColBERTIndex` of ``collection`` by ``model``, built once into
+    ``cache_dir()/index`` (keyed by collection, model name, a hash of the model's signature and ``nbits``)."""
     from ..index import ColBERTIndex
-    name = f"{collection.path.name}.{model.name.replace('/', '_')}.{nbits}bit.lateint"
-    index = ColBERTIndex(cache_dir() / "index" / name)
+    model_name = str(model.signature().get("name", "model")).rstrip("/").split("/")[-1]
+    digest = hashlib.sha256(model_key(model).encode()).hexdigest()[:8]
+    index = ColBERTIndex(cache_dir() / "index" / f"{collection.name}.{model_name}.{digest}.{nbits}bit.lateint")
     if not index.built():
         logger.info("building late-interaction index of %s in %s", collection, index.path)
         (cache_dir() / "index").mkdir(parents=True, exist_ok=True)

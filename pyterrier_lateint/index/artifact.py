@@ -1,10 +1,11 @@
 """The ColBERTIndex artifact: a compressed, memory-mapped late-interaction index and its transformer factories."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterator, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterator, Iterable, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,9 @@ from .build import ColBERTIndexer
 from .layout import ARTIFACT_FORMAT, ARTIFACT_TYPE, PACKAGE_HINT, DocnoList, IndexReader
 from .retriever import ColBERTRetriever
 from .scorer import ColBERTScorer, ColBERTVecLoader
+
+if TYPE_CHECKING:
+    from ..colbert import ColBERT
 
 CORPUS_ITER_CHUNK = 1024  # documents decompressed together by get_corpus_iter
 
@@ -145,6 +149,23 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
                 yield doc
             pbar.update(len(ids))
         pbar.close()
+
+    def load_model(self, **kwargs: Any) -> "ColBERT":
+        """The model this index was built with, loaded from its recorded signature (checkpoint name or path and
+        encoding settings), so a downloaded index needs nothing else; ``kwargs`` go to ``from_pretrained``
+        (``device``, ``precision``, ...). Raises :class:`ModelMismatchError` if the loaded model's vectors would
+        differ."""
+        from ..colbert import ColBERT
+        from ..models import DEFAULT_MODEL, EncodingConfig
+        sig = self._reader().signature
+        if sig is None:
+            raise ValueError(f"{self!r} records no model (it was indexed from vectors); pass the model yourself")
+        settings = {f.name: sig[f.name] for f in dataclasses.fields(EncodingConfig) if f.name in sig}
+        settings["doc_skiplist"] = tuple(settings.get("doc_skiplist", ()))
+        name = None if sig["name"] == DEFAULT_MODEL else sig["name"]
+        model = ColBERT.from_pretrained(name, layout=sig.get("layout"), **settings, **kwargs)
+        self._check_model(model)
+        return model
 
     def _check_model(self, model: Optional[LateInteractionModel]) -> None:
         if model is None:

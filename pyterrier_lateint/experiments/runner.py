@@ -1,0 +1,169 @@
+"""The standard experiment on any collection: BM25 against late-interaction re-ranking and retrieval, one
+``pt.Experiment`` table with paired t-tests against BM25 (Holm-corrected), saved runs reused on re-runs.
+
+Systems (``--systems``; all by default):
+
+- ``bm25``: PISA BM25 (the baseline);
+- ``text``: BM25's top ``rerank_depth`` re-ranked by MaxSim from the documents' text (``model.text_scorer()``);
+- ``index-scorer``: BM25's top 1000 re-ranked from the index's stored vectors (``index.scorer()``);
+- ``e2e``: end-to-end retrieval from the compressed index (``index.retriever()``);
+- ``exhaustive``: exact MaxSim of every document in the index (the index's ground truth);
+- ``doc2query`` (when ``extra_systems`` brings it) and any other ``(name, transformer)`` pair.
+
+Measures: AP, nDCG@10, RR, R@1000 and mean response time per query (ms). Runs are saved under
+``save_dir/COLLECTION-SPLIT/MODEL.HASH/`` and reused when the same experiment runs again; the response time of a
+reused run is the one measured when it ran (kept in ``timings.json``), marked in ``reused``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import pandas as pd
+import pyterrier as pt
+
+from ..colbert import ColBERT
+from ..data import get_dataset
+from ..models import model_key
+from . import AnyCollection, lateint_index, pisa_bm25
+
+logger = logging.getLogger(__name__)
+
+SYSTEMS = ("bm25", "text", "index-scorer", "e2e", "exhaustive")
+MEASURES = ("AP", "nDCG@10", "RR", "R@1000")
+
+
+@dataclass
+class ExperimentSettings:
+    """What :func:`run_experiment` runs. ``collection``: a local name (``vaswani``, ``cacm``, ``med``,
+    ``scifact``), a folder, or ``irds:NAME``; ``max_queries``: the first N queries only (quick looks)."""
+    collection: str = "vaswani"
+    split: str = "test"
+    model: Optional[str] = None
+    systems: tuple[str, ...] = SYSTEMS
+    rerank_depth: int = 100
+    nbits: int = 2
+    num_results: int = 1000
+    max_queries: Optional[int] = None
+    save_dir: str = "runs"
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.systems if s not in SYSTEMS]
+        if unknown:
+            raise ValueError(f"unknown systems {unknown}; choose from {SYSTEMS}")
+        self.systems = tuple(self.systems)
+
+
+@dataclass
+class ExperimentResult:
+    """``table``: one row per system (measures, ``<measure> p`` Holm-corrected p-values against BM25, ``mrt (ms)``);
+    ``per_query``: ``name, qid, measure, value``; ``folder``: where runs and tables were written."""
+    settings: ExperimentSettings
+    table: pd.DataFrame
+    per_query: pd.DataFrame
+    folder: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def markdown(self) -> str:
+        """The table as markdown, with a line saying what was run."""
+        m = self.meta
+        head = (f"{m['collection']} ({m['split']}): {m['n_queries']} queries, model {m['model']}; p: paired t-test "
+                f"against BM25, Holm-corrected; mrt: mean response time per query in ms"
+                + (f" (reused runs, timed when they ran: {', '.join(m['reused'])})" if m.get("reused") else ""))
+        return head + "\n\n" + self.table.to_markdown(index=False) + "\n"
+
+
+def system_names(settings: ExperimentSettings) -> dict[str, str]:
+    return {"bm25": "BM25", "text": f"BM25 top{settings.rerank_depth} then text scorer",
+            "index-scorer": "BM25 then index scorer", "e2e": "ColBERT end-to-end", "exhaustive": "ColBERT exhaustive"}
+
+
+def build_systems(collection: AnyCollection, model: ColBERT, settings: ExperimentSettings
+                  ) -> list[tuple[str, pt.Transformer]]:
+    """``(name, transformer)`` for each of ``settings.systems``; builds the indices they need (cached)."""
+    names = system_names(settings)
+    bm25 = pisa_bm25(collection, num_results=settings.num_results)
+    needs_index = {"index-scorer", "e2e", "exhaustive"} & set(settings.systems)
+    index = lateint_index(collection, model, nbits=settings.nbits) if needs_index else None
+    make = {
+        "bm25": lambda: bm25,
+        "text": lambda: bm25 % settings.rerank_depth >> pt.text.get_text(collection, "text")
+        >> model.text_scorer(verbose=True),
+        "index-scorer": lambda: bm25 >> index.scorer(model, verbose=True),
+        "e2e": lambda: index.retriever(model, num_results=settings.num_results, verbose=True),
+        "exhaustive": lambda: index.retriever(model, mode="exhaustive", num_results=settings.num_results,
+                                              verbose=True),
+    }
+    return [(names[s], make[s]()) for s in settings.systems]
+
+
+def _run_folder(settings: ExperimentSettings, collection: AnyCollection, model: ColBERT) -> Path:
+    model_name = str(model.signature().get("name", "model")).rstrip("/").split("/")[-1]
+    digest = hashlib.sha256(model_key(model).encode()).hexdigest()[:8]
+    queries = f".first{settings.max_queries}" if settings.max_queries else ""
+    return Path(settings.save_dir) / f"{collection.name}-{settings.split}{queries}" / f"{model_name}.{digest}"
+
+
+def _measures():
+    from ir_measures import AP, RR, R, nDCG
+    return [AP, nDCG @ 10, RR, R @ 1000]
+
+
+def run_experiment(settings: ExperimentSettings, *, model: Optional[ColBERT] = None,
+                   extra_systems: Sequence[tuple[str, pt.Transformer]] = ()) -> ExperimentResult:
+    """Run (or reuse) every system on the collection's queries; write ``experiment.csv``, ``table.md``,
+    ``perquery.csv`` and ``meta.json`` to the run folder and return the result."""
+    start = time.perf_counter()
+    collection = get_dataset(settings.collection)
+    topics, qrels = collection.get_topics(settings.split), collection.get_qrels(settings.split)
+    if settings.max_queries:
+        topics = topics.head(settings.max_queries)
+    model = model or ColBERT.from_pretrained(settings.model)
+    logger.info("experiment on %s (%s, %d queries) with %s", collection, settings.split, len(topics), model)
+    systems = build_systems(collection, model, settings) + list(extra_systems)
+    names = [n for n, _ in systems]
+    folder = _run_folder(settings, collection, model)
+    folder.mkdir(parents=True, exist_ok=True)
+    reused = [n for n in names if (folder / f"{n}.res.gz").exists()]
+    raw = pt.Experiment([s for _, s in systems], topics, qrels, eval_metrics=_measures() + ["mrt"], names=names,
+                        baseline=0, correction="holm", save_dir=str(folder), save_mode="reuse", verbose=True)
+    mrt = _timings(folder, raw, reused)
+    per_query = pd.read_csv(folder / "perquery.csv", dtype={"qid": str})  # written by pt.Experiment
+    per_query = per_query[per_query["name"].isin(names)].reset_index(drop=True)
+    table = compact_table(raw, mrt)
+    meta = {"collection": collection.name, "split": settings.split, "n_queries": int(len(topics)),
+            "model": model.name, "settings": dataclasses.asdict(settings), "reused": reused,
+            "seconds": round(time.perf_counter() - start, 1)}
+    result = ExperimentResult(settings, table, per_query, folder, meta)
+    table.to_csv(folder / "experiment.csv", index=False)
+    (folder / "table.md").write_text(result.markdown())
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+    return result
+
+
+def _timings(folder: Path, raw: pd.DataFrame, reused: list[str]) -> dict[str, float]:
+    """Mean response time (ms) per system: measured now, or, for reused runs, when they were computed."""
+    path = folder / "timings.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    measured = dict(zip(raw["name"], raw["mrt"]))
+    out = {n: stored.get(n, measured[n]) if n in reused else measured[n] for n in raw["name"]}
+    stored.update({n: out[n] for n in raw["name"] if n not in reused or n not in stored})
+    path.write_text(json.dumps(stored, indent=1))
+    return out
+
+
+def compact_table(raw: pd.DataFrame, mrt: dict[str, float]) -> pd.DataFrame:
+    """Measures (4 decimals), Holm-corrected p-values against the baseline (3 significant digits, empty for the
+    baseline itself) and mean response time (ms, 1 decimal)."""
+    cols: dict[str, Any] = {"name": raw["name"]}
+    for m in MEASURES:
+        cols[m] = raw[m].round(4)
+        cols[f"{m} p"] = raw[f"{m} p-value corrected"].map(lambda p: "" if p != p else f"{p:.3g}")
+    cols["mrt (ms)"] = raw["name"].map(mrt).round(1)
+    return pd.DataFrame(cols)
