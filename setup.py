@@ -30,8 +30,9 @@ setup(
     extras_require={
         "faiss": ["faiss-cpu>=1.7"],
         "onnx": ["onnxruntime>=1.17", "onnx>=1.15"],
+        "doc2query": ["sacrebleu>=2,<3", "rouge-score>=0.1.2"],
         "test": ["pytest>=7", "tensorboard>=2.10", "onnxruntime>=1.17", "onnx>=1.15", "import-linter>=2.1,<3",
-                 "pyterrier-dr>=0.7,<1"],
+                 "pyterrier-dr>=0.7,<1", "sacrebleu>=2,<3", "rouge-score>=0.1.2"],
         "tensorboard": ["tensorboard>=2.10"],
         "wandb": ["wandb>=0.15"],
     },

@@ -4,6 +4,7 @@
 - ``lateint search PATH "query"``: a ranked table from an index.
 - ``lateint experiment NAME``: the standard experiment (BM25 vs late interaction) on a collection.
 - ``lateint train``: train a late-interaction model (every :class:`TrainingConfig` setting is a flag).
+- ``lateint doc2query-train``: train a doc2query query generator (:mod:`pyterrier_lateint.doc2query.cli`).
 - ``lateint cleanup``: remove temporary folders left by interrupted index builds.
 
 Flags are spelled with dashes (``--output-dir``; the underscore spelling is accepted too); boolean settings are
@@ -187,6 +188,8 @@ def _add_experiment(sub) -> None:
     ex.add_argument("--rerank-depth", type=int, default=100, help="BM25 results re-ranked from text")
     ex.add_argument("--max-queries", type=int, default=None, help="only the first N queries")
     ex.add_argument("--save-dir", default="runs", help="folder for runs and tables (default: %(default)s)")
+    ex.add_argument("--generator", default=None, help="a doc2query generator (seq2seq folder): adds BM25 + doc2query "
+                                                      "and BM25 + doc2query-- rows")
     ex.add_argument("--results", type=Path, default=None, help="also write the markdown table to this file")
     ex.set_defaults(run=_run_experiment)
 
@@ -195,13 +198,18 @@ def _run_experiment(args: argparse.Namespace) -> None:
     from .experiments.runner import ExperimentSettings, run_experiment
     settings = ExperimentSettings(collection=args.collection, split=args.split, model=args.model,
                                   systems=tuple(args.systems), rerank_depth=args.rerank_depth,
-                                  max_queries=args.max_queries, save_dir=args.save_dir)
+                                  max_queries=args.max_queries, save_dir=args.save_dir, generator=args.generator)
     result = run_experiment(settings)
     print("\n" + result.markdown())
     print(f"(runs and tables in {result.folder}; {result.meta['seconds']:.0f} s)")
     if args.results:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text(result.markdown())
+
+
+def _add_doc2query_train(sub) -> None:
+    from .doc2query import cli as d2q_cli
+    d2q_cli.add_parser(sub).set_defaults(run=d2q_cli.run)
 
 
 # ------------------------------------------------------------------------------------------------------ cleanup
@@ -240,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_experiment(sub)
     _add_train(sub)
+    _add_doc2query_train(sub)
     _add_cleanup(sub)
     return parser
 

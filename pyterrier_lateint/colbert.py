@@ -93,44 +93,44 @@ def _object_series(values: list, index: pd.Index) -> pd.Series:
     return pd.Series(values, index=index, dtype=object)
 
 
-class QueryEncoder(_ModelTransformer):
+class _Encoder(_ModelTransformer):
+    """Adds the vectors (and, with ``token_ids``, the token ids) of one text column; subclasses name the columns."""
+
+    TEXT: str
+    ID: str
+    REQUIRED: list[str]
+    EMBS: str
+    TOKS: str
+    IS_QUERY: bool
+
+    def __init__(self, model: LateInteractionEncoder, batch_size: Optional[int] = None, verbose: bool = False,
+                 token_ids: bool = False):
+        super().__init__(model, batch_size, verbose)
+        self.token_ids = token_ids
+
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        pt.validate.columns(inp, includes=self.REQUIRED)
+        vecs, ids = _encode_column(self.model, inp, self.TEXT, self.ID, self.IS_QUERY, self.batch_size, self.verbose,
+                                   self.token_ids)
+        out = inp.assign(**{self.EMBS: _object_series(vecs, inp.index)})
+        return out.assign(**{self.TOKS: _object_series(ids, inp.index)}) if self.token_ids else out
+
+    def _config(self) -> tuple:
+        return super()._config() + (self.token_ids,)
+
+
+class QueryEncoder(_Encoder):
     """Frame with ``(qid, query)`` (queries or results) -> the same frame with ``query_embs`` (float32
     ``(n_query_tokens, dim)``) and, with ``token_ids``, ``query_toks`` (int32 ``(n_query_tokens,)``)."""
 
-    def __init__(self, model: LateInteractionEncoder, batch_size: Optional[int] = None, verbose: bool = False,
-                 token_ids: bool = False):
-        super().__init__(model, batch_size, verbose)
-        self.token_ids = token_ids
-
-    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
-        pt.validate.columns(inp, includes=["qid", "query"])
-        vecs, ids = _encode_column(self.model, inp, "query", "qid", True, self.batch_size, self.verbose,
-                                   self.token_ids)
-        out = inp.assign(query_embs=_object_series(vecs, inp.index))
-        return out.assign(query_toks=_object_series(ids, inp.index)) if self.token_ids else out
-
-    def _config(self) -> tuple:
-        return super()._config() + (self.token_ids,)
+    TEXT, ID, REQUIRED, EMBS, TOKS, IS_QUERY = "query", "qid", ["qid", "query"], "query_embs", "query_toks", True
 
 
-class DocEncoder(_ModelTransformer):
+class DocEncoder(_Encoder):
     """Frame with ``text`` (a corpus batch or results) -> the same frame with ``doc_embs`` (float32
     ``(n_tokens, dim)``) and, with ``token_ids``, ``doc_toks`` (int32 ``(n_tokens,)``)."""
 
-    def __init__(self, model: LateInteractionEncoder, batch_size: Optional[int] = None, verbose: bool = False,
-                 token_ids: bool = False):
-        super().__init__(model, batch_size, verbose)
-        self.token_ids = token_ids
-
-    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
-        pt.validate.columns(inp, includes=["text"])
-        vecs, ids = _encode_column(self.model, inp, "text", "docno", False, self.batch_size, self.verbose,
-                                   self.token_ids)
-        out = inp.assign(doc_embs=_object_series(vecs, inp.index))
-        return out.assign(doc_toks=_object_series(ids, inp.index)) if self.token_ids else out
-
-    def _config(self) -> tuple:
-        return super()._config() + (self.token_ids,)
+    TEXT, ID, REQUIRED, EMBS, TOKS, IS_QUERY = "text", "docno", ["text"], "doc_embs", "doc_toks", False
 
 
 def score_frame(frame: pd.DataFrame, query_vecs: dict, doc_vecs: list, divide_by_query_length: bool) -> np.ndarray:

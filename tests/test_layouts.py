@@ -361,7 +361,8 @@ def test_unknown_model_raises_oserror(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(OSError, match="no/such-model") as info:
         ColBERT.from_pretrained("no/such-model", device="cpu")
-    assert "not a local path" in str(info.value)
+    assert "not a local path" in str(info.value) and "hf download no/such-model" in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # one short error, no chained traceback
 
 
 @pytest.mark.parametrize("name", ["stanford_v2", "pylate", "bge_m3"])

@@ -8,7 +8,8 @@ Systems (``--systems``; all by default):
 - ``index-scorer``: BM25's top 1000 re-ranked from the index's stored vectors (``index.scorer()``);
 - ``e2e``: end-to-end retrieval from the compressed index (``index.retriever()``);
 - ``exhaustive``: exact MaxSim of every document in the index (the index's ground truth);
-- ``doc2query`` (when ``extra_systems`` brings it) and any other ``(name, transformer)`` pair.
+- with ``generator`` (a doc2query seq2seq folder): ``BM25 + doc2query`` and ``BM25 + doc2query-- (keep 70%)``
+  (:func:`pyterrier_lateint.doc2query.doc2query_rows`), and any other ``(name, transformer)`` in ``extra_systems``.
 
 Measures: AP, nDCG@10, RR, R@1000 and mean response time per query (ms). Runs are saved under
 ``save_dir/COLLECTION-SPLIT/MODEL.HASH/`` and reused when the same experiment runs again; the response time of a
@@ -52,6 +53,7 @@ class ExperimentSettings:
     num_results: int = 1000
     max_queries: Optional[int] = None
     save_dir: str = "runs"
+    generator: Optional[str] = None
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.systems if s not in SYSTEMS]
@@ -100,7 +102,11 @@ def build_systems(collection: AnyCollection, model: ColBERT, settings: Experimen
         "exhaustive": lambda: index.retriever(model, mode="exhaustive", num_results=settings.num_results,
                                               verbose=True),
     }
-    return [(names[s], make[s]()) for s in settings.systems]
+    systems = [(names[s], make[s]()) for s in settings.systems]
+    if settings.generator:
+        from ..doc2query import doc2query_rows
+        systems += doc2query_rows(collection, settings.generator, model)
+    return systems
 
 
 def _run_folder(settings: ExperimentSettings, collection: AnyCollection, model: ColBERT) -> Path:
@@ -110,7 +116,8 @@ def _run_folder(settings: ExperimentSettings, collection: AnyCollection, model: 
     return Path(settings.save_dir) / f"{collection.name}-{settings.split}{queries}" / f"{model_name}.{digest}"
 
 
-def _measures():
+def eval_measures() -> list:
+    """AP, nDCG@10, RR and R@1000 as ir_measures objects."""
     from ir_measures import AP, RR, R, nDCG
     return [AP, nDCG @ 10, RR, R @ 1000]
 
@@ -131,7 +138,7 @@ def run_experiment(settings: ExperimentSettings, *, model: Optional[ColBERT] = N
     folder = _run_folder(settings, collection, model)
     folder.mkdir(parents=True, exist_ok=True)
     reused = [n for n in names if (folder / f"{n}.res.gz").exists()]
-    raw = pt.Experiment([s for _, s in systems], topics, qrels, eval_metrics=_measures() + ["mrt"], names=names,
+    raw = pt.Experiment([s for _, s in systems], topics, qrels, eval_metrics=eval_measures() + ["mrt"], names=names,
                         baseline=0, correction="holm", save_dir=str(folder), save_mode="reuse", verbose=True)
     mrt = _timings(folder, raw, reused)
     per_query = pd.read_csv(folder / "perquery.csv", dtype={"qid": str})  # written by pt.Experiment
@@ -158,12 +165,13 @@ def _timings(folder: Path, raw: pd.DataFrame, reused: list[str]) -> dict[str, fl
     return out
 
 
-def compact_table(raw: pd.DataFrame, mrt: dict[str, float]) -> pd.DataFrame:
+def compact_table(raw: pd.DataFrame, mrt: Optional[dict[str, float]] = None) -> pd.DataFrame:
     """Measures (4 decimals), Holm-corrected p-values against the baseline (3 significant digits, empty for the
-    baseline itself) and mean response time (ms, 1 decimal)."""
+    baseline itself and where both systems are equal on every query) and, given ``mrt``, mean response time (ms)."""
     cols: dict[str, Any] = {"name": raw["name"]}
     for m in MEASURES:
         cols[m] = raw[m].round(4)
         cols[f"{m} p"] = raw[f"{m} p-value corrected"].map(lambda p: "" if p != p else f"{p:.3g}")
-    cols["mrt (ms)"] = raw["name"].map(mrt).round(1)
+    if mrt is not None:
+        cols["mrt (ms)"] = raw["name"].map(mrt).round(1)
     return pd.DataFrame(cols)

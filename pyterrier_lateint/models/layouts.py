@@ -320,7 +320,9 @@ def resolve(name: str) -> Path:
         from huggingface_hub import snapshot_download
         return Path(snapshot_download(name))
     except Exception as ex:  # offline, unknown repo, ...
+        reason = str(ex).strip().splitlines()[0][:200] if str(ex).strip() else ""
         raise OSError(
             f"cannot load checkpoint {name!r}: it is not a local path and the Hugging Face Hub copy could not be "
-            f"fetched ({type(ex).__name__}: {ex}). Download it on a machine with network access "
-            f"(huggingface-cli download {name} --local-dir DIR) and pass DIR instead.") from ex
+            f"fetched ({type(ex).__name__}{': ' + reason if reason else ''}). Download it on a machine with network "
+            f"access (hf download {name} --local-dir DIR) and pass DIR instead; "
+            f"ColBERT.from_pretrained() with no name loads the offline default.") from None

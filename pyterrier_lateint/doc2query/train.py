@@ -1,0 +1,357 @@
+"""Training a query generator: fine-tune any Hugging Face sequence-to-sequence model on (passage -> query) pairs,
+with the mechanics of :class:`~pyterrier_lateint.training.loop.TrainingLoop` (AdamW with linear warmup and decay,
+gradient accumulation, mixed precision, checkpoints with exact resume), and validation by BLEU (sacrebleu) and
+ROUGE (rouge-score) of greedily generated queries against held-back pairs."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+
+import pandas as pd
+import torch
+
+from ..training.data import Example, Group, TrainingStream
+from ..training.loop import TrainingLoop
+
+logger = logging.getLogger(__name__)
+
+Pair = tuple[str, str]  # (passage, query)
+FINAL_DIR = "final"
+IGNORE_INDEX = -100  # label positions the loss ignores (padding)
+DEFAULT_MAX_INPUT_TOKENS = 512
+
+
+def _setting(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class GeneratorTrainingConfig:
+    """Every setting of generator training (the ``doc2query-train`` command exposes each as ``--name-with-dashes``)."""
+
+    output_dir: str = _setting("doc2query-model", "where checkpoints and the final model (output_dir/final) go")
+    max_steps: int = _setting(1000, "optimiser steps")
+    batch_size: int = _setting(16, "(passage, query) pairs per micro-batch (per process)")
+    learning_rate: float = _setting(1e-4, "peak AdamW learning rate")
+    weight_decay: float = _setting(0.01, "AdamW weight decay")
+    warmup_ratio: float = _setting(0.1, "linear warmup over this share of max_steps, then linear decay to 0")
+    grad_accum: int = _setting(1, "micro-batches per optimiser step")
+    max_grad_norm: float = _setting(1.0, "gradient clipping norm (0: no clipping)")
+    mixed_precision: str = _setting("no", '"no", "fp16" (GPU) or "bf16"')
+    gradient_checkpointing: bool = _setting(False, "recompute activations in the backward pass (less memory)")
+    freeze_encoder: bool = _setting(False, "train only the decoder (the encoder stays as loaded; faster on a CPU)")
+    max_input_tokens: Optional[int] = _setting(None, "passages are cut to this many tokens (default: the model's "
+                                                     "input length, at most 512)")
+    max_target_tokens: int = _setting(64, "queries are cut to this many tokens")
+    seed: int = _setting(42, "seed of model RNGs and shuffling")
+    shuffle_buffer: int = _setting(1000, "pairs shuffled within a sliding buffer of this size (1: file order)")
+    save_every: int = _setting(500, "steps between checkpoints (0: only at the end)")
+    keep_checkpoints: int = _setting(2, "newest checkpoints kept on disk")
+    eval_every: int = _setting(0, "steps between validations (0: only at the end, when validation pairs are given)")
+    log_every: int = _setting(10, "steps between loss log lines")
+    report_to: str = _setting("none", '"none", "tensorboard" or "wandb"')
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', not {self.mixed_precision!r}")
+        if min(self.batch_size, self.max_steps, self.grad_accum, self.log_every, self.keep_checkpoints,
+               self.max_target_tokens) < 1:
+            raise ValueError("batch_size, max_steps, grad_accum, log_every, keep_checkpoints and max_target_tokens "
+                             "must be >= 1")
+        if min(self.save_every, self.eval_every) < 0:
+            raise ValueError("save_every and eval_every must be >= 0")
+
+
+# ---------------------------------------------------------------- pairs
+def pairs_from_qrels(topics: pd.DataFrame, qrels: pd.DataFrame, texts: Union[Mapping[str, str], Any],
+                     min_label: int = 1) -> list[Pair]:
+    """(passage, query) for every judged pair with ``label >= min_label``: ``topics`` ``(qid, query)``, ``qrels``
+    ``(qid, docno, label)``, ``texts`` docno -> text (a dict, or a collection with ``texts()``). Only the columns
+    named are read (e.g. never SciFact's ``metadata``). Pairs come in qrels order."""
+    import pyterrier as pt
+
+    pt.validate.columns(topics, includes=["qid", "query"])
+    pt.validate.columns(qrels, includes=["qid", "docno", "label"])
+    lookup = texts.texts() if hasattr(texts, "texts") and callable(texts.texts) else texts
+    queries = dict(zip(topics["qid"].astype(str), topics["query"]))
+    pairs, missing = [], set()
+    for qid, docno, label in zip(qrels["qid"].astype(str), qrels["docno"].astype(str), qrels["label"]):
+        if label < min_label or qid not in queries:
+            continue
+        if docno not in lookup:
+            missing.add(docno)
+            continue
+        pairs.append((lookup[docno], queries[qid]))
+    if missing:
+        logger.warning("%d judged documents are not in the corpus and were skipped (e.g. %s)", len(missing),
+                       sorted(missing)[:3])
+    if not pairs:
+        raise ValueError("no (passage, query) pairs: no qrels with label >= min_label whose qid is in topics and "
+                         "whose docno is in the corpus")
+    return pairs
+
+
+def read_pairs_tsv(path: Union[str, Path]) -> list[Pair]:
+    """(passage, query) pairs of a TSV file of ``passage \\t query`` lines (docTTTTTquery's training format)."""
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+                raise ValueError(f"{path}:{n}: expected 'passage<TAB>query' with both non-empty, found "
+                                 f"{len(parts)} field(s)")
+            pairs.append((parts[0], parts[1]))
+    if not pairs:
+        raise ValueError(f"{path} holds no (passage, query) pairs")
+    return pairs
+
+
+def split_pairs(pairs: Sequence[Pair], n_validation: int, seed: int = 42) -> tuple[list[Pair], list[Pair]]:
+    """(training, validation): whole queries are held back (every pair of a held-back query), chosen at random by
+    ``seed`` until at least ``n_validation`` pairs are held back, so no validation query is ever trained on."""
+    by_query: dict[str, list[Pair]] = {}
+    for p in pairs:
+        by_query.setdefault(p[1], []).append(p)
+    queries = list(by_query)
+    random.Random(seed).shuffle(queries)
+    held: set[str] = set()
+    count = 0
+    for q in queries:
+        if count >= n_validation:
+            break
+        held.add(q)
+        count += len(by_query[q])
+    train = [p for p in pairs if p[1] not in held]
+    val = [p for p in pairs if p[1] in held]
+    if n_validation and not train:
+        raise ValueError(f"holding back {n_validation} pairs leaves none to train on ({len(pairs)} in all)")
+    return train, val
+
+
+# ---------------------------------------------------------------- metrics
+def generation_metrics(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Corpus BLEU (sacrebleu, 0-100, with effective order: n-gram orders that no query is long enough to have are
+    skipped, so a corpus of 2-word queries is not scored 0) and mean ROUGE-1/2/L F1 (rouge-score with stemming, 0-1)
+    of generated queries against one reference query each."""
+    try:
+        from rouge_score import rouge_scorer
+        from sacrebleu.metrics import BLEU
+    except ImportError as ex:
+        raise ImportError("BLEU/ROUGE validation needs sacrebleu and rouge-score: "
+                          "pip install 'pyterrier-lateint[doc2query]'") from ex
+
+    if len(predictions) != len(references) or not predictions:
+        raise ValueError(f"need as many predictions as references, and some: {len(predictions)} vs "
+                         f"{len(references)}")
+    bleu = BLEU(effective_order=True).corpus_score(list(predictions), [list(references)]).score
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    for pred, ref in zip(predictions, references):
+        for k, v in scorer.score(ref, pred).items():
+            totals[k] += v.fmeasure
+    return {"bleu": float(bleu), **{k: v / len(predictions) for k, v in totals.items()}}
+
+
+def bleu_rouge_validation(pairs: Sequence[Pair], batch_size: int = 16,
+                          max_new_tokens: int = 32) -> Callable[[Any], dict[str, float]]:
+    """A validation callback: greedy queries for each held-back passage, scored by :func:`generation_metrics`
+    against that pair's query."""
+    if not pairs:
+        raise ValueError("no validation pairs")
+    passages = list(dict.fromkeys(p for p, _ in pairs))
+
+    def validate(generator) -> dict[str, float]:
+        generated = dict(zip(passages, generator.generate(passages)))
+        predictions = [(generated[p] or [""])[0] for p, _ in pairs]
+        return generation_metrics(predictions, [q for _, q in pairs])
+
+    validate.batch_size = batch_size  # type: ignore[attr-defined]
+    validate.max_new_tokens = max_new_tokens  # type: ignore[attr-defined]
+    return validate
+
+
+# ---------------------------------------------------------------- models
+def set_special_tokens(model, tokenizer) -> None:
+    """Give a seq2seq model (config and generation config) the decoder start, end and padding ids of its tokenizer
+    when it lacks them: [CLS]/[SEP]/[PAD] for a BERT tokenizer, the tokenizer's BOS/EOS/PAD otherwise."""
+    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    eos = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id
+    for cfg in (model.config, model.generation_config):
+        if getattr(cfg, "decoder_start_token_id", None) is None:
+            cfg.decoder_start_token_id = start
+        if getattr(cfg, "eos_token_id", None) is None:
+            cfg.eos_token_id = eos
+        if getattr(cfg, "pad_token_id", None) is None:
+            cfg.pad_token_id = pad
+
+
+def warm_start_encoder_decoder(encoder: Optional[Union[str, Path]] = None, decoder: Optional[Union[str, Path]] = None,
+                               seed: int = 42):
+    """(model, tokenizer): a transformers ``EncoderDecoderModel`` whose encoder and decoder start from BERT-like
+    checkpoints (default: the offline default model, all-MiniLM-L6-v2, for both); the decoder's cross-attention and
+    language-model head are new (seeded). Special tokens are set for generation ([CLS] starts, [SEP] ends)."""
+    import transformers
+    from transformers import AutoTokenizer, EncoderDecoderModel
+
+    from ..models import default_model_path
+
+    encoder = str(encoder) if encoder is not None else str(default_model_path())
+    decoder = str(decoder) if decoder is not None else encoder
+    state = torch.random.get_rng_state()
+    verbosity = transformers.logging.get_verbosity()
+    try:
+        torch.manual_seed(seed)
+        transformers.logging.set_verbosity_error()  # the expected "newly initialised cross-attention" report
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(encoder, decoder)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        torch.random.set_rng_state(state)
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    model.config.vocab_size = model.config.decoder.vocab_size
+    set_special_tokens(model, tokenizer)
+    return model, tokenizer
+
+
+def _decoder_start(model) -> int:
+    start = model.generation_config.decoder_start_token_id
+    if start is None:
+        start = getattr(model.config, "decoder_start_token_id", None)
+    if start is None:
+        raise ValueError("the model has no decoder_start_token_id: call set_special_tokens(model, tokenizer) first")
+    return int(start)
+
+
+# ---------------------------------------------------------------- the trainer
+class GeneratorTrainer(TrainingLoop):
+    """Fine-tunes ``model`` (a Hugging Face seq2seq model) in place on (passage -> query) pairs; a training item is
+    one pair. ``validation``: a callback given a greedy :class:`~pyterrier_lateint.doc2query.Doc2Query` over the
+    model being trained (see :func:`bleu_rouge_validation`), run every ``eval_every`` steps and at the end."""
+
+    def __init__(self, model, tokenizer, config: GeneratorTrainingConfig,
+                 validation: Optional[Callable[[Any], dict[str, float]]] = None):
+        super().__init__()
+        set_special_tokens(model, tokenizer)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.validation = validation
+        self._device = next(model.parameters()).device
+        if config.max_input_tokens is None:
+            from .generate import _max_input_tokens
+            self.max_input_tokens = _max_input_tokens(model, tokenizer)
+        else:
+            self.max_input_tokens = config.max_input_tokens
+
+    def train(self, pairs: Union[str, Path, Iterable[Pair], Callable[[], Iterable[Pair]]], *,
+              resume: bool = True):
+        """Train for ``max_steps`` steps on ``pairs`` (a list, a ``passage \\t query`` TSV path, or a callable
+        returning a fresh iterator per epoch); with ``resume`` continue from the newest complete checkpoint in
+        ``output_dir``. Saves model and tokenizer to ``output_dir/final`` (``Doc2Query(output_dir + "/final")``
+        loads it) and returns the model."""
+        if self.validation is not None and self.config.eval_every == 0:
+            self.config = dataclasses.replace(self.config, eval_every=self.config.max_steps)
+        stream = TrainingStream(self._source(pairs), 0, self.config.seed, self.config.shuffle_buffer)
+        cpu = self._device.type == "cpu" and not torch.cuda.is_available()
+        self._run(lambda skip: iter(stream.skip(skip)), resume=resume, cpu=cpu)
+        return self.model
+
+    @staticmethod
+    def _source(pairs) -> Callable[[], Iterable[Example]]:
+        if isinstance(pairs, (str, Path)):
+            path = pairs
+            return lambda: (Example(q, [p], []) for p, q in read_pairs_tsv(path))
+        if callable(pairs):
+            return lambda: (Example(q, [p], []) for p, q in pairs())
+        items = [Example(q, [p], []) for p, q in _checked_pairs(pairs)]
+        if not items:
+            raise ValueError("no training pairs given")
+        return lambda: iter(items)
+
+    # ---------------------------------------------------------------- hooks
+    def _prepare_module(self, accelerator) -> tuple[torch.nn.Module, list[dict]]:
+        self.model.to(accelerator.device).train()
+        if self.config.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        if self.config.freeze_encoder:
+            self.model.get_encoder().requires_grad_(False)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return self.model, [{"params": params, "lr": self.config.learning_rate}]
+
+    def encode(self, pairs: Sequence[Pair], device: torch.device) -> dict[str, torch.Tensor]:
+        """Tensors of a micro-batch: ``input_ids``/``attention_mask`` ``(B, L_in)`` of the passages, ``labels``
+        ``(B, L_out)`` of the queries (ending in EOS, padding ``-100``) and ``decoder_input_ids`` (labels shifted right
+        behind the decoder start token)."""
+        tok = self.tokenizer
+        enc = tok([p for p, _ in pairs], max_length=self.max_input_tokens, truncation=True, padding=True,
+                  return_tensors="pt")
+        start = _decoder_start(self.model)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        targets = []
+        for ids in tok([q for _, q in pairs], max_length=self.config.max_target_tokens + 1, truncation=True)["input_ids"]:
+            if ids and ids[0] == start:  # e.g. BERT's [CLS]: the decoder start token is not a target
+                ids = ids[1:]
+            targets.append(ids[:self.config.max_target_tokens])
+        width = max(len(t) for t in targets)
+        labels = torch.full((len(targets), width), IGNORE_INDEX, dtype=torch.long)
+        decoder_inputs = torch.full((len(targets), width), pad, dtype=torch.long)
+        for i, t in enumerate(targets):
+            labels[i, :len(t)] = torch.tensor(t)
+            decoder_inputs[i, 0] = start
+            decoder_inputs[i, 1:len(t)] = torch.tensor(t[:-1])
+        return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device),
+                "decoder_input_ids": decoder_inputs.to(device), "labels": labels.to(device)}
+
+    def _micro_batch_loss(self, accelerator, wrapped: torch.nn.Module, items: list[Group]) -> dict[str, torch.Tensor]:
+        """Token-level cross-entropy of the queries given their passages (teacher forcing), in float32."""
+        batch = self.encode([(g.docs[0], g.query) for g in items], accelerator.device)
+        with accelerator.autocast():
+            logits = wrapped(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             decoder_input_ids=batch["decoder_input_ids"]).logits
+        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                                 batch["labels"].reshape(-1), ignore_index=IGNORE_INDEX)
+        return {"total": loss}
+
+    def _finish(self, accelerator) -> None:
+        self.model.eval()
+        if self.config.gradient_checkpointing:
+            self.model.gradient_checkpointing_disable()
+        if self.config.freeze_encoder:
+            self.model.get_encoder().requires_grad_(True)
+        self.model.to(self._device)
+        if accelerator.is_main_process:
+            final = Path(self.config.output_dir) / FINAL_DIR
+            self.model.save_pretrained(str(final))
+            self.tokenizer.save_pretrained(str(final))
+            with open(final / "doc2query_training.json", "w") as f:
+                json.dump({"config": dataclasses.asdict(self.config), "history": self.history}, f, indent=1)
+
+    def _validation_target(self):
+        from .generate import Doc2Query
+        fn = self.validation
+        return Doc2Query.from_model(self.model, self.tokenizer, name="in-training", decoding="greedy", num_samples=1,
+                                    max_new_tokens=getattr(fn, "max_new_tokens", 32),
+                                    batch_size=getattr(fn, "batch_size", 16),
+                                    max_input_tokens=self.max_input_tokens, min_chars=0,
+                                    device=next(self.model.parameters()).device, precision="fp32")
+
+    def _validated_module(self) -> torch.nn.Module:
+        return self.model
+
+
+def _checked_pairs(pairs: Iterable[Pair]) -> list[Pair]:
+    out = []
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            raise TypeError(f"training pair {i} is {pair!r:.80}: pairs must be (passage, query) string tuples")
+        if not pair[0].strip() or not pair[1].strip():
+            raise ValueError(f"training pair {i} has an empty passage or query: {pair!r:.80}")
+        out.append((pair[0], pair[1]))
+    return out
