@@ -10,7 +10,7 @@ import pandas as pd
 import pyterrier as pt
 import pytest
 
-from pyterrier_lateint.index import ColBERTIndex, IndexNotFoundError, ModelMismatchError, ResidualCodec
+from pyterrier_lateint.index import ColBERTIndex, IndexNotFoundError, ModelMismatchError, ResidualCodec, SearchParams
 from pyterrier_lateint.index.kmeans import kmeans
 from pyterrier_lateint.maxsim import maxsim
 
@@ -441,3 +441,10 @@ def test_retriever_equality_and_rank_cutoff_fusion(tmp_path):
     full = a(queries)
     pd.testing.assert_frame_equal(out.reset_index(drop=True)[["qid", "docno"]],
                                   full[full["rank"] < 3].reset_index(drop=True)[["qid", "docno"]])
+
+
+def test_search_settings_validated(index2, model):
+    with pytest.raises(ValueError, match="nprobe must be >= 2"):
+        index2.retriever(model, nprobe=1)
+    with pytest.raises(ValueError, match="nexact"):
+        SearchParams(4, 512, 0)

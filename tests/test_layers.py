@@ -13,7 +13,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
-    pytest.importorskip("importlinter")
     code = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
     return subprocess.run([sys.executable, "-c", code, "--config", str(root / ".importlinter"), "--no-cache"],
                           capture_output=True, text=True, cwd=root, env={"PYTHONPATH": str(root), "PATH": ""},

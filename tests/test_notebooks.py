@@ -1,0 +1,119 @@
+"""The tutorial notebooks in experiments/notebooks run top to bottom (nbclient, a fresh python3 kernel of this
+interpreter, in a temporary folder), and each computes what it says: a check cell appended here reads the key values
+from the kernel after the notebook has run."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+import ipykernel  # noqa: F401,E402  (the [test] extra installs these: a missing one is an error, not a skip)
+import matplotlib  # noqa: F401,E402
+import nbclient  # noqa: E402
+import nbformat  # noqa: E402
+
+from pyterrier_lateint.data import find_collection  # noqa: E402
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "experiments" / "notebooks"
+CELL_TIMEOUT = 600  # seconds per cell; each notebook takes about a minute on 2 CPU cores
+KERNEL = "lateint-tests"
+
+CHECKS = {
+    "01_quickstart.ipynb": """
+out = {"names": table["name"].tolist(), "ndcg": table["nDCG@10"].tolist(), "ap": table["AP"].tolist(),
+       "p": [None if p != p else p for p in table["nDCG@10 p-value corrected"]], "n_docs": len(index),
+       "n_queries": len(sample_topics)}
+""",
+    "02_late_interaction.ipynb": """
+out = {"scores": [float(s) for s in scores.values()], "contrib": float(contributions["contribution"].sum()),
+       "nbits": nbits_table["nbits"].tolist(), "mb": nbits_table["MB"].tolist(),
+       "ndcg": nbits_table["nDCG@10"].tolist(), "sweep_rows": len(sweep), "recall": sweep["recall@10"].tolist(),
+       "per_query_rows": len(per_query)}
+""",
+    "03_training.ipynb": """
+import os
+out = {"names": table["name"].tolist(), "ndcg": table["nDCG@10"].tolist(),
+       "losses": pd.DataFrame(trainer.history)["total"].tolist(), "n_examples": len(examples),
+       "train_qids": sorted(set(train_sample["qid"])), "test_qids": sorted(set(eval_topics["qid"])),
+       "final": os.path.isdir("scifact-head/final")}
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def kernel_env(tmp_path_factory) -> dict:
+    """Environment of the notebook kernels: a kernelspec running this very interpreter (whatever python3 kernels
+    the user has installed), and the package's default encoding precision (the test session forces fp32)."""
+    root = tmp_path_factory.mktemp("jupyter")
+    spec = root / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "pyterrier-lateint tests", "language": "python"}))
+    env = dict(os.environ)
+    env.pop("LATEINT_PRECISION", None)
+    env["JUPYTER_PATH"] = os.pathsep.join([str(root), env.get("JUPYTER_PATH", "")]).rstrip(os.pathsep)
+    env["MPLBACKEND"] = "Agg"
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def run_notebook(name: str, cwd: Path, env: dict) -> dict:
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(CHECKS[name] + "\nimport json as _json\n"
+                                              "print('CHECK' + _json.dumps(out))"))
+    old = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = env["JUPYTER_PATH"]  # where the kernelspec manager looks, read at creation
+    try:
+        client = nbclient.NotebookClient(nb, kernel_name=KERNEL, timeout=CELL_TIMEOUT,
+                                         resources={"metadata": {"path": str(cwd)}})
+        client.execute(env=env)
+    finally:
+        if old is None:
+            os.environ.pop("JUPYTER_PATH")
+        else:
+            os.environ["JUPYTER_PATH"] = old
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            assert output.get("output_type") != "error", "".join(output.get("traceback", []))
+    printed = "".join(o.get("text", "") for o in nb.cells[-1]["outputs"] if o.get("name") == "stdout")
+    return json.loads(printed.split("CHECK", 1)[1])
+
+
+def needs(collection: str):
+    return pytest.mark.skipif(find_collection(collection) is None, reason=f"collection {collection} not on disk")
+
+
+@needs("vaswani")
+def test_01_quickstart(tmp_path, kernel_env):
+    out = run_notebook("01_quickstart.ipynb", tmp_path, kernel_env)
+    assert out["names"] == ["BM25", "ColBERT end-to-end", "BM25 % 50 >> text_scorer", "BM25 >> index.scorer"]
+    assert out["n_docs"] == 2000 and out["n_queries"] == 20
+    assert all(0.1 < v <= 1 for v in out["ndcg"]), out
+    assert all(0.1 < v <= 1 for v in out["ap"]), out
+    assert out["p"][0] is None and all(0 <= p <= 1 for p in out["p"][1:]), out
+    assert (tmp_path / "vaswani-sample.lateint" / "lateint.json").exists()
+
+
+@needs("vaswani")
+def test_02_late_interaction(tmp_path, kernel_env):
+    out = run_notebook("02_late_interaction.ipynb", tmp_path, kernel_env)
+    assert max(out["scores"]) - min(out["scores"]) < 1e-3 and out["scores"][0] > 0, out
+    assert out["contrib"] == pytest.approx(out["scores"][1], abs=1e-4)
+    assert out["nbits"] == [16, 4, 2, 1]
+    assert out["mb"] == sorted(out["mb"], reverse=True), out  # fewer bits, smaller index
+    assert all(0.1 < v <= 1 for v in out["ndcg"]), out
+    assert out["sweep_rows"] == 13 and all(0 <= r <= 1 for r in out["recall"]) and out["recall"][-1] == 1.0
+    assert out["per_query_rows"] == 2 * 20
+
+
+@needs("scifact")
+def test_03_training(tmp_path, kernel_env):
+    out = run_notebook("03_training.ipynb", tmp_path, kernel_env)
+    assert len(out["names"]) == 3 and all(0 < v <= 1 for v in out["ndcg"]), out
+    assert out["n_examples"] == 64 and len(out["losses"]) == 2 and all(v == v for v in out["losses"]), out
+    assert not set(out["train_qids"]) & set(out["test_qids"])  # trained on train queries only
+    assert out["final"]
