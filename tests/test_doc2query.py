@@ -16,7 +16,7 @@ import pyterrier as pt
 import pytest
 import torch
 
-from training_fixtures import WORDS, build_tiny_checkpoint, one_thread  # noqa: F401
+from training_fixtures import WORDS, build_tiny_checkpoint, interrupt_after_checkpoint, one_thread  # noqa: F401
 
 from pyterrier_lateint.doc2query import (Doc2Query, Doc2QueryStore, GeneratorTrainer, GeneratorTrainingConfig,
                                          QueryFilter, QueryScorer, bleu_rouge_validation, generation_metrics,
@@ -433,17 +433,6 @@ def test_doc2query_rows_for_experiments(memorised, default_model, tmp_path, monk
 
 
 # ============================================================================================ training
-def interrupt_after_checkpoint(monkeypatch, at_step: int) -> None:
-    original = GeneratorTrainer._save
-
-    def save_then_stop(self, accelerator, step, consumed):
-        original(self, accelerator, step, consumed)
-        if step == at_step:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(GeneratorTrainer, "_save", save_then_stop)
-
-
 @pytest.mark.parametrize("grad_accum", [1, 2])
 def test_exact_resume_of_generator_training(tmp_path, monkeypatch, grad_accum):
     settings = dict(max_steps=6, save_every=3, batch_size=2, grad_accum=grad_accum, shuffle_buffer=4, log_every=1)
@@ -451,7 +440,7 @@ def test_exact_resume_of_generator_training(tmp_path, monkeypatch, grad_accum):
     trainer_a = GeneratorTrainer(model_a, word_tokenizer(), config(tmp_path / "a", **settings))
     trainer_a.train(PAIRS)
     with monkeypatch.context() as mp:
-        interrupt_after_checkpoint(mp, 3)
+        interrupt_after_checkpoint(mp, GeneratorTrainer, 3)
         with pytest.raises(KeyboardInterrupt):
             GeneratorTrainer(tiny_t5(), word_tokenizer(), config(tmp_path / "b", **settings)).train(PAIRS)
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["checkpoint-3"]

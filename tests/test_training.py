@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
-from training_fixtures import (T2RANK, T2RANK_DISTILL, build_tiny_checkpoint, load_tiny, one_thread,  # noqa: F401
-                               tiny_model_dir, toy_records, write_lines)
+from training_fixtures import (T2RANK, T2RANK_DISTILL, build_tiny_checkpoint, interrupt_after_checkpoint,  # noqa: F401
+                               load_tiny, one_thread, tiny_model_dir, toy_records, write_lines)
 
 from pyterrier_lateint import ColBERT
 from pyterrier_lateint.training import (Example, Trainer, TrainingConfig, TrainingStream, combined_loss,
@@ -530,23 +530,12 @@ def test_head_learning_rate_zero_freezes_the_head(tiny_model_dir, tmp_path):
 
 
 # ---------------------------------------------------------------- exact resume
-def interrupt_after_checkpoint(monkeypatch, at_step: int) -> None:
-    original = Trainer._save
-
-    def save_then_stop(self, accelerator, step, consumed):
-        original(self, accelerator, step, consumed)
-        if step == at_step:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "_save", save_then_stop)
-
-
 RESUME = dict(max_steps=6, save_every=3, batch_size=4, n_negatives=2, shuffle_buffer=8, learning_rate=1e-3)
 
 
 def interrupted_then_resumed(tiny_model_dir, examples, out, monkeypatch, settings, damage=None) -> tuple:
     with monkeypatch.context() as mp:
-        interrupt_after_checkpoint(mp, 3)
+        interrupt_after_checkpoint(mp, Trainer, 3)
         with pytest.raises(KeyboardInterrupt):
             run(load_tiny(tiny_model_dir), examples, out, **settings)
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint-3"]

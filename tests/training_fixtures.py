@@ -87,3 +87,16 @@ def toy_records(n: int = 40, n_negatives: int = 3, seed: int = 0) -> list[dict]:
         negs = [" ".join(rng.sample(others, 5)) for _ in range(n_negatives)]
         out.append({"query": f"{w1} {w2}", "pos": [pos], "neg": negs})
     return out
+
+
+def interrupt_after_checkpoint(monkeypatch, trainer_cls, at_step: int) -> None:
+    """Make ``trainer_cls`` stop (KeyboardInterrupt) right after writing its checkpoint of ``at_step``: a run
+    interrupted the way a killed job is."""
+    original = trainer_cls._save
+
+    def save_then_stop(self, accelerator, step, consumed):
+        original(self, accelerator, step, consumed)
+        if step == at_step:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_cls, "_save", save_then_stop)

@@ -8,7 +8,7 @@ import dataclasses
 import json
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from ..training.data import Example, Group, TrainingStream
-from ..training.loop import TrainingLoop
+from ..training.loop import TrainingLoop, setting
 
 logger = logging.getLogger(__name__)
 
@@ -26,35 +26,32 @@ IGNORE_INDEX = -100  # label positions the loss ignores (padding)
 DEFAULT_MAX_INPUT_TOKENS = 512
 
 
-def _setting(default, help: str):
-    return field(default=default, metadata={"help": help})
-
 
 @dataclass
 class GeneratorTrainingConfig:
     """Every setting of generator training (the ``doc2query-train`` command exposes each as ``--name-with-dashes``)."""
 
-    output_dir: str = _setting("doc2query-model", "where checkpoints and the final model (output_dir/final) go")
-    max_steps: int = _setting(1000, "optimiser steps")
-    batch_size: int = _setting(16, "(passage, query) pairs per micro-batch (per process)")
-    learning_rate: float = _setting(1e-4, "peak AdamW learning rate")
-    weight_decay: float = _setting(0.01, "AdamW weight decay")
-    warmup_ratio: float = _setting(0.1, "linear warmup over this share of max_steps, then linear decay to 0")
-    grad_accum: int = _setting(1, "micro-batches per optimiser step")
-    max_grad_norm: float = _setting(1.0, "gradient clipping norm (0: no clipping)")
-    mixed_precision: str = _setting("no", '"no", "fp16" (GPU) or "bf16"')
-    gradient_checkpointing: bool = _setting(False, "recompute activations in the backward pass (less memory)")
-    freeze_encoder: bool = _setting(False, "train only the decoder (the encoder stays as loaded; faster on a CPU)")
-    max_input_tokens: Optional[int] = _setting(None, "passages are cut to this many tokens (default: the model's "
+    output_dir: str = setting("doc2query-model", "where checkpoints and the final model (output_dir/final) go")
+    max_steps: int = setting(1000, "optimiser steps")
+    batch_size: int = setting(16, "(passage, query) pairs per micro-batch (per process)")
+    learning_rate: float = setting(1e-4, "peak AdamW learning rate")
+    weight_decay: float = setting(0.01, "AdamW weight decay")
+    warmup_ratio: float = setting(0.1, "linear warmup over this share of max_steps, then linear decay to 0")
+    grad_accum: int = setting(1, "micro-batches per optimiser step")
+    max_grad_norm: float = setting(1.0, "gradient clipping norm (0: no clipping)")
+    mixed_precision: str = setting("no", '"no", "fp16" (GPU) or "bf16"')
+    gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass (less memory)")
+    freeze_encoder: bool = setting(False, "train only the decoder (the encoder stays as loaded; faster on a CPU)")
+    max_input_tokens: Optional[int] = setting(None, "passages are cut to this many tokens (default: the model's "
                                                      "input length, at most 512)")
-    max_target_tokens: int = _setting(64, "queries are cut to this many tokens")
-    seed: int = _setting(42, "seed of model RNGs and shuffling")
-    shuffle_buffer: int = _setting(1000, "pairs shuffled within a sliding buffer of this size (1: file order)")
-    save_every: int = _setting(500, "steps between checkpoints (0: only at the end)")
-    keep_checkpoints: int = _setting(2, "newest checkpoints kept on disk")
-    eval_every: int = _setting(0, "steps between validations (0: only at the end, when validation pairs are given)")
-    log_every: int = _setting(10, "steps between loss log lines")
-    report_to: str = _setting("none", '"none", "tensorboard" or "wandb"')
+    max_target_tokens: int = setting(64, "queries are cut to this many tokens")
+    seed: int = setting(42, "seed of model RNGs and shuffling")
+    shuffle_buffer: int = setting(1000, "pairs shuffled within a sliding buffer of this size (1: file order)")
+    save_every: int = setting(500, "steps between checkpoints (0: only at the end)")
+    keep_checkpoints: int = setting(2, "newest checkpoints kept on disk")
+    eval_every: int = setting(0, "steps between validations (0: only at the end, when validation pairs are given)")
+    log_every: int = setting(10, "steps between loss log lines")
+    report_to: str = setting("none", '"none", "tensorboard" or "wandb"')
 
     def __post_init__(self) -> None:
         if self.mixed_precision not in ("no", "fp16", "bf16"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
@@ -18,7 +18,7 @@ import torch
 
 from ..models import LateInteractionEncoder
 from .data import Example, Group, TrainingStream, file_source
-from .loop import TrainingLoop
+from .loop import TrainingLoop, setting
 from .losses import combined_loss, maxsim_scores
 
 logger = logging.getLogger(__name__)
@@ -26,41 +26,37 @@ logger = logging.getLogger(__name__)
 FINAL_DIR = "final"  # output_dir/final: the trained model
 
 
-def _setting(default, help: str):
-    """A dataclass field whose ``help`` text documents it (and the CLI's ``--help``)."""
-    return field(default=default, metadata={"help": help})
-
 
 @dataclass
 class TrainingConfig:
     """Every training setting (the CLI exposes each one as ``--name``)."""
 
-    output_dir: str = _setting("lateint-model", 'where checkpoints and the final model go')
-    max_steps: int = _setting(1000, 'optimiser steps')
-    batch_size: int = _setting(16, 'queries per micro-batch (per process)')
-    n_negatives: int = _setting(7, 'negatives per query (resampled when a query has fewer)')
-    learning_rate: float = _setting(3e-5, 'peak AdamW learning rate of the encoder')
-    head_learning_rate: Optional[float] = _setting(None, 'a separate rate for the projection head (default: learning_rate)')
-    weight_decay: float = _setting(0.01, 'AdamW weight decay')
-    warmup_ratio: float = _setting(0.1, 'linear warmup over this share of max_steps, then linear decay to 0')
-    grad_accum: int = _setting(1, 'micro-batches per optimiser step')
-    max_grad_norm: float = _setting(1.0, 'gradient clipping norm (0: no clipping)')
-    loss: str = _setting("ce", '"ce" (n-way softmax cross-entropy), "kl" (distillation), or "ce+kl"')
-    temperature: float = _setting(1.0, 'student scores are divided by this in both losses')
-    teacher_temperature: float = _setting(1.0, 'teacher scores are divided by this before their softmax (kl)')
-    kl_weight: float = _setting(1.0, 'weight of the distillation loss in ce+kl')
-    ce_weight: float = _setting(1.0, 'weight of the cross-entropy loss in ce+kl')
-    in_batch_negatives: bool = _setting(True, "other queries' documents are negatives too (ce)")
-    mixed_precision: str = _setting("no", '"no", "fp16" (GPU) or "bf16"')
-    freeze_backbone: bool = _setting(False, 'train only the projection head (the encoder stays as loaded)')
-    gradient_checkpointing: bool = _setting(False, 'recompute activations in the backward pass (less memory, slower)')
-    seed: int = _setting(42, 'seed of model RNGs, shuffling and negative sampling')
-    shuffle_buffer: int = _setting(1000, 'examples shuffled within a sliding buffer of this size (1: file order)')
-    save_every: int = _setting(500, 'steps between checkpoints (0: only at the end)')
-    keep_checkpoints: int = _setting(2, 'newest checkpoints kept on disk')
-    eval_every: int = _setting(0, 'steps between validations (0: never)')
-    log_every: int = _setting(10, 'steps between loss log lines')
-    report_to: str = _setting("none", '"none", "tensorboard" or "wandb"')
+    output_dir: str = setting("lateint-model", 'where checkpoints and the final model go')
+    max_steps: int = setting(1000, 'optimiser steps')
+    batch_size: int = setting(16, 'queries per micro-batch (per process)')
+    n_negatives: int = setting(7, 'negatives per query (resampled when a query has fewer)')
+    learning_rate: float = setting(3e-5, 'peak AdamW learning rate of the encoder')
+    head_learning_rate: Optional[float] = setting(None, 'a separate rate for the projection head (default: learning_rate)')
+    weight_decay: float = setting(0.01, 'AdamW weight decay')
+    warmup_ratio: float = setting(0.1, 'linear warmup over this share of max_steps, then linear decay to 0')
+    grad_accum: int = setting(1, 'micro-batches per optimiser step')
+    max_grad_norm: float = setting(1.0, 'gradient clipping norm (0: no clipping)')
+    loss: str = setting("ce", '"ce" (n-way softmax cross-entropy), "kl" (distillation), or "ce+kl"')
+    temperature: float = setting(1.0, 'student scores are divided by this in both losses')
+    teacher_temperature: float = setting(1.0, 'teacher scores are divided by this before their softmax (kl)')
+    kl_weight: float = setting(1.0, 'weight of the distillation loss in ce+kl')
+    ce_weight: float = setting(1.0, 'weight of the cross-entropy loss in ce+kl')
+    in_batch_negatives: bool = setting(True, "other queries' documents are negatives too (ce)")
+    mixed_precision: str = setting("no", '"no", "fp16" (GPU) or "bf16"')
+    freeze_backbone: bool = setting(False, 'train only the projection head (the encoder stays as loaded)')
+    gradient_checkpointing: bool = setting(False, 'recompute activations in the backward pass (less memory, slower)')
+    seed: int = setting(42, 'seed of model RNGs, shuffling and negative sampling')
+    shuffle_buffer: int = setting(1000, 'examples shuffled within a sliding buffer of this size (1: file order)')
+    save_every: int = setting(500, 'steps between checkpoints (0: only at the end)')
+    keep_checkpoints: int = setting(2, 'newest checkpoints kept on disk')
+    eval_every: int = setting(0, 'steps between validations (0: never)')
+    log_every: int = setting(10, 'steps between loss log lines')
+    report_to: str = setting("none", '"none", "tensorboard" or "wandb"')
 
     def __post_init__(self) -> None:
         if self.loss not in ("ce", "kl", "ce+kl"):
