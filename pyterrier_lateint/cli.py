@@ -13,53 +13,17 @@ switches (``--in-batch-negatives`` / ``--no-in-batch-negatives``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
-import typing
 from pathlib import Path
 from typing import Optional, Sequence
 
 logger = logging.getLogger("lateint")
 
 
-def _flag_names(name: str) -> list[str]:
-    """``--output-dir`` and, for compatibility with config-file keys, ``--output_dir``."""
-    dashed = f"--{name.replace('_', '-')}"
-    return [dashed] if "_" not in name else [dashed, f"--{name}"]
-
-
-def _help(field: dataclasses.Field) -> str:
-    """The field's help, with its default appended unless the help already states it."""
-    text = field.metadata.get("help", "")
-    return text if "default" in text else f"{text} (default: {field.default})"
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, config_cls, title: str) -> None:
-    """One flag per field of the dataclass ``config_cls``, defaulting to ``None`` (= keep the config's value)."""
-    hints = typing.get_type_hints(config_cls)
-    group = parser.add_argument_group(title)
-    for f in dataclasses.fields(config_cls):
-        hint = hints[f.name]
-        base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
-        if base is bool:
-            group.add_argument(*_flag_names(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=None, help=_help(f))
-        else:
-            group.add_argument(*_flag_names(f.name), dest=f.name, type=base, default=None, metavar=f.name.upper(),
-                               help=_help(f))
-
-
-def config_from_args(args: argparse.Namespace, config_cls, config_file: Optional[str]):
-    """``config_cls`` from ``config_file`` (JSON) if given, with every flag that was set overriding it."""
-    base = config_cls.from_json(config_file) if config_file else config_cls()
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
-                 if getattr(args, f.name) is not None}
-    return dataclasses.replace(base, **overrides)
-
-
 # ------------------------------------------------------------------------------------------------------ train
 def _add_train(sub) -> None:
+    from .training.config import add_config_arguments
     from .training.data import FORMATS
     from .training.trainer import TrainingConfig
 
@@ -82,6 +46,7 @@ def _add_train(sub) -> None:
 def _run_train(args: argparse.Namespace) -> None:
     from .colbert import ColBERT
     from .training import Trainer, TrainingConfig
+    from .training.config import config_from_args
 
     config = config_from_args(args, TrainingConfig, args.config)
     model = ColBERT.from_pretrained(args.model, dim=args.dim, layout=args.layout)

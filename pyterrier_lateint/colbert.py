@@ -72,10 +72,9 @@ class _ModelTransformer(ConfigEquality, pt.Transformer):
         return f"{type(self).__name__}({self.model.name!r})"
 
 
-def _encode_column(model: LateInteractionEncoder, frame: pd.DataFrame, column: str, id_column: str, is_query: bool,
-                   batch_size: int, verbose: bool, token_ids: bool) -> tuple[list, Optional[list]]:
-    """Vectors (and token ids) of every row's ``column``, each distinct text encoded once."""
-    texts = text_column(frame, column, id_column)
+def _encode_texts(model: LateInteractionEncoder, texts: list[str], is_query: bool, batch_size: int,
+                  verbose: bool = False, token_ids: bool = False) -> tuple[list, Optional[list]]:
+    """Vectors (and, with ``token_ids``, token ids) of each of ``texts``, each distinct text encoded once."""
     unique = list(dict.fromkeys(texts))
     encode = model.encode_queries if is_query else model.encode_docs
     if not unique:
@@ -87,6 +86,12 @@ def _encode_column(model: LateInteractionEncoder, frame: pd.DataFrame, column: s
     where = {t: i for i, t in enumerate(unique)}
     rows = [where[t] for t in texts]
     return [vecs[i] for i in rows], ([ids[i] for i in rows] if token_ids else None)
+
+
+def _encode_column(model: LateInteractionEncoder, frame: pd.DataFrame, column: str, id_column: str, is_query: bool,
+                   batch_size: int, verbose: bool, token_ids: bool) -> tuple[list, Optional[list]]:
+    """:func:`_encode_texts` of every row's ``column`` (checked to be str, naming the row otherwise)."""
+    return _encode_texts(model, text_column(frame, column, id_column), is_query, batch_size, verbose, token_ids)
 
 
 def _object_series(values: list, index: pd.Index) -> pd.Series:
@@ -198,11 +203,9 @@ class MaxSimScorer(ConfigEquality, pt.Transformer):
         """qid -> float32 ``(n_query_tokens, dim)``: the first row's ``query_embs``, or its ``query`` encoded."""
         if "query_embs" in out.columns:
             return out.groupby("qid", sort=False)["query_embs"].first().to_dict()
-        queries = out.groupby("qid", sort=False)["query"].first()
-        texts = text_column(queries.to_frame().reset_index(), "query", "qid")
-        unique = list(dict.fromkeys(texts))
-        enc = dict(zip(unique, self.model.encode_queries(unique, self.batch_size)))
-        return {qid: enc[q] for qid, q in zip(queries.index, texts)}
+        queries = out.groupby("qid", sort=False)["query"].first().to_frame().reset_index()
+        vecs, _ = _encode_column(self.model, queries, "query", "qid", True, self.batch_size, False, False)
+        return dict(zip(queries["qid"], vecs))
 
     def _score_text(self, out: pd.DataFrame, query_vecs: dict) -> np.ndarray:
         texts = text_column(out, "text", "docno")
@@ -211,11 +214,8 @@ class MaxSimScorer(ConfigEquality, pt.Transformer):
         if self.verbose:
             chunks = pt.tqdm(chunks, desc="MaxSim re-ranking", unit="chunk")
         for rows in chunks:
-            chunk_texts = [texts[r] for r in rows]
-            unique = list(dict.fromkeys(chunk_texts))
-            enc = dict(zip(unique, self.model.encode_docs(unique, self.batch_size)))
-            scores[rows] = score_frame(out.iloc[rows], query_vecs, [enc[t] for t in chunk_texts],
-                                       self.divide_by_query_length)
+            vecs, _ = _encode_texts(self.model, [texts[r] for r in rows], False, self.batch_size)
+            scores[rows] = score_frame(out.iloc[rows], query_vecs, vecs, self.divide_by_query_length)
         return scores
 
     def _chunks(self, groups: dict) -> list[np.ndarray]:

@@ -5,23 +5,18 @@ it is chosen."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
-import typing
 from typing import Optional
 
 COMMAND = "doc2query-train"
 logger = logging.getLogger(__name__)
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``doc2query-train`` on ``subparsers`` (from ``ArgumentParser.add_subparsers``) and return its
     parser. Every :class:`GeneratorTrainingConfig` setting is a flag (``--output-dir``, ``--max-steps``, ...;
     booleans as ``--flag/--no-flag``)."""
+    from ..training.config import add_config_arguments
     from .train import GeneratorTrainingConfig
 
     p = subparsers.add_parser(COMMAND, help="train a doc2query generator (passage -> query)",
@@ -43,16 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                             "default when --model is not given: the default model, all-MiniLM-L6-v2")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from the newest checkpoint in --output-dir")
-    settings = p.add_argument_group("training settings")
-    hints = typing.get_type_hints(GeneratorTrainingConfig)
-    for f in dataclasses.fields(GeneratorTrainingConfig):
-        base = next((a for a in typing.get_args(hints[f.name]) if a is not type(None)), hints[f.name])
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
-        if base is bool:
-            settings.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                                  help=help_text)
-        else:
-            settings.add_argument(_flag(f.name), dest=f.name, type=base, default=None, help=help_text)
+    add_config_arguments(p, GeneratorTrainingConfig, "training settings")
     return p
 
 
@@ -65,9 +51,8 @@ def _pairs(args):
         return read_pairs_tsv(args.pairs)
     if args.split == "test":
         logger.warning("training a generator on the test split's queries: results on that split are then invalid")
-    from ..data import Collection, load_collection
-    from pathlib import Path
-    collection = Collection(args.collection) if Path(args.collection).is_dir() else load_collection(args.collection)
+    from ..data import load_collection
+    collection = load_collection(args.collection)  # a name or a folder
     return pairs_from_qrels(collection.get_topics(args.split), collection.get_qrels(args.split), collection,
                             min_label=args.min_label)
 
@@ -86,10 +71,9 @@ def _model(args):
 
 def config_from_args(args: argparse.Namespace):
     """The :class:`GeneratorTrainingConfig` of parsed arguments (flags not given keep their defaults)."""
+    from ..training.config import config_from_args as from_args
     from .train import GeneratorTrainingConfig
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(GeneratorTrainingConfig)
-             if getattr(args, f.name, None) is not None}
-    return GeneratorTrainingConfig(**given)
+    return from_args(args, GeneratorTrainingConfig)
 
 
 def run(args: argparse.Namespace) -> Optional[dict]:

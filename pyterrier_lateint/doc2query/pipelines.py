@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import pandas as pd
 import pyterrier as pt
 
+from ..settings import cache_dir
 from .filtering import QueryFilter, QueryScorer
 from .generate import Doc2Query
 
@@ -20,22 +20,10 @@ EXPANSION_CACHE = "doc2query"  # subfolders of the cache folder
 INDEX_CACHE = "pisa-doc2query"
 
 
-def _cache_dir() -> Path:
-    from ..settings import cache_dir
-    return cache_dir()
-
-
-def _collection_name(collection) -> str:
-    """A folder-safe name for ``collection`` (its folder's name, else its ``name`` or ``repr``)."""
-    path = getattr(collection, "path", None)
-    name = Path(path).name if path is not None else str(getattr(collection, "name", None) or collection)
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[-80:]
-
-
 def _generator(generator: Union[str, Path, Doc2Query], **kwargs) -> Doc2Query:
     if isinstance(generator, Doc2Query):
         return generator
-    kwargs.setdefault("cache", _cache_dir() / EXPANSION_CACHE)
+    kwargs.setdefault("cache", cache_dir() / EXPANSION_CACHE)
     return Doc2Query(str(generator), **kwargs)
 
 
@@ -66,7 +54,7 @@ def doc2query_bm25(collection, generator: Union[str, Path, Doc2Query], *, scorer
     d2q = _generator(generator, verbose=verbose, **generator_kwargs)
     what = f"{d2q.store.path.name if d2q.store is not None else d2q.name}|{scorer!r}|{keep}"
     key = hashlib.sha1(what.encode()).hexdigest()[:12]
-    path = _cache_dir() / INDEX_CACHE / f"{_collection_name(collection)}-{key}"
+    path = cache_dir() / INDEX_CACHE / f"{collection.name}-{key}"
     index = PisaIndex(str(path), stemmer="porter2")
     if not index.built():
         expanded = expand_collection(collection, d2q, scorer=scorer, keep=keep, verbose=verbose)

@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 
 from ..training.data import Example, Group, TrainingStream
-from ..training.loop import TrainingLoop, setting
+from ..training.config import setting
+from ..training.loop import TrainingLoop
 
 logger = logging.getLogger(__name__)
 

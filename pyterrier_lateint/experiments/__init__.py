@@ -30,13 +30,18 @@ def pisa_bm25(collection: AnyCollection, num_results: int = 1000) -> pt.Transfor
     return index.bm25(num_results=num_results)
 
 
+def model_tag(model: LateInteractionModel) -> str:
+    """``NAME.HASH``: the checkpoint's last path component and 8 hex digits of its signature; names the cached
+    indices and run folders of that model."""
+    model_name = str(model.signature().get("name", "model")).rstrip("/").split("/")[-1]
+    return f"{model_name}.{hashlib.sha256(model_key(model).encode()).hexdigest()[:8]}"
+
+
 def lateint_index(collection: AnyCollection, model: LateInteractionModel, nbits: int = 2):
     """A :class:`~pyterrier_lateint.index.ColBERTIndex` of ``collection`` by ``model``, built once into
     ``cache_dir()/index`` (keyed by collection, model name, a hash of the model's signature and ``nbits``)."""
     from ..index import ColBERTIndex
-    model_name = str(model.signature().get("name", "model")).rstrip("/").split("/")[-1]
-    digest = hashlib.sha256(model_key(model).encode()).hexdigest()[:8]
-    index = ColBERTIndex(cache_dir() / "index" / f"{collection.name}.{model_name}.{digest}.{nbits}bit.lateint")
+    index = ColBERTIndex(cache_dir() / "index" / f"{collection.name}.{model_tag(model)}.{nbits}bit.lateint")
     if not index.built():
         logger.info("building late-interaction index of %s in %s", collection, index.path)
         (cache_dir() / "index").mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,6 @@ reused run is the one measured when it ran (kept in ``timings.json``), marked in
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import time
@@ -31,8 +30,7 @@ import pyterrier as pt
 
 from ..colbert import ColBERT
 from ..data import get_dataset
-from ..models import model_key
-from . import AnyCollection, lateint_index, pisa_bm25
+from . import AnyCollection, lateint_index, model_tag, pisa_bm25
 
 logger = logging.getLogger(__name__)
 
@@ -110,10 +108,8 @@ def build_systems(collection: AnyCollection, model: ColBERT, settings: Experimen
 
 
 def _run_folder(settings: ExperimentSettings, collection: AnyCollection, model: ColBERT) -> Path:
-    model_name = str(model.signature().get("name", "model")).rstrip("/").split("/")[-1]
-    digest = hashlib.sha256(model_key(model).encode()).hexdigest()[:8]
     queries = f".first{settings.max_queries}" if settings.max_queries else ""
-    return Path(settings.save_dir) / f"{collection.name}-{settings.split}{queries}" / f"{model_name}.{digest}"
+    return Path(settings.save_dir) / f"{collection.name}-{settings.split}{queries}" / model_tag(model)
 
 
 def eval_measures() -> list:

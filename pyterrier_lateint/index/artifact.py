@@ -142,8 +142,9 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         for s in starts:
             ids = np.arange(s, min(s + CORPUS_ITER_CHUNK, r.n_docs), dtype=np.int64)
             vectors, offs = r.decompress_docs(ids)
+            names = docnos[int(ids[0]):int(ids[-1]) + 1]  # one lookup per chunk
             for j, i in enumerate(ids):
-                doc = {"docno": docnos[int(i)], "doc_embs": vectors[offs[j]:offs[j + 1]]}
+                doc = {"docno": names[j], "doc_embs": vectors[offs[j]:offs[j + 1]]}
                 if token_ids:
                     doc["doc_toks"] = np.asarray(r.token_ids[r.offsets[i]:r.offsets[i + 1]])
                 yield doc

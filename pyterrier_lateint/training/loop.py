@@ -35,11 +35,6 @@ TRACKER_PROJECT = "lateint"  # accelerate's tracker project name (TensorBoard ru
 TOTAL = "total"  # the key of the loss that is back-propagated, among the parts a micro-batch reports
 
 
-def setting(default: Any, help: str) -> Any:
-    """A dataclass field whose ``help`` text documents it (and the command line's ``--help``)."""
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
 class LoopSettings(Protocol):
     """The settings :class:`TrainingLoop` reads from a trainer's config."""
 

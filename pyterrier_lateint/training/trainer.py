@@ -18,7 +18,8 @@ import torch
 
 from ..models import LateInteractionEncoder
 from .data import Example, Group, TrainingStream, file_source
-from .loop import TrainingLoop, setting
+from .config import setting
+from .loop import TrainingLoop
 from .losses import combined_loss, maxsim_scores
 
 logger = logging.getLogger(__name__)
