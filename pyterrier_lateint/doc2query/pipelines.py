@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -18,6 +19,14 @@ logger = logging.getLogger(__name__)
 
 EXPANSION_CACHE = "doc2query"  # subfolders of the cache folder
 INDEX_CACHE = "pisa-doc2query"
+
+
+def _collection_name(collection) -> str:
+    """A folder-safe name for ``collection``: its folder's name (local collections), else its ``name``
+    (:class:`~pyterrier_lateint.data.IrdsCollection`), else its ``repr`` (any other PyTerrier dataset)."""
+    path = getattr(collection, "path", None)
+    name = Path(path).name if path is not None else str(getattr(collection, "name", None) or collection)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[-80:]
 
 
 def _generator(generator: Union[str, Path, Doc2Query], **kwargs) -> Doc2Query:
@@ -54,7 +63,7 @@ def doc2query_bm25(collection, generator: Union[str, Path, Doc2Query], *, scorer
     d2q = _generator(generator, verbose=verbose, **generator_kwargs)
     what = f"{d2q.store.path.name if d2q.store is not None else d2q.name}|{scorer!r}|{keep}"
     key = hashlib.sha1(what.encode()).hexdigest()[:12]
-    path = cache_dir() / INDEX_CACHE / f"{collection.name}-{key}"
+    path = cache_dir() / INDEX_CACHE / f"{_collection_name(collection)}-{key}"
     index = PisaIndex(str(path), stemmer="porter2")
     if not index.built():
         expanded = expand_collection(collection, d2q, scorer=scorer, keep=keep, verbose=verbose)
