@@ -443,8 +443,38 @@ def test_retriever_equality_and_rank_cutoff_fusion(tmp_path):
                                   full[full["rank"] < 3].reset_index(drop=True)[["qid", "docno"]])
 
 
+def test_stage1_imputes_best_unprobed_centroid():
+    """Hand-built stage 1 with ``nprobe=1``: a token that misses a document is imputed with its best *unprobed*
+    centroid, so a document matching both tokens beats one matching one token (the old ``nprobe``-th imputation
+    scored every candidate alike)."""
+    from pyterrier_lateint.index.search import _probe_candidates, _top_probes, select_top
+    St = np.array([[0.9, 0.1],   # centroid 0: token 0's best
+                   [0.2, 0.8],   # centroid 1: token 1's best
+                   [0.5, 0.6]],  # centroid 2: second best of both = the imputed score
+                  dtype=np.float32)
+    probes = _top_probes(St, 2, 1)
+    assert probes.tolist() == [[0, 2], [1, 2]]
+    # documents: 0 holds centroid 0; 1 holds centroids 0 and 1; 2 holds centroid 1
+    ivf_offsets = np.array([0, 2, 4, 4], dtype=np.int64)
+    ivf_docs = np.array([0, 1, 1, 2], dtype=np.int32)
+    # approximate scores above the all-miss baseline: doc0 0.4, doc1 0.4 + 0.2, doc2 0.2
+    ids, approx = _probe_candidates(St, 2, probes, 1, ivf_offsets, ivf_docs, 3)
+    np.testing.assert_allclose(dict(zip(ids.tolist(), approx.tolist()))[1], 0.6, rtol=1e-6)
+    np.testing.assert_allclose([dict(zip(ids.tolist(), approx.tolist()))[d] for d in (0, 2)], [0.4, 0.2], rtol=1e-6)
+    assert select_top(ids, approx, 1).tolist() == [1]
+    assert sorted(select_top(ids, approx, 2).tolist()) == [0, 1]
+    assert select_top(np.array([5, 3, 4]), np.array([1.0, 1.0, 2.0]), 2).tolist() == [4, 3]  # ties: lower id
+
+
+def test_nprobe_1_finds_what_exhaustive_finds(index2, model, queries):
+    exact = index2.retriever(model, num_results=10, mode="exhaustive").transform(queries)
+    one = index2.retriever(model, num_results=10, nprobe=1).transform(queries)
+    overlap = [len(set(g.docno) & set(one[one.qid == q].docno)) / len(g) for q, g in exact.groupby("qid")]
+    assert np.mean(overlap) >= 0.8
+
+
 def test_search_settings_validated(index2, model):
-    with pytest.raises(ValueError, match="nprobe must be >= 2"):
-        index2.retriever(model, nprobe=1)
+    with pytest.raises(ValueError, match="nprobe must be >= 1"):
+        index2.retriever(model, nprobe=0)
     with pytest.raises(ValueError, match="nexact"):
         SearchParams(4, 512, 0)

@@ -44,7 +44,9 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
         self.num_results = num_results
         self.mode = mode
         d = SearchParams()
-        self.params = SearchParams(nprobe or d.nprobe, ncandidates or d.ncandidates, nexact or d.nexact)
+        self.params = SearchParams(d.nprobe if nprobe is None else nprobe,
+                                   d.ncandidates if ncandidates is None else ncandidates,
+                                   d.nexact if nexact is None else nexact)
         self.batch_size = batch_size
         self.backend: SearchBackend = select_backend(backend, device)
         self.verbose = verbose

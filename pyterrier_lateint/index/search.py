@@ -4,8 +4,10 @@ End-to-end search of a query ``Q`` ``(nq, dim)`` runs in three stages:
 
 1. **Probe** (WARP-style): ``S = Q @ centroids.T``; each query token keeps its ``nprobe`` best centroids. Walking
    the inverted file, each document gets, per token, the score of the best probed centroid it holds; a token that
-   found nothing is imputed with that token's ``nprobe``-th centroid score (the largest similarity it could have
-   missed). Summing gives an approximate score; the best ``ncandidates`` documents go on. Cost: postings read only.
+   found nothing is imputed with that token's best *unprobed* centroid score (the ``nprobe + 1``-th: an upper bound
+   of what it could have missed, and strictly below a probed hit, so even ``nprobe=1`` ranks documents by how many
+   tokens they match and how well). Summing gives an approximate score; the best ``ncandidates`` documents go on.
+   Cost: postings read only.
 2. **Centroid interaction** (PLAID): for each candidate, ``sum_i max_j S[i, code_j]`` over *all* its vectors' codes,
    no decompression; the best ``nexact`` go on.
 3. **Exact**: MaxSim of those documents over their stored vectors, scored straight from the compressed bytes: a
@@ -49,19 +51,14 @@ class SearchParams:
     - ``nprobe``: centroids probed per query token (stage 1).
     - ``ncandidates``: documents kept by stage 1 for centroid interaction.
     - ``nexact``: documents kept by stage 2 for exact MaxSim (scored from the compressed bytes).
-
-    ``nprobe`` must be at least 2: a token that misses a document is imputed with its ``nprobe``-th centroid score,
-    which at ``nprobe=1`` equals the score of the only probed centroid, so stage 1 would give every candidate the
-    same score and keep an arbitrary ``ncandidates`` (measured R@10 0.11-0.29 on Vaswani).
     """
     nprobe: int = 4
     ncandidates: int = 512
     nexact: int = 128
 
     def __post_init__(self) -> None:
-        if self.nprobe < 2:
-            raise ValueError(f"nprobe must be >= 2, not {self.nprobe}: with one probe stage 1 cannot tell candidates "
-                             f"apart (see SearchParams); use nprobe=2 or more")
+        if self.nprobe < 1:
+            raise ValueError(f"nprobe must be >= 1, not {self.nprobe}")
         if self.ncandidates < 1 or self.nexact < 1:
             raise ValueError(f"ncandidates and nexact must be >= 1, not {self.ncandidates} and {self.nexact}")
 
@@ -108,35 +105,37 @@ def centroid_scores(reader: IndexReader, Q: np.ndarray) -> np.ndarray:
 @numba.njit(cache=True, nogil=True)
 def _top_probes(St, nq, nprobe):
     """The ``nprobe`` best centroids of each of the first ``nq`` columns of ``St`` ``(K, T)``, best first (ties:
-    lower id first); int32 ``(nq, nprobe)``. One pass over ``St`` with an insertion-sorted shortlist per token."""
+    lower id first), plus the best unprobed one (the imputation of stage 1) when ``K > nprobe``; int32
+    ``(nq, min(nprobe + 1, K))``. One pass over ``St`` with an insertion-sorted shortlist per token."""
     K = St.shape[0]
-    nprobe = min(nprobe, K)
-    ids = np.empty((nq, nprobe), dtype=np.int32)
-    vals = np.full((nq, nprobe), -np.inf, dtype=np.float32)
+    width = min(nprobe + 1, K)
+    ids = np.empty((nq, width), dtype=np.int32)
+    vals = np.full((nq, width), -np.inf, dtype=np.float32)
     filled = np.zeros(nq, dtype=np.int64)
     for c in range(K):
         for t in range(nq):
             s = St[c, t]
             n = filled[t]
-            if n == nprobe and s <= vals[t, nprobe - 1]:
+            if n == width and s <= vals[t, width - 1]:
                 continue
-            j = n if n < nprobe else nprobe - 1
+            j = n if n < width else width - 1
             while j > 0 and vals[t, j - 1] < s:
                 vals[t, j] = vals[t, j - 1]
                 ids[t, j] = ids[t, j - 1]
                 j -= 1
             vals[t, j] = s
             ids[t, j] = c
-            if n < nprobe:
+            if n < width:
                 filled[t] = n + 1
     return ids
 
 
 @numba.njit(cache=True, nogil=True)
-def _probe_candidates(St, nq, probes, ivf_offsets, ivf_docs, n_docs, ncand):
-    """Stage 1 for one query (``St`` its ``(K, T_pad)`` centroid scores, ``nq`` real tokens); returns up to
-    ``ncand`` doc ids (int64)."""
-    nprobe = probes.shape[1]
+def _probe_candidates(St, nq, probes, nprobe, ivf_offsets, ivf_docs, n_docs):
+    """Stage 1 for one query (``St`` its ``(K, T_pad)`` centroid scores, ``nq`` real tokens, ``probes`` from
+    :func:`_top_probes`: ``nprobe`` probed centroids per token, then the imputed one if any); returns the touched
+    doc ids (int64) and their approximate scores above the all-miss baseline (float32)."""
+    nprobe = min(nprobe, probes.shape[1])
     acc = np.zeros(n_docs, dtype=np.float32)
     mark = np.zeros(n_docs, dtype=np.int32)  # 1 + last token that touched the document; 0 = untouched
     total = 0
@@ -147,7 +146,7 @@ def _probe_candidates(St, nq, probes, ivf_offsets, ivf_docs, n_docs, ncand):
     touched = np.empty(min(total, n_docs), dtype=np.int64)
     n_touched = 0
     for t in range(nq):
-        thr = St[probes[t, nprobe - 1], t]
+        thr = St[probes[t, probes.shape[1] - 1], t]  # imputed score of a miss (all probed: no miss)
         for p in range(nprobe):
             c = probes[t, p]
             gain = St[c, t] - thr
@@ -160,13 +159,22 @@ def _probe_candidates(St, nq, probes, ivf_offsets, ivf_docs, n_docs, ncand):
                         n_touched += 1
                     mark[d] = t + 1
                     acc[d] += gain
-    if n_touched <= ncand:
-        return touched[:n_touched].copy()
+    ids = touched[:n_touched].copy()
     vals = np.empty(n_touched, dtype=np.float32)
     for j in range(n_touched):
-        vals[j] = -acc[touched[j]]
-    sel = np.argpartition(vals, ncand - 1)[:ncand]
-    return touched[sel]
+        vals[j] = acc[ids[j]]
+    return ids, vals
+
+
+def select_top(ids: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` best ``ids`` by ``scores`` (unordered), ties at the cut broken by lower id: the deterministic rule
+    every backend's candidate stages follow, so that they keep the same candidates."""
+    if len(ids) <= n:
+        return ids
+    thr = scores[np.argpartition(-scores, n - 1)[n - 1]]
+    above = ids[scores > thr]
+    tied = np.sort(ids[scores == thr])
+    return np.concatenate([above, tied[:n - len(above)]])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -276,10 +284,10 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
             St[:] = St_all[:, q_off[qi]:q_off[qi + 1]]
         nq = int(lens[qi])
         probes = _top_probes(St, nq, p.nprobe)
-        c = _probe_candidates(St, nq, probes, ivf_offsets, ivf_docs, reader.n_docs, p.ncandidates)
+        c, approx = _probe_candidates(St, nq, probes, p.nprobe, ivf_offsets, ivf_docs, reader.n_docs)
+        c = select_top(c, approx, p.ncandidates)
         if len(c) > p.nexact:
-            a = _centroid_interaction(St, c, offsets, codes)
-            c = c[np.argpartition(-a, p.nexact - 1)[:p.nexact]]
+            c = select_top(c, _centroid_interaction(St, c, offsets, codes), p.nexact)
         c = np.sort(c)  # sequential reads of the memory-mapped vectors
         return _topk(c, _exact_padded(reader, Q[q_off[qi]:q_off[qi + 1]], c, St, parallel), k)
 

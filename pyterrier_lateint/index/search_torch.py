@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .layout import IndexReader
-from .search import SearchParams
+from .search import SearchParams, select_top
 
 _CACHE: dict[tuple[str, str], "TorchIndex"] = {}
 _LOCK = threading.Lock()
@@ -105,8 +105,9 @@ def search_plaid_torch(reader: IndexReader, queries: list[np.ndarray], k: int, p
             results.append((np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)))
             continue
         S = q @ ti.centroids.T  # (nq, K)
-        top_s, top_c = torch.topk(S, nprobe, dim=1)  # best first
-        gain = top_s - top_s[:, -1:]
+        top_s, top_c = torch.topk(S, min(nprobe + 1, K), dim=1)  # best first, then the imputed (best unprobed)
+        gain = top_s[:, :nprobe] - top_s[:, -1:]
+        top_c = top_c[:, :nprobe]
         # stage 1: postings of the probed centroids; per (token, doc) the best gain, then summed per doc
         starts = ti.ivf_offsets[top_c].reshape(-1)
         lens = (ti.ivf_offsets[top_c + 1] - ti.ivf_offsets[top_c]).reshape(-1)
@@ -124,13 +125,13 @@ def search_plaid_torch(reader: IndexReader, queries: list[np.ndarray], k: int, p
         best = torch.full((len(ukey),), float("-inf"), device=ti.device).scatter_reduce(0, inv, g, "amax")
         udoc, dinv = torch.unique(ukey % ti.n_docs, return_inverse=True)
         approx = torch.zeros(len(udoc), device=ti.device).index_add_(0, dinv, best)
-        cands = udoc[torch.topk(approx, min(p.ncandidates, len(udoc))).indices]
+        cands = torch.as_tensor(select_top(udoc.cpu().numpy(), approx.cpu().numpy(), p.ncandidates), device=ti.device)
         # stage 2: centroid interaction over all codes of each candidate
         if len(cands) > p.nexact:
             rows, mask = ti.padded_rows(cands)
             cs = S[:, ti.codes[rows]].masked_fill(~mask.unsqueeze(0), float("-inf"))  # (nq, n, L)
             ci = cs.max(dim=2).values.sum(dim=0)
-            cands = cands[torch.topk(ci, p.nexact).indices]
+            cands = torch.as_tensor(select_top(cands.cpu().numpy(), ci.cpu().numpy(), p.nexact), device=ti.device)
         # stage 3: exact
         sc = ti.exact(q, cands)
         keep = torch.isfinite(sc)
