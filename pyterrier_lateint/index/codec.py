@@ -45,6 +45,12 @@ class ResidualCodec:
             self.cutoffs = self.weights = None
             self.lut = np.zeros((0, 256, 1), dtype=np.float32)
 
+    def query_space(self, Q: np.ndarray) -> np.ndarray:
+        """Queries ``(n, dim)`` mapped into the space the centroids and the residual table ``lut`` live in: every
+        kernel that scores queries against ``centroids`` / ``lut`` takes them through this first (identity for
+        this codec; a rotating codec rotates them). ``decompress`` returns vectors in the original space."""
+        return Q
+
     @property
     def n_centroids(self) -> int:
         return len(self.centroids)
