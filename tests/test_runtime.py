@@ -65,7 +65,7 @@ def test_bad_runtime_settings_fail_at_load(kwargs, message):
 
 def test_default_precision(monkeypatch):
     monkeypatch.delenv("LATEINT_PRECISION", raising=False)
-    assert runtime.default_precision(torch.device("cuda")) == "fp16"
+    assert runtime.default_precision(torch.device("cuda")) == runtime.CUDA_DEFAULT_PRECISION == "fp32"
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
     assert runtime.default_precision(torch.device("cpu")) == "bf16"
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)

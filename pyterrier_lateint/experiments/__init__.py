@@ -39,9 +39,12 @@ def model_tag(model: LateInteractionModel) -> str:
 
 def lateint_index(collection: AnyCollection, model: LateInteractionModel, nbits: int = 2):
     """A :class:`~pyterrier_lateint.index.ColBERTIndex` of ``collection`` by ``model``, built once into
-    ``cache_dir()/index`` (keyed by collection, model name, a hash of the model's signature and ``nbits``)."""
+    ``cache_dir()/index`` (keyed by collection, model name, a hash of the model's signature, the default codec and
+    ``nbits``)."""
     from ..index import ColBERTIndex
-    index = ColBERTIndex(cache_dir() / "index" / f"{collection.name}.{model_tag(model)}.{nbits}bit.lateint")
+    from ..index.codec import DEFAULT_KIND
+    index = ColBERTIndex(cache_dir() / "index" /
+                         f"{collection.name}.{model_tag(model)}.{DEFAULT_KIND}{nbits}bit.lateint")
     if not index.built():
         logger.info("building late-interaction index of %s in %s", collection, index.path)
         (cache_dir() / "index").mkdir(parents=True, exist_ok=True)

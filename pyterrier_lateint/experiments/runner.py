@@ -12,7 +12,7 @@ Systems (``--systems``; all by default):
   (:func:`pyterrier_lateint.doc2query.doc2query_rows`), and any other ``(name, transformer)`` in ``extra_systems``.
 
 Measures: AP, nDCG@10, RR, R@1000 and mean response time per query (ms). Runs are saved under
-``save_dir/COLLECTION-SPLIT/MODEL.HASH/`` and reused when the same experiment runs again; the response time of a
+``save_dir/COLLECTION-SPLIT/MODEL.HASH.CODEC/`` and reused when the same experiment runs again; the response time of a
 reused run is the one measured when it ran (kept in ``timings.json``), marked in ``reused``.
 """
 from __future__ import annotations
@@ -108,8 +108,10 @@ def build_systems(collection: AnyCollection, model: ColBERT, settings: Experimen
 
 
 def _run_folder(settings: ExperimentSettings, collection: AnyCollection, model: ColBERT) -> Path:
+    from ..index.codec import DEFAULT_KIND
     queries = f".first{settings.max_queries}" if settings.max_queries else ""
-    return Path(settings.save_dir) / f"{collection.name}-{settings.split}{queries}" / model_tag(model)
+    # the codec is part of the key: saved runs of indexes with another codec are not reused
+    return Path(settings.save_dir) / f"{collection.name}-{settings.split}{queries}" / f"{model_tag(model)}.{DEFAULT_KIND}"
 
 
 def eval_measures() -> list:

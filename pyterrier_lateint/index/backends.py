@@ -1,7 +1,8 @@
 """Search backends: which kernels run a retriever's or scorer's search, chosen once when the transformer is made.
 
 - :class:`NumbaBackend`: the CPU path (numba kernels with explicit SIMD, :mod:`.search`).
-- :class:`TorchBackend`: torch kernels on any torch device (:mod:`.search_torch`), ``cuda`` above all.
+- :class:`TorchBackend`: torch kernels on any torch device (:mod:`.search_torch`), ``cuda`` above all: a whole
+  batch of queries per call, one host sync per stage, deleted documents (``reader.deleted``) masked on the device.
 
 :func:`select_backend` turns the user's ``backend=`` / ``device=`` arguments into one of them. Both return per query
 ``(doc_ids int64, scores float32)`` best first, with the same stages and the same exact scores.
@@ -54,7 +55,8 @@ class NumbaBackend:
 
 
 class TorchBackend:
-    """Torch kernels on ``device`` (the index arrays are copied there once per index and device)."""
+    """Torch kernels on ``device`` (the index arrays are copied there once per index reader and device); every
+    query of a call is searched in one batch (:func:`.search_torch.search_plaid_torch`)."""
 
     name = "torch"
 

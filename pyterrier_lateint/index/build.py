@@ -1,15 +1,18 @@
 """Streaming construction of a ColBERTIndex, in named phases.
 
 1. :func:`_stream_vectors`: stream the documents (encoding ``text`` with the model, or taking ``doc_embs``),
-   appending float16 vectors, token ids and docnos to files; memory stays bounded by one batch.
-2. :func:`_train_codec`: k-means on a sample of the vectors, residual buckets fitted on another sample.
+   appending float16 vectors and token ids to files; memory stays bounded by one batch (plus the docnos).
+2. :func:`_train_codec`: k-means on a sample of the vectors, residual buckets fitted on another sample (skipped
+   with ``codec_from``: the centroids and buckets of another index).
 3. :func:`_compress`: compress the vectors chunk by chunk, collecting (centroid, document) pairs.
 4. :func:`_write_ivf`: the inverted file from those pairs.
-5. :func:`_write_token_ids` (optional) and :func:`_metadata`.
+5. :func:`_write_token_ids` (optional) and :func:`_metadata` (with every file's size and checksum).
 
 Everything is written to a temporary folder next to the index (``.NAME.tmp-PID-RANDOM``) that is renamed into place
 only when complete (``lateint.json``, the completion marker, last), so a crash never leaves a half index at the index
-path. A temporary folder left by a killed build (its process gone) is removed by the next build of that path.
+path. A temporary folder left by a killed build (its process gone) is removed by the next writer of that path, and
+a writer killed between the two renames that replace an existing index is rolled back (:func:`recover`). Phases 1,
+3 and 4 also build the segments that ``index.add`` appends (:mod:`.mutation`).
 """
 from __future__ import annotations
 
@@ -28,9 +31,14 @@ import pandas as pd
 import pyterrier as pt
 
 from ..models import LateInteractionModel, check_model
-from .codec import SUPPORTED_NBITS, ResidualCodec
+from .codec import DEFAULT_KIND, KINDS, SUPPORTED_NBITS, ResidualCodec
+from .commit import commit_meta, writer_lock
+from .docstore import write_docnos
+from .integrity import fsync_dir, fsync_file, record
 from .kmeans import default_n_centroids, kmeans
 from .layout import ARTIFACT_FORMAT, ARTIFACT_TYPE, FORMAT_VERSION, META_FILE, PACKAGE_HINT
+from .pruning import pool_batch
+from .token_stats import write_token_stats
 
 if TYPE_CHECKING:
     from .artifact import ColBERTIndex
@@ -51,15 +59,19 @@ class ColBERTIndexer(pt.Indexer):
     Each document is a dict (or frame row) with ``docno`` and either ``text`` (encoded with ``model``) or
     ``doc_embs`` (a float ``(n_tokens, dim)`` array, e.g. from ``model.doc_encoder()``), plus optionally
     ``doc_toks`` (int token ids ``(n_tokens,)``). Pass ``model`` in both cases so that its signature is recorded and
-    ``index.retriever()`` can refuse a different model.
+    ``index.retriever()`` can refuse a different model. ``codec_from``: another index (or its path) whose centroids
+    and residual buckets are reused instead of trained (``nbits`` is then that index's).
     """
 
     def __init__(self, index: "ColBERTIndex", model: Optional[LateInteractionModel] = None, *, nbits: int = 2,
                  n_centroids: Optional[int] = None, kmeans_iters: int = 8, kmeans_sample: Optional[int] = None,
                  batch_size: int = 64, store_token_ids: bool = False, overwrite: bool = False, seed: int = 0,
-                 verbose: bool = True):
+                 verbose: bool = True, codec_from: Any = None, codec: str = DEFAULT_KIND):
         if nbits not in SUPPORTED_NBITS:
             raise ValueError(f"nbits must be one of {SUPPORTED_NBITS} (16 = uncompressed float16), not {nbits!r}")
+        if codec not in KINDS:
+            raise ValueError(f"codec must be one of {KINDS} (see pyterrier_lateint.index.codec), not {codec!r}")
+        self.codec = codec
         self.index_ref = index
         self.model = check_model(model, "ColBERTIndexer")
         self.nbits = nbits
@@ -71,6 +83,7 @@ class ColBERTIndexer(pt.Indexer):
         self.overwrite = overwrite
         self.seed = seed
         self.verbose = verbose
+        self.codec_from = codec_from
 
     def __repr__(self) -> str:
         return f"ColBERTIndexer({str(self.index_ref.path)!r}, nbits={self.nbits})"
@@ -83,29 +96,64 @@ class ColBERTIndexer(pt.Indexer):
         if isinstance(inp, pd.DataFrame):
             inp = inp.to_dict(orient="records")
         path = Path(self.index_ref.path)
-        occupied = path.is_file() or (path.is_dir() and any(path.iterdir()))
-        if occupied and not self.overwrite:
-            raise FileExistsError(f"an index already exists at {str(path)!r}; use indexer(..., overwrite=True) "
-                                  f"to replace it, or choose another path")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_builds(path)
-        tmp = path.parent / f".{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            meta = _build(tmp, inp, self)
-            with open(tmp / "pt_meta.json", "w") as f:
-                json.dump({"type": ARTIFACT_TYPE, "format": ARTIFACT_FORMAT, "package_hint": PACKAGE_HINT}, f)
-            with open(tmp / META_FILE, "w") as f:  # the completion marker: written last
-                json.dump(meta, f, indent=1)
-            _move_into_place(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        with writer_lock(path):
+            recover(path)
+            occupied = path.is_file() or (path.is_dir() and any(path.iterdir()))
+            if occupied and not self.overwrite:
+                raise FileExistsError(f"an index already exists at {str(path)!r}; use indexer(..., overwrite=True) "
+                                      f"to replace it, or choose another path")
+            tmp = new_temp_folder(path)
+            try:
+                meta = _build(tmp, inp, self)
+                finish_folder(tmp, meta)
+                _move_into_place(tmp, path)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         self.index_ref._reset()
         return self.index_ref
 
 
+def new_temp_folder(path: Path) -> Path:
+    """A fresh ``.NAME.tmp-PID-RANDOM`` folder beside the index ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    return tmp
+
+
+def finish_folder(tmp: Path, meta: dict[str, Any]) -> None:
+    """Record every file of a built folder (size, checksum) in ``meta``, fsync them, write ``pt_meta.json`` and
+    then ``lateint.json`` (the completion marker)."""
+    with open(tmp / "pt_meta.json", "w") as f:
+        json.dump({"type": ARTIFACT_TYPE, "format": ARTIFACT_FORMAT, "package_hint": PACKAGE_HINT}, f)
+    files = {}
+    for p in sorted(tmp.iterdir()):
+        if p.is_file() and p.name != META_FILE:
+            fsync_file(p)
+            files[p.name] = record(p)
+    meta["files"] = files
+    commit_meta(tmp, meta)
+
+
+def recover(path: Path) -> list[Path]:
+    """Called by every writer, under the writer lock, before it writes: roll back a replacement that a killed
+    writer left between its two renames (the old index is back at ``path``), then remove stale temporary folders.
+    Returns the folders removed."""
+    path = Path(path)
+    if not path.exists():
+        olds = [p for p in stale_builds(path) if OLD_MARK in p.name]
+        complete = [p for p in olds if (p / META_FILE).exists()]
+        if complete:
+            logger.warning("rolling back an interrupted replacement of %s (restoring %s)", path, complete[-1])
+            os.replace(complete[-1], path)
+    return remove_stale_builds(path)
+
+
 def _move_into_place(tmp: Path, path: Path) -> None:
+    """Rename the complete folder ``tmp`` to ``path``, replacing what is there (two renames; a writer killed
+    between them is rolled back by :func:`recover`)."""
+    fsync_dir(tmp)
     if path.exists():
         trash = path.parent / f".{path.name}{OLD_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         os.replace(path, trash)
@@ -170,11 +218,12 @@ def _batches(it: Iterable[dict], n: int) -> Iterator[list[dict]]:
 
 @dataclass
 class _Streamed:
-    """What phase 1 wrote: ``raw.f16`` ``(n_vectors, dim)``, docnos, lengths, optional ``raw.tokids``."""
+    """What phase 1 wrote: ``raw.f16`` ``(n_vectors, dim)``, optional ``raw.tokids``; the docnos and lengths."""
     n_vectors: int
     dim: int
     doclens: np.ndarray  # int32 (n_docs,)
     encode_s: float
+    docnos: list = None  # str (n_docs,)
 
 
 def _batch_vectors(batch: list[dict], cfg: ColBERTIndexer) -> tuple[list, Optional[list], float]:
@@ -187,41 +236,51 @@ def _batch_vectors(batch: list[dict], cfg: ColBERTIndexer) -> tuple[list, Option
             if "doc_toks" not in batch[0]:
                 raise KeyError("store_token_ids=True needs a 'doc_toks' field (token ids) next to 'doc_embs'")
             ids = [d["doc_toks"] for d in batch]
-        return [d["doc_embs"] for d in batch], ids, 0.0
+        return (*pool_batch(cfg, [d["doc_embs"] for d in batch], ids), 0.0)
     if "text" not in batch[0]:
         raise KeyError(f"documents need 'text' (with a model) or 'doc_embs'; got fields {sorted(batch[0])}")
     if cfg.model is None:
         raise ValueError("documents have 'text' but no model was given: use index.indexer(model), "
                          "ColBERTIndex(path, model), or model.doc_encoder() >> index.indexer(model)")
     t0 = time.perf_counter()
-    texts = [d["text"] if isinstance(d["text"], str) else "" for d in batch]
+    for d in batch:
+        if not isinstance(d.get("text"), str):
+            raise TypeError(f"docno {d.get('docno')!r}: text must be a str, not {type(d.get('text')).__name__} "
+                            f"({d.get('text')!r}); fill missing text first (e.g. df.text.fillna('')) or drop the row")
+    texts = [d["text"] for d in batch]
     if cfg.store_token_ids:
         vecs, ids = cfg.model.encode_docs(texts, batch_size=cfg.batch_size, return_ids=True)
     else:
         vecs, ids = cfg.model.encode_docs(texts, batch_size=cfg.batch_size), None
-    return vecs, ids, time.perf_counter() - t0
+    return (*pool_batch(cfg, vecs, ids), time.perf_counter() - t0)  # token pooling (pool_factor), if any
 
 
-def _stream_vectors(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer) -> _Streamed:
-    """Phase 1: docnos to ``docnos.npids``, float16 vectors to ``raw.f16``, token ids to ``raw.tokids``."""
-    import npids
+def _stream_vectors(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer, allow_empty: bool = False) -> _Streamed:
+    """Phase 1: float16 vectors to ``raw.f16``, token ids to ``raw.tokids``; docnos kept (checked unique).
+    ``allow_empty``: accept no documents / no vectors (an add may bring only empty documents)."""
     dim: Optional[int] = cfg.model.dim if cfg.model is not None else None
     doclens: list[int] = []
+    docnos: list[str] = []
     encode_s = 0.0
-    with npids.Lookup.builder(tmp / "docnos.npids") as docno_builder, open(tmp / "raw.f16", "wb") as raw_out, \
-            open(tmp / "raw.tokids", "wb") as tid_out:
+    with open(tmp / "raw.f16", "wb") as raw_out, open(tmp / "raw.tokids", "wb") as tid_out:
         pbar = pt.tqdm(desc="indexing", unit="doc", disable=not cfg.verbose)
         for batch in _batches(inp, cfg.batch_size):
             vecs, ids_list, seconds = _batch_vectors(batch, cfg)
             encode_s += seconds
             for j, (d, v) in enumerate(zip(batch, vecs)):
-                docno_builder.add(str(d["docno"]))
+                if "docno" not in d or d["docno"] is None or (isinstance(d["docno"], float) and np.isnan(d["docno"])):
+                    raise ValueError(f"a document has no docno (fields {sorted(d)}); every document needs one")
+                docnos.append(str(d["docno"]))
                 v = np.asarray(v) if v is not None else np.zeros((0, dim or 0), dtype=np.float32)
                 if v.ndim != 2:
                     raise ValueError(f"doc_embs of docno {d['docno']!r} has shape {v.shape}; expected (n_tokens, dim)")
                 dim = v.shape[1] if dim is None else dim
                 if v.shape[1] != dim and len(v):
-                    raise ValueError(f"doc_embs of docno {d['docno']!r} has dim {v.shape[1]}, expected {dim}")
+                    raise ValueError(f"doc_embs of docno {d['docno']!r} has dim {v.shape[1]}, expected {dim}; encode "
+                                     f"every document with the same model (the indexing model)")
+                if len(v) and not np.isfinite(v).all():
+                    raise ValueError(f"doc_embs of docno {d['docno']!r} holds NaN or infinite values; check the "
+                                     f"encoder's output")
                 raw_out.write(np.ascontiguousarray(v, dtype=np.float16).tobytes())
                 if ids_list is not None:
                     ids = np.asarray(ids_list[j], dtype=np.int32).reshape(-1)
@@ -231,18 +290,18 @@ def _stream_vectors(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer) -> _Str
                 doclens.append(len(v))
             pbar.update(len(batch))
         pbar.close()
-    if not doclens:
-        raise ValueError("no documents to index")
+    if not doclens and not allow_empty:
+        raise ValueError("no documents to index: the input is empty; pass at least one document with a docno and "
+                         "text (or doc_embs)")
     n_vectors = int(sum(doclens))
-    if n_vectors == 0 or dim is None:
-        raise ValueError("every document is empty (no token vectors): nothing to index")
-    _check_unique_docnos(tmp / "docnos.npids", len(doclens))
-    return _Streamed(n_vectors, int(dim), np.asarray(doclens, dtype=np.int32), encode_s)
+    if (n_vectors == 0 or dim is None) and not allow_empty:
+        raise ValueError("every document is empty (no token vectors): nothing to index; check the text column")
+    return _Streamed(n_vectors, int(dim or 0), np.asarray(doclens, dtype=np.int32), encode_s, docnos)
 
 
 def _train_codec(raw: np.ndarray, cfg: ColBERTIndexer) -> tuple[ResidualCodec, int]:
-    """Phase 2: centroids by k-means on a sample, residual buckets on another; returns the codec and the k-means
-    sample size."""
+    """Phase 2: centroids by k-means on a sample, the residual quantiser (``cfg.codec``) on another; returns the
+    codec and the k-means sample size."""
     n_vectors = len(raw)
     rng = np.random.default_rng(cfg.seed)
     k = min(cfg.n_centroids or default_n_centroids(n_vectors), n_vectors)
@@ -251,17 +310,20 @@ def _train_codec(raw: np.ndarray, cfg: ColBERTIndexer) -> tuple[ResidualCodec, i
     logger.info("k-means: %d centroids from %d of %d vectors", k, n_sample, n_vectors)
     centroids = kmeans(sample, k, iters=cfg.kmeans_iters, seed=cfg.seed)
     bucket_idx = np.sort(rng.choice(n_vectors, min(n_vectors, BUCKET_SAMPLE), replace=False))
-    return ResidualCodec.train(centroids, np.asarray(raw[bucket_idx], dtype=np.float32), cfg.nbits), n_sample
+    codec = ResidualCodec.train(centroids, np.asarray(raw[bucket_idx], dtype=np.float32), cfg.nbits,
+                                kind=cfg.codec, seed=cfg.seed)
+    logger.info("codec: %s, %d bytes per vector", codec.describe(), codec.bytes_per_vector())
+    return codec, n_sample
 
 
 def _compress(tmp: Path, raw: np.ndarray, offsets: np.ndarray, doclens: np.ndarray, codec: ResidualCodec,
               verbose: bool) -> tuple[np.ndarray, int]:
-    """Phase 3: ``codes.npy`` and ``residuals.npy`` in chunks aligned to document boundaries; the sorted unique
+    """Phase 3: raw ``codes.bin`` and ``residuals.bin`` in chunks aligned to document boundaries; the sorted unique
     (centroid, document) pairs of each chunk go to ``pairs.i32``. Returns the postings per centroid and their total."""
     n_docs, n_vectors, k = len(doclens), len(raw), codec.n_centroids
     cols, rdt = codec.residual_shape
-    codes_out = np.lib.format.open_memmap(tmp / "codes.npy", mode="w+", dtype=codec.code_dtype, shape=(n_vectors,))
-    res_out = np.lib.format.open_memmap(tmp / "residuals.npy", mode="w+", dtype=rdt, shape=(n_vectors, cols))
+    codes_out = _raw_out(tmp / "codes.bin", codec.code_dtype, (n_vectors,))
+    res_out = _raw_out(tmp / "residuals.bin", rdt, (n_vectors, cols))
     ivf_counts = np.zeros(k, dtype=np.int64)
     n_pairs = 0
     pbar = pt.tqdm(total=n_vectors, desc="compressing", unit="vec", disable=not verbose)
@@ -284,19 +346,29 @@ def _compress(tmp: Path, raw: np.ndarray, offsets: np.ndarray, doclens: np.ndarr
                 pbar.update(v1 - v0)
             d0 = d1
     pbar.close()
-    codes_out.flush()
-    res_out.flush()
+    for out in (codes_out, res_out):
+        if isinstance(out, np.memmap):
+            out.flush()
     return ivf_counts, n_pairs
 
 
-def _write_ivf(tmp: Path, ivf_counts: np.ndarray, n_pairs: int) -> None:
+def _raw_out(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A writable raw (header-less) memory-mapped array file; an empty file (and array) for zero items."""
+    if int(np.prod(shape)) == 0:
+        open(path, "wb").close()
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="w+", shape=shape)
+
+
+def _write_ivf(tmp: Path, ivf_counts: np.ndarray, n_pairs: int, prefix: str = "ivf.0") -> None:
     """Phase 4: centroid -> ascending doc ids. Chunks arrived in doc order, so a stable fill keeps them sorted."""
     k = len(ivf_counts)
     ivf_offsets = np.zeros(k + 1, dtype=np.int64)
     np.cumsum(ivf_counts, out=ivf_offsets[1:])
-    ivf_docs = np.lib.format.open_memmap(tmp / "ivf.docs.npy", mode="w+", dtype=np.int32, shape=(n_pairs,))
+    ivf_docs = np.lib.format.open_memmap(tmp / f"{prefix}.docs.npy", mode="w+", dtype=np.int32, shape=(n_pairs,))
     cursor = ivf_offsets[:-1].copy()
-    pairs_mm = np.memmap(tmp / "pairs.i32", dtype=np.int32, mode="r", shape=(n_pairs, 2))
+    pairs_mm = np.memmap(tmp / "pairs.i32", dtype=np.int32, mode="r", shape=(n_pairs, 2)) if n_pairs else \
+        np.zeros((0, 2), dtype=np.int32)
     for s in range(0, n_pairs, COPY_CHUNK):
         chunk = np.asarray(pairs_mm[s:s + COPY_CHUNK])
         order = np.argsort(chunk[:, 0], kind="stable")
@@ -306,17 +378,25 @@ def _write_ivf(tmp: Path, ivf_counts: np.ndarray, n_pairs: int) -> None:
         cursor += np.bincount(c, minlength=k)
     ivf_docs.flush()
     del ivf_docs, pairs_mm
-    np.save(tmp / "ivf.offsets.npy", ivf_offsets)
+    np.save(tmp / f"{prefix}.offsets.npy", ivf_offsets)
     os.remove(tmp / "pairs.i32")
 
 
 def _write_token_ids(tmp: Path, n_vectors: int) -> None:
-    """Phase 5 (``store_token_ids``): ``raw.tokids`` becomes ``token_ids.npy``."""
-    tids = np.memmap(tmp / "raw.tokids", dtype=np.int32, mode="r", shape=(n_vectors,))
+    """Phase 5 (``store_token_ids``): ``raw.tokids`` becomes ``token_ids.npy`` (appendable in format 2: later
+    segments' ids follow the array its header describes; ``lateint.json`` holds the committed length)."""
+    tids = np.memmap(tmp / "raw.tokids", dtype=np.int32, mode="r", shape=(n_vectors,)) if n_vectors else \
+        np.zeros(0, dtype=np.int32)
     out = np.lib.format.open_memmap(tmp / "token_ids.npy", mode="w+", dtype=np.int32, shape=(n_vectors,))
     for s in range(0, n_vectors, COPY_CHUNK):
         out[s:s + COPY_CHUNK] = tids[s:s + COPY_CHUNK]
     out.flush()
+
+
+def npy_data_offset(path: Path) -> int:
+    """Bytes of the header of the ``.npy`` file ``path`` (where its data starts)."""
+    arr = np.load(path, mmap_mode="r")
+    return int(arr.offset) if isinstance(arr, np.memmap) else os.path.getsize(path)  # empty arrays: no memmap
 
 
 def _build(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer) -> dict[str, Any]:
@@ -327,15 +407,20 @@ def _build(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer) -> dict[str, Any
     doclens = streamed.doclens
     offsets = np.zeros(len(doclens) + 1, dtype=np.int64)
     np.cumsum(doclens, out=offsets[1:])
-    np.save(tmp / "doclens.npy", doclens)
-    np.save(tmp / "offsets.npy", offsets)
+    write_docnos(tmp, "docnos.0", streamed.docnos)  # refuses duplicates
+    doclens.tofile(tmp / "doclens.i32")
+    offsets.tofile(tmp / "offsets.i64")
     raw = np.memmap(tmp / "raw.f16", dtype=np.float16, mode="r", shape=(streamed.n_vectors, streamed.dim))
-    codec, n_sample = _train_codec(raw, cfg)
+    if cfg.codec_from is not None:
+        codec, n_sample = codec_of(cfg.codec_from, streamed.dim), 0
+    else:
+        codec, n_sample = _train_codec(raw, cfg)
     codec.save(tmp)
     t_train = time.perf_counter()
     ivf_counts, n_pairs = _compress(tmp, raw, offsets, doclens, codec, cfg.verbose)
-    _write_ivf(tmp, ivf_counts, n_pairs)
+    _write_ivf(tmp, ivf_counts, n_pairs, "ivf.0")
     if cfg.store_token_ids:
+        write_token_stats(tmp, tmp / "raw.tokids", offsets)  # df / cf per token id (PRF, query pruning)
         _write_token_ids(tmp, streamed.n_vectors)
     del raw
     os.remove(tmp / "raw.f16")
@@ -348,7 +433,9 @@ def _build(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer) -> dict[str, Any
                "seconds_compress": round(t_end - t_train, 3),
                "vectors_per_second_excl_encoding":
                    round(streamed.n_vectors / max(t_end - t0 - streamed.encode_s, 1e-9), 1)}
-    return _metadata(cfg, streamed, codec, n_pairs, n_sample, timings)
+    meta = _metadata(cfg, streamed, codec, n_pairs, n_sample, timings)
+    meta["arrays"] = array_specs(codec, bool(cfg.store_token_ids), tmp)
+    return meta
 
 
 def _metadata(cfg: ColBERTIndexer, streamed: _Streamed, codec: ResidualCodec, n_pairs: int, n_sample: int,
@@ -357,33 +444,52 @@ def _metadata(cfg: ColBERTIndexer, streamed: _Streamed, codec: ResidualCodec, n_
     if sig is None:
         logger.warning("no model given to the indexer: the index records no model signature, so retriever() "
                        "cannot check that queries are encoded by the same model")
+    n_docs = len(streamed.doclens)
     return {
         "format_version": FORMAT_VERSION,
         "complete": True,
         "model": sig,
         "dim": streamed.dim,
-        "nbits": cfg.nbits,
-        "n_docs": len(streamed.doclens),
+        "nbits": codec.nbits,
+        "codec": codec.describe(),  # the residual quantiser (codec.json holds its parameters)
+        "n_docs": n_docs,
         "n_vectors": streamed.n_vectors,
         "n_empty_docs": int((streamed.doclens == 0).sum()),
         "n_centroids": int(codec.n_centroids),
         "n_ivf_postings": int(n_pairs),
         "has_token_ids": bool(cfg.store_token_ids),
+        "has_token_stats": bool(cfg.store_token_ids),
+        "pooling": cfg.pooler.take_stats() if getattr(cfg, "pooler", None) is not None else None,
         "build": {"kmeans_iters": cfg.kmeans_iters, "kmeans_sample": int(n_sample), "seed": cfg.seed, **timings},
+        "generation": 0,
+        "segments": [{"start": 0, "end": n_docs, "docnos": "docnos.0", "ivf": "ivf.0"}],
+        "tombstones": None,
+        "n_deleted": 0,
     }
 
 
-def _check_unique_docnos(npids_path: Path, n_docs: int) -> None:
-    import npids
-    with npids.Lookup(npids_path) as lookup:
-        if len(lookup) != n_docs:
-            raise RuntimeError(f"docno lookup holds {len(lookup)} docnos for {n_docs} documents")
-        step = 2 ** 16
-        for s in range(0, n_docs, step):
-            idx = np.arange(s, min(s + step, n_docs))
-            docnos = lookup.fwd.lookup(idx)
-            back = np.asarray(lookup.inv.lookup(docnos), dtype=np.int64)
-            bad = np.nonzero(back != idx)[0]
-            if len(bad):
-                raise ValueError(f"duplicate docno {str(docnos[bad[0]])!r} (documents {int(back[bad[0]])} and "
-                                 f"{int(idx[bad[0]])}); docnos must be unique")
+def array_specs(codec: ResidualCodec, token_ids: bool, folder: Path) -> dict[str, dict[str, Any]]:
+    """``meta["arrays"]``: file, dtype, row shape and data offset of each appendable array."""
+    cols, rdt = codec.residual_shape
+    specs = {"offsets": ("offsets.i64", np.int64, []), "doclens": ("doclens.i32", np.int32, []),
+             "codes": ("codes.bin", codec.code_dtype, []), "residuals": ("residuals.bin", rdt, [int(cols)])}
+    if token_ids:
+        specs["token_ids"] = ("token_ids.npy", np.int32, [])
+    return {k: {"file": f, "dtype": np.dtype(dt).name, "row": row,
+                "offset": npy_data_offset(folder / f) if f.endswith(".npy") else 0}
+            for k, (f, dt, row) in specs.items()}
+
+
+def codec_of(source: Any, dim: Optional[int] = None) -> ResidualCodec:
+    """The codec of another index (a ``ColBERTIndex``, an ``IndexReader``, or a path)."""
+    from .layout import IndexReader
+    if isinstance(source, ResidualCodec):
+        codec = source
+    elif isinstance(source, IndexReader):
+        codec = source.codec
+    else:
+        codec = IndexReader(Path(getattr(source, "path", source))).codec
+    if dim is not None and codec.dim != dim:
+        raise ValueError(f"codec_from has {codec.dim}-d centroids but the documents have {dim}-d vectors; use an "
+                         f"index built with the same model")
+    return codec

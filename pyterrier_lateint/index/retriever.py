@@ -11,6 +11,7 @@ import pyterrier as pt
 from ..base import ConfigEquality
 from ..models import LateInteractionModel, check_model, model_key
 from .backends import SearchBackend, select_backend
+from .pruning import check_query_pruning, pruned_query_vectors
 from .queries import query_vectors, score_divisor
 from .search import SearchParams
 
@@ -29,12 +30,15 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
     ``mode="exhaustive"`` scores every document exactly (the ground truth, slow). Scores are exact MaxSim over the
     stored vectors divided by ``model.score_divisor(n_query_tokens)``. Input columns are kept. ``backend`` /
     ``device`` choose the kernels once (:func:`~pyterrier_lateint.index.backends.select_backend`).
+    ``query_pruning=n`` searches with ``n`` query vectors only (:mod:`~pyterrier_lateint.index.pruning`): those of
+    lowest collection frequency (``query_pruning_by="cf"``) or the first ``n`` (``"position"``).
     """
 
     def __init__(self, index: "ColBERTIndex", model: Optional[LateInteractionModel] = None, *,
                  num_results: int = 1000, mode: str = "plaid", nprobe: Optional[int] = None,
                  ncandidates: Optional[int] = None, nexact: Optional[int] = None, batch_size: int = 64,
-                 backend: Optional[str] = None, device: Optional[str] = None, verbose: bool = False):
+                 backend: Optional[str] = None, device: Optional[str] = None, verbose: bool = False,
+                 query_pruning: Optional[int] = None, query_pruning_by: str = "cf"):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         if num_results < 1:
@@ -50,10 +54,13 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
         self.batch_size = batch_size
         self.backend: SearchBackend = select_backend(backend, device)
         self.verbose = verbose
+        check_query_pruning(query_pruning, query_pruning_by)
+        self.query_pruning = query_pruning
+        self.query_pruning_by = query_pruning_by
 
     def _config(self) -> tuple:
         return (str(self.index.path), model_key(self.model), self.num_results, self.mode, self.params,
-                self.backend.name, self.backend.device)
+                self.backend.name, self.backend.device, self.query_pruning, self.query_pruning_by)
 
     def __repr__(self) -> str:
         return (f"ColBERTRetriever({str(self.index.path)!r}, num_results={self.num_results}, mode={self.mode!r}, "
@@ -66,7 +73,8 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
         return ColBERTRetriever(self.index, self.model, num_results=k, mode=self.mode, nprobe=self.params.nprobe,
                                 ncandidates=self.params.ncandidates, nexact=self.params.nexact,
                                 batch_size=self.batch_size, backend=self.backend.name, device=self.backend.device,
-                                verbose=self.verbose)
+                                verbose=self.verbose, query_pruning=self.query_pruning,
+                                query_pruning_by=self.query_pruning_by)
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         with pt.validate.any(inp) as v:
@@ -81,7 +89,9 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
             starts = pt.tqdm(starts, desc=repr(self), unit="batch")
         for s in starts:
             batch = inp.iloc[s:s + self.batch_size]
-            vecs = query_vectors(self.model, batch, self.batch_size, reader.dim)
+            vecs = query_vectors(self.model, batch, self.batch_size, reader.dim) if self.query_pruning is None else \
+                pruned_query_vectors(self.model, batch, self.batch_size, reader, self.query_pruning,
+                                     self.query_pruning_by)
             if self.mode == "exhaustive":
                 res = self.backend.exhaustive(reader, vecs, self.num_results)
             else:

@@ -35,7 +35,7 @@ import numpy as np
 from ..maxsim import EMPTY_DOC_SCORE, maxsim_packed
 from ._threads import n_threads, pmap
 from .layout import IndexReader
-from .simd import LANES, aligned_empty, doc_adc_maxsim, doc_centroid_maxsim
+from .simd import LANES, aligned_empty, doc_adc_maxsim, doc_adc_maxsim_scaled, doc_centroid_maxsim
 
 
 # Table rows to add (vectors x residual bytes x lane groups) below which one query's exact stage stays on one thread:
@@ -131,10 +131,12 @@ def _top_probes(St, nq, nprobe):
 
 
 @numba.njit(cache=True, nogil=True)
-def _probe_candidates(St, nq, probes, nprobe, ivf_offsets, ivf_docs, n_docs):
+def _probe_candidates(St, nq, probes, nprobe, ivf_offsets, ivf_docs, n_docs, deleted=None):
     """Stage 1 for one query (``St`` its ``(K, T_pad)`` centroid scores, ``nq`` real tokens, ``probes`` from
     :func:`_top_probes`: ``nprobe`` probed centroids per token, then the imputed one if any); returns the touched
-    doc ids (int64) and their approximate scores above the all-miss baseline (float32)."""
+    doc ids (int64) and their approximate scores above the all-miss baseline (float32). ``deleted``: bool
+    ``(n_docs,)`` tombstones (or None): deleted documents are never candidates, so search after deletes ranks the
+    live documents as an index of only them would."""
     nprobe = min(nprobe, probes.shape[1])
     acc = np.zeros(n_docs, dtype=np.float32)
     mark = np.zeros(n_docs, dtype=np.int32)  # 1 + last token that touched the document; 0 = untouched
@@ -152,6 +154,8 @@ def _probe_candidates(St, nq, probes, nprobe, ivf_offsets, ivf_docs, n_docs):
             gain = St[c, t] - thr
             for x in range(ivf_offsets[c], ivf_offsets[c + 1]):
                 d = ivf_docs[x]
+                if deleted is not None and deleted[d]:
+                    continue
                 m = mark[d]
                 if m != t + 1:  # first (= best) probed centroid of token t holding document d
                     if m == 0:
@@ -203,15 +207,21 @@ def adc_table(Q: np.ndarray, lut: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _exact_adc(St, L, doc_ids, offsets, codes, packed, out):
+def _exact_adc(St, L, doc_ids, offsets, codes, packed, out, scale=None):
     """Exact MaxSim over compressed vectors: ``out[i] = sum_t max_j (St[code_j, t] + sum_p L[p, byte_jp, t])``
     for the vectors ``j`` of ``doc_ids[i]`` -- the same number as decompressing ``j`` and taking dot products,
-    without decompressing (zero-padded query tokens add 0); ``-inf`` for empty documents."""
+    without decompressing (zero-padded query tokens add 0); ``-inf`` for empty documents. ``scale`` (float32
+    ``(256,)``, codecs with scale bytes): each vector's sum is multiplied by ``scale[its scale byte]``."""
     for i in range(len(doc_ids)):
         d = doc_ids[i]
         v0 = offsets[d]
         v1 = offsets[d + 1]
-        out[i] = doc_adc_maxsim(St, L, codes, packed, v0, v1) if v1 > v0 else -np.inf
+        if v1 <= v0:
+            out[i] = -np.inf
+        elif scale is None:
+            out[i] = doc_adc_maxsim(St, L, codes, packed, v0, v1)
+        else:
+            out[i] = doc_adc_maxsim_scaled(St, L, codes, packed, v0, v1, scale)
 
 
 def exact_maxsim(reader: IndexReader, query: np.ndarray, doc_ids: np.ndarray, St: np.ndarray | None = None,
@@ -243,10 +253,11 @@ def _exact_padded(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, St: 
     n_par = n_threads() if parallel and work >= PARALLEL_MIN_WORK else 1
     bounds = np.linspace(0, len(doc_ids), n_par + 1).astype(np.int64)
     codes, packed = reader.codes, reader.residuals
+    scale = reader.codec.scale_lut if reader.codec.scaled else None  # per-vector inverse norms (scale bytes)
 
     def run(j: int) -> None:
         a, b = bounds[j], bounds[j + 1]
-        _exact_adc(St, L, doc_ids[a:b], offsets, codes, packed, out[a:b])
+        _exact_adc(St, L, doc_ids[a:b], offsets, codes, packed, out[a:b], scale)
     pmap(run, range(n_par))
     return out
 
@@ -275,6 +286,7 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
     Q, q_off, lens = pad_queries(queries, reader.dim)
     St_all = centroid_scores(reader, Q)  # one matrix product for the batch
     ivf_offsets, ivf_docs, offsets, codes = reader.ivf_offsets, reader.ivf_docs, reader.offsets, reader.codes
+    deleted = getattr(reader, "deleted", None)  # tombstones of deleted documents (bool (n_docs,)) or None
 
     def search_one(qi: int, parallel: bool) -> tuple[np.ndarray, np.ndarray]:
         if n_q == 1:
@@ -284,7 +296,7 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
             St[:] = St_all[:, q_off[qi]:q_off[qi + 1]]
         nq = int(lens[qi])
         probes = _top_probes(St, nq, p.nprobe)
-        c, approx = _probe_candidates(St, nq, probes, p.nprobe, ivf_offsets, ivf_docs, reader.n_docs)
+        c, approx = _probe_candidates(St, nq, probes, p.nprobe, ivf_offsets, ivf_docs, reader.n_docs, deleted)
         c = select_top(c, approx, p.ncandidates)
         if len(c) > p.nexact:
             c = select_top(c, _centroid_interaction(St, c, offsets, codes), p.nexact)
@@ -298,8 +310,8 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
 
 def search_exhaustive(reader: IndexReader, queries: list[np.ndarray], k: int,
                       chunk_vectors: int = 2 ** 16) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Brute-force exact MaxSim of every query against every (decompressed) document; same output as
-    :func:`search_plaid`. Decompresses each chunk once for the whole batch."""
+    """Brute-force exact MaxSim of every query against every (decompressed) live document; same output as
+    :func:`search_plaid`. Decompresses each chunk once for the whole batch; deleted documents are skipped."""
     n_q = len(queries)
     best = [(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in range(n_q)]
     if n_q == 0:
@@ -309,11 +321,17 @@ def search_exhaustive(reader: IndexReader, queries: list[np.ndarray], k: int,
     q_off = np.zeros(n_q + 1, dtype=np.int64)
     np.cumsum([len(q) for q in queries], out=q_off[1:])
     n_docs = reader.n_docs
+    deleted = getattr(reader, "deleted", None)
     d0 = 0
     while d0 < n_docs:
         d1 = int(np.searchsorted(offsets, offsets[d0] + chunk_vectors, side="right")) - 1
         d1 = min(max(d1, d0 + 1), n_docs)
         ids = np.arange(d0, d1, dtype=np.int64)
+        if deleted is not None:
+            ids = ids[~deleted[d0:d1]]
+            if len(ids) == 0:
+                d0 = d1
+                continue
         vectors, offs = reader.decompress_docs(ids)
         lens = np.diff(offs)
         nonempty = lens > 0

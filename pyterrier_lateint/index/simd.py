@@ -56,28 +56,17 @@ def _vmax(builder, a, b):
     return builder.select(builder.fcmp_ordered(">", a, b), a, b)
 
 
-@intrinsic
-def doc_adc_maxsim(typingctx, St, L, codes, packed, v0, v1):
-    """MaxSim of one query with the stored vectors ``v0:v1`` of a document, scored from the compressed bytes:
-    ``sum_t max_{v0<=v<v1} (St[codes[v], t] + sum_p L[p, packed[v, p], t])`` as float32.
-
-    ``St`` float32 ``(K, T)``: centroid scores of the (zero-padded) query tokens; ``L`` float32
-    ``(n_bytes, 256, T)``: the per-byte residual score table; ``codes`` ``(n_vectors,)`` integer centroid ids;
-    ``packed`` uint8 ``(n_vectors, n_bytes)``. ``St[c, t] + sum_p L[...]`` is the dot product of query token ``t``
-    with the decompressed vector, computed without decompressing. Requires ``v1 > v0``; padded tokens (zero rows)
-    add exactly 0.
-    """
-    if not all(_c_array(a) for a in (St, L, codes, packed)):
-        return None
-    sig = types.float32(St, L, codes, packed, v0, v1)
-
+def _adc_codegen(scaled: bool):
+    """Code generator of :func:`doc_adc_maxsim` (``scaled=False``) and :func:`doc_adc_maxsim_scaled`."""
     def codegen(context, builder, signature, args):
         st, lt, cd, pk = (context.make_array(signature.args[i])(context, builder, args[i]) for i in range(4))
         v0_ = context.cast(builder, args[4], signature.args[4], types.int64)
         v1_ = context.cast(builder, args[5], signature.args[5], types.int64)
+        sc = context.make_array(signature.args[6])(context, builder, args[6]) if scaled else None
         code_ty = signature.args[2].dtype
         T = builder.extract_value(st.shape, 1)
-        nbytes = builder.extract_value(pk.shape, 1)
+        row_bytes = builder.extract_value(pk.shape, 1)  # stored bytes per vector
+        nbytes = builder.extract_value(lt.shape, 0)  # residual bytes (the scale byte, if any, follows them)
         n_main = builder.udiv(nbytes, _I64(_UNROLL))
         accs = [cgutils.alloca_once(builder, _VEC) for _ in range(_UNROLL)]
         best = cgutils.alloca_once(builder, _VEC)
@@ -87,7 +76,7 @@ def doc_adc_maxsim(typingctx, St, L, codes, packed, v0, v1):
             builder.store(_neg_inf(), best)
             with cgutils.for_range_slice(builder, v0_, v1_, _I64(1), inc=True) as (v, _):
                 c = context.cast(builder, builder.load(builder.gep(cd.data, [v])), code_ty, types.int64)
-                row0 = builder.mul(v, nbytes)
+                row0 = builder.mul(v, row_bytes)
 
                 def table_row(p):
                     b = builder.zext(builder.load(builder.gep(pk.data, [builder.add(row0, p)])), _I64)
@@ -108,10 +97,43 @@ def doc_adc_maxsim(typingctx, St, L, codes, packed, v0, v1):
                 acc = builder.load(accs[0])
                 for a in accs[1:]:
                     acc = builder.fadd(acc, builder.load(a))
+                if scaled:  # the vector's 1/norm, from its scale byte
+                    sb = builder.zext(builder.load(builder.gep(pk.data, [builder.add(row0, nbytes)])), _I64)
+                    f = builder.load(builder.gep(sc.data, [sb]))
+                    vec = ir.Constant(_VEC, ir.Undefined)
+                    for i in range(LANES):
+                        vec = builder.insert_element(vec, f, _I64(i))
+                    acc = builder.fmul(acc, vec)
                 builder.store(_vmax(builder, acc, builder.load(best)), best)
             builder.store(builder.fadd(builder.load(total), _hsum(builder, builder.load(best))), total)
         return builder.load(total)
-    return sig, codegen
+    return codegen
+
+
+@intrinsic
+def doc_adc_maxsim(typingctx, St, L, codes, packed, v0, v1):
+    """MaxSim of one query with the stored vectors ``v0:v1`` of a document, scored from the compressed bytes:
+    ``sum_t max_{v0<=v<v1} (St[codes[v], t] + sum_p L[p, packed[v, p], t])`` as float32.
+
+    ``St`` float32 ``(K, T)``: centroid scores of the (zero-padded) query tokens; ``L`` float32
+    ``(n_bytes, 256, T)``: the per-byte residual score table; ``codes`` ``(n_vectors,)`` integer centroid ids;
+    ``packed`` uint8 ``(n_vectors, >= n_bytes)``. ``St[c, t] + sum_p L[...]`` is the dot product of query token
+    ``t`` with the decompressed vector, computed without decompressing. Requires ``v1 > v0``; padded tokens (zero
+    rows) add exactly 0.
+    """
+    if not all(_c_array(a) for a in (St, L, codes, packed)):
+        return None
+    return types.float32(St, L, codes, packed, v0, v1), _adc_codegen(False)
+
+
+@intrinsic
+def doc_adc_maxsim_scaled(typingctx, St, L, codes, packed, v0, v1, scale):
+    """:func:`doc_adc_maxsim` of vectors that store a scale byte after their ``n_bytes`` residual bytes: each
+    vector's scores are multiplied by ``scale[packed[v, n_bytes]]`` (float32 ``(256,)``: its reconstruction's
+    inverse norm, so scores are cosines of unit-length reconstructions) before the max."""
+    if not all(_c_array(a) for a in (St, L, codes, packed, scale)):
+        return None
+    return types.float32(St, L, codes, packed, v0, v1, scale), _adc_codegen(True)
 
 
 @intrinsic

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -17,7 +19,7 @@ from ..maxsim import maxsim
 from .config import EncodingConfig
 from .layouts import load_checkpoint, resolve
 from .protocol import model_key
-from .runtime import Runtime, default_precision, make_runtime
+from .runtime import EncodePlan, Runtime, default_precision, encode_plan, make_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,52 @@ def _check_texts(texts: Sequence[Any], what: str) -> list[str]:
     return out
 
 
+def _member(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[ids]`` (bool, ``False`` for ids beyond the table)."""
+    if len(ids) and ids.max() >= len(table):
+        return np.where(ids < len(table), table[np.minimum(ids, len(table) - 1)], False)
+    return table[ids]
+
+
+def _in_background(items: Iterator[Any], depth: int = 4) -> Iterator[Any]:
+    """``items`` produced by a background thread (at most ``depth`` ahead), so tokenisation and batch assembly
+    overlap the device's work; an exception in the thread is raised here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(it: Any) -> bool:  # False once the consumer has gone
+        while not stop.is_set():
+            try:
+                q.put(it, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for it in items:
+                if not put(it):
+                    return
+            put(done)
+        except BaseException as ex:  # noqa: BLE001 -- handed to the consumer
+            put(ex)
+
+    thread = threading.Thread(target=produce, name="lateint-tokenise", daemon=True)
+    thread.start()
+    try:
+        while True:
+            it = q.get()
+            if it is done:
+                return
+            if isinstance(it, BaseException):
+                raise it
+            yield it
+    finally:
+        stop.set()
+
+
 class LateInteractionEncoder:
     """A late-interaction model: texts to L2-normalised token vectors and MaxSim scores (no PyTerrier here).
 
@@ -96,6 +144,7 @@ class LateInteractionEncoder:
         self.batch_size = batch_size
         self.precision = precision or default_precision(self.device)
         self.backend = backend
+        self.plan: EncodePlan = encode_plan(self.device)  # how texts are batched and fed to the device
         self.module.to(self.device).eval()
         self._runtime: Optional[Runtime] = None
         self.runtime  # noqa: B018 -- fail now, not at the first encode, on a bad precision/backend
@@ -160,6 +209,12 @@ class LateInteractionEncoder:
             if len(ids) == 1:
                 skip.add(ids[0])
         self._doc_skip_ids = np.array(sorted(skip), dtype=np.int64)
+        # membership tables over the token ids (a lookup per token instead of np.isin per text)
+        size = max([len(tok), *self._special_ids, *skip, -1]) + 1
+        self._special_table = np.zeros(size, dtype=bool)
+        self._special_table[list(self._special_ids)] = True
+        self._skip_table = np.zeros(size, dtype=bool)
+        self._skip_table[list(skip)] = True
         body = min(self.config.query_maxlen - len(self._markers["query"]),
                    self.config.doc_maxlen - len(self._markers["doc"])) - self._n_special
         if body < 1:
@@ -234,11 +289,11 @@ class LateInteractionEncoder:
                     attention = np.concatenate([attention, np.full(n_pad, cfg.attend_to_mask_tokens)])
                     keep = np.concatenate([keep, np.ones(n_pad, dtype=bool)])
                 if cfg.drop_special_tokens:
-                    keep &= ~np.isin(ids, list(self._special_ids))
+                    keep &= ~_member(ids, self._special_table)
                 if cfg.drop_first_token:
                     keep[0] = False
                 if not is_query and len(self._doc_skip_ids):
-                    keep &= ~np.isin(ids, self._doc_skip_ids)
+                    keep &= ~_member(ids, self._skip_table)
                 out.ids.append(ids)
                 out.attention.append(attention)
                 out.keep.append(keep)
@@ -246,42 +301,106 @@ class LateInteractionEncoder:
         return out
 
     # ------------------------------------------------------------------ encoding
-    def _encode(self, texts: Sequence[str], is_query: bool, batch_size: Optional[int], show_progress: bool,
-                return_ids: bool = False):
-        texts = _check_texts(texts, "query" if is_query else "document")
-        batch_size = batch_size or self.batch_size
-        tokens = self.tokenise(texts, is_query)
-        n_seq = len(tokens.ids)
-        seq_vecs: list[Optional[np.ndarray]] = [None] * n_seq
-        lengths = np.fromiter((len(x) for x in tokens.ids), dtype=np.int64, count=n_seq)
-        order = np.argsort(-lengths, kind="stable")  # longest first: padding only within similar lengths
-        batches = [order[s:s + batch_size] for s in range(0, n_seq, batch_size)]
-        if show_progress:
-            import pyterrier as pt
-            batches = pt.tqdm(batches, desc=f"encoding {'queries' if is_query else 'documents'}", unit="batch")
-        with torch.inference_mode():
-            for batch in batches:
-                width = int(lengths[batch].max())
+    def _batches(self, texts: list[str], is_query: bool, batch_size: int, plan: EncodePlan,
+                 return_ids: bool) -> Iterator[tuple]:
+        """Tokenise ``texts`` chunk by chunk and yield the padded batches of each chunk (longest first).
+
+        Yields ``("chunk", owners, kept_ids)`` before a chunk's batches (the text of each of its sequences, and
+        with ``return_ids`` their kept token ids), then ``("batch", seqs, ids, att, keep)``: global sequence
+        numbers ``(B,)`` and numpy arrays ``(B, W)``, ``W`` the longest length rounded up to ``plan.bucket``."""
+        chunk = plan.chunk or max(len(texts), 1)
+        maxlen = self.config.query_maxlen if is_query else self.config.doc_maxlen
+        n_seq = 0
+        for start in range(0, len(texts), chunk):
+            tokens = self.tokenise(texts[start:start + chunk], is_query)
+            owners = [start + o for o in tokens.owner]
+            kept = [i[k].astype(np.int32) for i, k in zip(tokens.ids, tokens.keep)] if return_ids else None
+            yield "chunk", owners, kept
+            lengths = np.fromiter((len(x) for x in tokens.ids), dtype=np.int64, count=len(tokens.ids))
+            order = np.argsort(-lengths, kind="stable")  # longest first: padding only within similar lengths
+            s = 0
+            while s < len(order):
+                longest = int(lengths[order[s]])
+                width = min(-(-longest // plan.bucket) * plan.bucket, max(longest, maxlen))
+                size = max(batch_size, plan.tokens_per_batch // width) if plan.tokens_per_batch else batch_size
+                batch = order[s:s + size]
+                s += len(batch)
                 ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
-                att = np.zeros((len(batch), width), dtype=bool)
+                att = np.zeros((len(batch), width), dtype=np.int64)
                 keep = np.zeros((len(batch), width), dtype=bool)
                 for r, k in enumerate(batch):
                     n = lengths[k]
                     ids[r, :n], att[r, :n], keep[r, :n] = tokens.ids[k], tokens.attention[k], tokens.keep[k]
-                out = self.runtime(torch.from_numpy(ids).to(self.device),
-                                   torch.from_numpy(att).to(self.device, dtype=torch.long))
-                keep_t = torch.from_numpy(keep).to(self.device)
-                flat = out[keep_t].float().cpu().numpy()
-                counts = keep.sum(axis=1)
-                for k, part in zip(batch, np.split(flat, np.cumsum(counts)[:-1])):
-                    seq_vecs[k] = part
+                yield "batch", n_seq + batch, ids, att, keep
+            n_seq += len(order)
+
+    def _encode(self, texts: Sequence[str], is_query: bool, batch_size: Optional[int], show_progress: bool,
+                return_ids: bool = False):
+        texts = _check_texts(texts, "query" if is_query else "document")
+        batch_size = batch_size or self.batch_size
+        plan = self.plan
+        items = self._batches(texts, is_query, batch_size, plan, return_ids)
+        if plan.background and plan.chunk and len(texts) > plan.chunk:
+            items = _in_background(items)
+        cuda = self.device.type == "cuda"
+        owners: list[int] = []
+        kept_ids: list[np.ndarray] = []
+        seq_vecs: dict[int, np.ndarray] = {}
+        pbar = None
+        if show_progress:
+            import pyterrier as pt
+            pbar = pt.tqdm(total=len(texts), desc=f"encoding {'queries' if is_query else 'documents'}", unit="text")
+        pending = None  # the previous batch, copying back to the host while the device runs this one
+
+        def finish(p) -> None:
+            seqs, counts, host, event = p
+            if event is not None:
+                event.synchronize()
+            flat = host.numpy()
+            if cuda:
+                flat = flat.copy()  # out of the (reused) pinned staging buffer
+            for k, part in zip(seqs.tolist(), np.split(flat, np.cumsum(counts)[:-1])):
+                seq_vecs[k] = part
+            if pbar is not None:
+                pbar.update(len(set(owners[k] for k in seqs.tolist())))
+
+        with torch.inference_mode():
+            for item in items:
+                if item[0] == "chunk":
+                    owners.extend(item[1])
+                    if return_ids:
+                        kept_ids.extend(item[2])
+                    continue
+                _, seqs, ids, att, keep = item
+                flat_keep = torch.from_numpy(np.flatnonzero(keep.reshape(-1)))
+                ids_t, att_t = torch.from_numpy(ids), torch.from_numpy(att)
+                if plan.pinned and cuda:
+                    ids_t, att_t, flat_keep = ids_t.pin_memory(), att_t.pin_memory(), flat_keep.pin_memory()
+                out = self.runtime(ids_t.to(self.device, non_blocking=True),
+                                   att_t.to(self.device, non_blocking=True))
+                kept = out.reshape(-1, out.shape[-1]).index_select(0, flat_keep.to(self.device, non_blocking=True))
+                event = None
+                if cuda:
+                    host = torch.empty(kept.shape, dtype=torch.float32, pin_memory=plan.pinned)
+                    host.copy_(kept, non_blocking=plan.pinned)
+                    event = torch.cuda.Event()
+                    event.record()
+                else:
+                    host = kept.float().cpu()
+                if pending is not None:
+                    finish(pending)
+                pending = (seqs, keep.sum(axis=1), host, event)
+            if pending is not None:
+                finish(pending)
+        if pbar is not None:
+            pbar.close()
         dim = self.dim
         per_text: list[list[np.ndarray]] = [[] for _ in texts]
         per_ids: list[list[np.ndarray]] = [[] for _ in texts]
-        for k in range(n_seq):
-            per_text[tokens.owner[k]].append(seq_vecs[k])
+        for k, owner in enumerate(owners):
+            per_text[owner].append(seq_vecs[k])
             if return_ids:
-                per_ids[tokens.owner[k]].append(tokens.ids[k][tokens.keep[k]].astype(np.int32))
+                per_ids[owner].append(kept_ids[k])
         vecs = [np.ascontiguousarray(np.concatenate(v)) if len(v) > 1 else
                 (v[0] if v else np.zeros((0, dim), dtype=np.float32)) for v in per_text]
         if return_ids:

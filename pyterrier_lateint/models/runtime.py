@@ -10,16 +10,23 @@ attention_mask (B, L) int64) -> (B, L, dim)`` float32 tensor:
   ONNX Runtime's CPU execution provider; ``precision="int8"`` quantises the exported graph's weights.
 
 Runtimes that copy weights (int8, onnx) are rebuilt by ``ColBERT.reset_runtime()`` after training.
+
+:class:`EncodePlan` says how texts are batched and fed to the device (:func:`encode_plan`): on a GPU, length
+buckets (few distinct shapes), token-budget batches, tokenisation in a background thread and pinned-memory copies;
+on a CPU, exactly the former plan. The CUDA default precision is :data:`CUDA_DEFAULT_PRECISION`, to be set from
+``benchmarks/bench_gpu.py``'s measurement.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import io
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -49,18 +56,66 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
+# The precision encoding runs in on a CUDA GPU unless the user or ``LATEINT_PRECISION`` says otherwise.
+# ``benchmarks/bench_gpu.py`` measures encode_docs documents/s at fp32, bf16 and fp16 (cold and warm) and prints
+# which is fastest; set this to its answer. Chosen by the one GPU measurement so far (issue 12, an H200, with the
+# encoding path before length buckets and background tokenisation): fp32 5,512 then 7,165 documents/s, fp16 1,343
+# then 5,772 (cold then warm); bf16 was not measured. Re-check with bench_gpu.py on the current path.
+CUDA_DEFAULT_PRECISION = "fp32"
+
+
 def default_precision(device: torch.device) -> str:
-    """fp16 on CUDA; on a CPU, bf16 where the CPU has bf16 units (measured on Vaswani: 2.5x the fp32
-    documents/s with every vector's cosine to fp32 >= 0.9999, see benchmarks/bench_encoding.py), else fp32.
-    The environment variable ``LATEINT_PRECISION`` overrides it (e.g. ``fp32`` for bit-exact fp32 vectors)."""
+    """:data:`CUDA_DEFAULT_PRECISION` on CUDA; on a CPU, bf16 where the CPU has bf16 units (measured on Vaswani:
+    2.5x the fp32 documents/s with every vector's cosine to fp32 >= 0.9999, see benchmarks/bench_encoding.py),
+    else fp32. The environment variable ``LATEINT_PRECISION`` overrides it (e.g. ``fp32`` for bit-exact fp32
+    vectors)."""
     forced = forced_precision()
     if forced:
         if forced not in PRECISIONS:
             raise ValueError(f"{PRECISION_ENV}={forced!r} is not one of {PRECISIONS}")
         return forced
     if device.type == "cuda":
-        return "fp16"
+        return CUDA_DEFAULT_PRECISION
     return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+@dataclass(frozen=True)
+class EncodePlan:
+    """How ``encode_queries`` / ``encode_docs`` feed texts to the device (:func:`encode_plan` picks one per device).
+
+    - ``bucket``: a batch's width (tokens) is its longest sequence rounded up to a multiple of this, so the
+      device sees few distinct shapes (kernels tuned once per shape); 1 = exactly the longest.
+    - ``tokens_per_batch``: batches hold ``max(batch_size, tokens_per_batch // width)`` sequences, so short
+      sequences fill the device; 0 = ``batch_size`` sequences.
+    - ``chunk``: texts tokenised and length-sorted together (0 = all at once); ``background``: tokenise and
+      assemble the next batches in a thread while the device encodes; ``pinned``: page-locked host buffers with
+      asynchronous copies (CUDA).
+
+    The CPU plan (the default ``EncodePlan()``) encodes exactly as before: sorted by length over all texts,
+    ``batch_size`` sequences per batch, no padding beyond the longest.
+    """
+    bucket: int = 1
+    tokens_per_batch: int = 0
+    chunk: int = 0
+    background: bool = False
+    pinned: bool = False
+
+    def __post_init__(self) -> None:
+        if self.bucket < 1 or self.tokens_per_batch < 0 or self.chunk < 0:
+            raise ValueError(f"EncodePlan needs bucket >= 1, tokens_per_batch >= 0 and chunk >= 0, not {self}")
+
+
+# The plan on GPUs (and other accelerators). Not yet tuned by a GPU measurement: benchmarks/bench_gpu.py reports
+# encode_docs documents/s with it.
+ACCELERATOR_PLAN = EncodePlan(bucket=16, tokens_per_batch=32768, chunk=2048, background=True, pinned=True)
+
+
+def encode_plan(device: torch.device) -> EncodePlan:
+    """The default :class:`EncodePlan` on ``device``: the CPU's (as before) on a CPU, :data:`ACCELERATOR_PLAN`
+    elsewhere (pinned memory only on CUDA)."""
+    if device.type == "cpu":
+        return EncodePlan()
+    return dataclasses.replace(ACCELERATOR_PLAN, pinned=ACCELERATOR_PLAN.pinned and device.type == "cuda")
 
 
 def make_runtime(module: nn.Module, precision: str, backend: str, device: torch.device) -> Runtime:

@@ -1,0 +1,216 @@
+"""ColBERT-PRF: pseudo-relevance feedback for late interaction (Wang, Macdonald, Tonellotto, Ounis; ICTIR 2021).
+
+For each query of a result frame:
+
+1. the stored vectors of its top ``fb_docs`` documents (decompressed from the index) are clustered by k-means into
+   ``k`` centroids (seeded: deterministic);
+2. each centroid takes the token id of the feedback vector nearest to it (L2), and that token's
+   ``idf = log((n_docs + 1) / (df + 1))`` from the index's token statistics (:mod:`.token_stats`);
+3. the ``fb_embs`` centroids of highest IDF are appended to the query vectors with weight ``beta * idf``;
+4. the expanded query retrieves again from the index (``rerank=False``) or re-scores the same documents
+   (``rerank=True``).
+
+The score is MaxSim with weighted query vectors, ``sum_i w_i max_j <q_i, d_j>`` (``w = 1`` for the original query
+vectors). Since ``max_j <w q, d_j> = w max_j <q, d_j>`` for ``w >= 0``, the weights are folded into the vectors
+(``w_i q_i``) and every search kernel computes the weighted score unchanged; the output's ``query_embs`` column
+holds those weighted vectors, so ``index.scorer()`` or ``MaxSimScorer()`` downstream score with the expanded query.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator, Optional
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+
+from ..base import ConfigEquality, rank_results
+from ..models import LateInteractionModel, check_model, model_key
+from .backends import SearchBackend, select_backend
+from .kmeans import assign_nearest, kmeans
+from .queries import query_vectors, score_divisor
+from .retriever import MODES
+from .search import SearchParams
+from .token_stats import TokenStats, load_token_stats
+
+if TYPE_CHECKING:
+    from .artifact import ColBERTIndex
+
+logger = logging.getLogger(__name__)
+
+# columns not carried to the output's query part (query_toks: the ids of the original query vectors only)
+RESULT_ONLY = ("docno", "docid", "score", "rank", "text", "doc_embs", "doc_toks", "query_embs", "query_toks",
+               "prf_toks", "prf_weights")
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Torch on one thread for the duration: k-means over a few hundred feedback vectors is made of tiny tensor
+    operations, each of which costs ~5 ms of thread-pool wake-up with 2 threads (10 us with one)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def expansion_embeddings(fb_vecs: np.ndarray, fb_ids: np.ndarray, stats: TokenStats, *, k: int, fb_embs: int,
+                         beta: float, seed: int = 42, iters: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 1-3 for one query: feedback vectors ``(n, dim)`` with their token ids ``(n,)`` -> ``(weighted
+    expansion vectors (m, dim) float32, token ids (m,) int32, weights (m,) float32)``, ``m = min(fb_embs, k, n)``,
+    ordered by decreasing IDF (ties: centroid order). ``k`` is lowered to ``n`` when there are fewer vectors."""
+    fb_vecs = np.ascontiguousarray(fb_vecs, dtype=np.float32)
+    n = len(fb_vecs)
+    if n == 0 or fb_embs == 0:
+        return np.zeros((0, fb_vecs.shape[1]), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32)
+    with _one_torch_thread():
+        centroids = kmeans(fb_vecs, min(k, n), iters=iters, seed=seed, use_faiss=False)
+        nearest = assign_nearest(centroids, fb_vecs)  # the feedback vector nearest to each centroid
+    toks = np.asarray(fb_ids, dtype=np.int64)[nearest]
+    idf = stats.idf(toks)
+    keep = np.lexsort((np.arange(len(idf)), -idf))[:fb_embs]
+    weights = (beta * idf[keep]).astype(np.float32)
+    return centroids[keep] * weights[:, None], toks[keep].astype(np.int32), weights
+
+
+class ColBERTPRF(ConfigEquality, pt.Transformer):
+    """Result frame (``qid``, ``docno``, ``rank`` or ``score``, and ``query`` or ``query_embs``) -> results for the
+    query expanded by ColBERT-PRF (module docstring).
+
+    ``rerank=False``: the top ``num_results`` documents of the expanded query from the index (``mode``,
+    ``nprobe``, ``ncandidates``, ``nexact``, ``backend``, ``device`` as :meth:`ColBERTIndex.retriever`);
+    ``rerank=True``: the input's documents re-scored by exact MaxSim of the expanded query over their stored vectors
+    (the top ``num_results`` kept). Output: ``qid``, the input's query columns (``query``, ...), ``query_embs``
+    (the weighted expanded query vectors), ``prf_toks`` / ``prf_weights`` (token id and weight of each expansion
+    vector), ``docno``, ``score`` (divided by the model's ``score_divisor`` of the original query length), ``rank``;
+    with ``rerank`` every input column is kept. ``% k`` fuses into ``num_results``.
+    """
+
+    def __init__(self, index: "ColBERTIndex", model: Optional[LateInteractionModel] = None, *, fb_docs: int = 3,
+                 fb_embs: int = 10, beta: float = 1.0, k: int = 24, rerank: bool = False, num_results: int = 1000,
+                 seed: int = 42, kmeans_iters: int = 20, mode: str = "plaid", nprobe: Optional[int] = None,
+                 ncandidates: Optional[int] = None, nexact: Optional[int] = None, batch_size: int = 64,
+                 backend: Optional[str] = None, device: Optional[str] = None, verbose: bool = False):
+        if fb_docs < 1 or k < 1 or num_results < 1:
+            raise ValueError(f"fb_docs, k and num_results must be >= 1, not {fb_docs}, {k} and {num_results}")
+        if not 0 <= fb_embs <= k:
+            raise ValueError(f"fb_embs ({fb_embs}) must be between 0 and the number of clusters k ({k})")
+        if not beta >= 0:
+            raise ValueError(f"beta must be >= 0 (it weights the expansion vectors), not {beta!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        self.index = index
+        self.model = check_model(model, "ColBERTPRF")
+        self.fb_docs, self.fb_embs, self.beta, self.k = fb_docs, fb_embs, float(beta), k
+        self.rerank, self.num_results, self.seed, self.kmeans_iters = rerank, num_results, seed, kmeans_iters
+        self.mode = mode
+        d = SearchParams()
+        self.params = SearchParams(d.nprobe if nprobe is None else nprobe,
+                                   d.ncandidates if ncandidates is None else ncandidates,
+                                   d.nexact if nexact is None else nexact)
+        self.batch_size = batch_size
+        self.backend: SearchBackend = select_backend(backend, device)
+        self.verbose = verbose
+
+    def _config(self) -> tuple:
+        return (str(self.index.path), model_key(self.model), self.fb_docs, self.fb_embs, self.beta, self.k,
+                self.rerank, self.num_results, self.seed, self.kmeans_iters, self.mode, self.params,
+                self.backend.name, self.backend.device)
+
+    def __repr__(self) -> str:
+        return (f"ColBERTPRF({str(self.index.path)!r}, fb_docs={self.fb_docs}, fb_embs={self.fb_embs}, "
+                f"beta={self.beta}, k={self.k}, rerank={self.rerank}, num_results={self.num_results})")
+
+    def fuse_rank_cutoff(self, k: int) -> Optional[pt.Transformer]:
+        """``prf % k`` -> the same transformer with ``num_results=k`` (when ``k`` is smaller)."""
+        if k >= self.num_results:
+            return None
+        p = self.params
+        return ColBERTPRF(self.index, self.model, fb_docs=self.fb_docs, fb_embs=self.fb_embs, beta=self.beta,
+                          k=self.k, rerank=self.rerank, num_results=k, seed=self.seed, kmeans_iters=self.kmeans_iters,
+                          mode=self.mode, nprobe=p.nprobe, ncandidates=p.ncandidates, nexact=p.nexact,
+                          batch_size=self.batch_size, backend=self.backend.name, device=self.backend.device,
+                          verbose=self.verbose)
+
+    # ------------------------------------------------------------------------------------------------ transform
+    def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        with pt.validate.any(inp) as v:
+            v.result_frame(extra_columns=["query_embs"], mode="vectors")
+            v.result_frame(extra_columns=["query"], mode="text")
+        reader = self.index._reader()
+        self.index._check_model(self.model)
+        stats = load_token_stats(reader, "ColBERT-PRF")
+        query_cols = [c for c in inp.columns if c == "qid" or (c.startswith("query") and c not in RESULT_ONLY)]
+        if self.rerank:
+            out_cols = list(dict.fromkeys([c for c in inp.columns if c != "query_toks"] +
+                                          ["query_embs", "prf_toks", "prf_weights", "score", "rank"]))
+        else:
+            out_cols = query_cols + ["query_embs", "prf_toks", "prf_weights", "docno", "score", "rank"]
+        if len(inp) == 0:
+            return pd.DataFrame(columns=out_cols)
+        inp = inp.reset_index(drop=True)
+        if "rank" in inp.columns or "score" in inp.columns:  # feedback: the best ranked (else the first) rows
+            by_rank = "rank" in inp.columns
+            order = inp.sort_values(["qid", "rank" if by_rank else "score"], ascending=[True, by_rank], kind="stable")
+        else:
+            order = inp.sort_values("qid", kind="stable")
+        groups = order.groupby("qid", sort=False).indices  # positions into `order`, best first
+        qids = list(groups)
+        first = order.iloc[[groups[q][0] for q in qids]]
+        q_vecs = query_vectors(self.model, first, self.batch_size, reader.dim)
+        expanded, toks, weights = [], [], []
+        it = pt.tqdm(qids, desc=repr(self), unit="query", disable=not self.verbose)
+        for q, qv in zip(it, q_vecs):
+            fb = reader.doc_ids(order["docno"].to_numpy()[groups[q][:self.fb_docs]])
+            vecs, offs = reader.decompress_docs(np.sort(fb))
+            ids = np.concatenate([np.asarray(reader.token_ids[reader.offsets[d]:reader.offsets[d + 1]])
+                                  for d in np.sort(fb)])
+            e, t, w = expansion_embeddings(vecs, ids, stats, k=self.k, fb_embs=self.fb_embs, beta=self.beta,
+                                           seed=self.seed, iters=self.kmeans_iters)
+            expanded.append(np.concatenate([qv, e]).astype(np.float32))
+            toks.append(t)
+            weights.append(w)
+        divisors = [score_divisor(self.model, len(qv)) for qv in q_vecs]
+        per_query = pd.DataFrame({"qid": qids, "query_embs": expanded, "prf_toks": toks, "prf_weights": weights})
+        if self.rerank:
+            return self._rerank(inp, per_query, divisors, reader, out_cols)
+        return self._retrieve(first, per_query, divisors, reader, query_cols, out_cols)
+
+    def _retrieve(self, first: pd.DataFrame, per_query: pd.DataFrame, divisors: list, reader, query_cols: list,
+                  out_cols: list) -> pd.DataFrame:
+        frames = []
+        for s in range(0, len(per_query), self.batch_size):
+            vecs = per_query["query_embs"].iloc[s:s + self.batch_size].tolist()
+            if self.mode == "exhaustive":
+                res = self.backend.exhaustive(reader, vecs, self.num_results)
+            else:
+                res = self.backend.plaid(reader, vecs, self.num_results, self.params)
+            for j, (ids, scores) in enumerate(res):
+                i = s + j
+                frames.append(pd.DataFrame({
+                    "docno": np.asarray(reader.docnos.fwd.lookup(ids)) if len(ids) else np.array([], dtype=str),
+                    "score": scores.astype(np.float64) / divisors[i], "rank": np.arange(len(ids), dtype=np.int64),
+                    "_q": i}))
+        res = pd.concat(frames, ignore_index=True)
+        head = pd.concat([first[query_cols].reset_index(drop=True).drop(columns=["query_embs"], errors="ignore"),
+                          per_query.drop(columns=["qid"])], axis=1)
+        out = head.iloc[res["_q"].to_numpy()].reset_index(drop=True)
+        return pd.concat([out, res.drop(columns=["_q"])], axis=1)[out_cols]
+
+    def _rerank(self, inp: pd.DataFrame, per_query: pd.DataFrame, divisors: list, reader,
+                out_cols: list) -> pd.DataFrame:
+        ids = reader.doc_ids(inp["docno"].to_numpy())
+        scores = np.empty(len(inp), dtype=np.float64)
+        rows_of = inp.groupby("qid", sort=False).indices
+        for i, (q, qv) in enumerate(zip(per_query["qid"], per_query["query_embs"])):
+            rows = rows_of[q]
+            uniq, inv = np.unique(ids[rows], return_inverse=True)
+            scores[rows] = self.backend.exact(reader, qv, uniq)[inv].astype(np.float64) / divisors[i]
+        extra = per_query.set_index("qid").loc[inp["qid"]].reset_index(drop=True)
+        out = inp.drop(columns=[c for c in extra.columns if c in inp.columns]).assign(
+            **{c: extra[c].to_numpy() for c in extra.columns}, score=scores)
+        out = rank_results(out)
+        return out[out["rank"] < self.num_results].reset_index(drop=True)[out_cols]
