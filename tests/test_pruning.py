@@ -132,7 +132,7 @@ def test_pooled_index_and_pooler_pipeline(tmp_path, model, corpus):
     assert pooled.metadata()["n_vectors"] == info["vectors_out"]
     # documents added later are pooled with the index's pool factor too
     extra = corpus.iloc[60:64].assign(docno=lambda d: d.docno + "-new")
-    pooled.add(extra)
+    pooled.add(extra, model)
     assert [len(pooled.vectors(d)) for d in extra.docno] == [-(-len(t.split()) // 2) for t in extra.text]
 
 
