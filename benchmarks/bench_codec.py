@@ -61,7 +61,11 @@ def main() -> None:
     p.add_argument("--venvs", type=Path, default=DEFAULT_VENVS)
     p.add_argument("--json", type=Path, help="also write the rows here")
     p.add_argument("--plot", type=Path, help="also draw bytes/vector against R@10 and nDCG@10 loss into this PNG")
+    p.add_argument("--plot-from", type=Path, help="only draw --plot from the rows of an earlier --json")
     args = p.parse_args()
+    if args.plot_from:
+        plot(json.loads(args.plot_from.read_text()), args.plot)
+        return
     all_rows = []
     for coll in args.collections:
         folder = prepare(coll)
@@ -127,9 +131,9 @@ def plot(rows: list[dict], path: Path) -> None:
     from matplotlib.lines import Line2D
     handles = [Line2D([], [], color=f"C{i}", marker="o", ls="", label=c) for i, c in enumerate(colls)]
     handles += [Line2D([], [], color="black", marker=m, ls="", label=c) for c, m in markers.items()]
-    axes[1].legend(handles=handles, fontsize=8, loc="lower right")
+    fig.legend(handles=handles, fontsize=8, loc="center right")
     fig.suptitle("Codecs on the same vectors (default model): size against quality")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     fig.savefig(path, dpi=110)
 
 

@@ -34,6 +34,7 @@ import pyterrier as pt
 from pyterrier_lateint import ColBERT, ColBERTIndex
 from pyterrier_lateint.data import get_dataset
 from pyterrier_lateint.experiments import model_tag
+from pyterrier_lateint.index.codec import DEFAULT_KIND
 from pyterrier_lateint.settings import cache_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,8 +46,9 @@ def build_indices(collection, model: ColBERT) -> tuple[ColBERTIndex, ColBERTInde
     """The token-id index and the pooled index of ``collection``, from one encoding pass (cached), and whether
     anything was built."""
     root = cache_dir() / "index"
-    full = ColBERTIndex(root / f"{collection.name}.{model_tag(model)}.2bit.tokids.lateint", model)
-    pooled = ColBERTIndex(root / f"{collection.name}.{model_tag(model)}.2bit.pool2.lateint", model)
+    stem = f"{collection.name}.{model_tag(model)}.{DEFAULT_KIND}2bit"  # the default codec is part of the key
+    full = ColBERTIndex(root / f"{stem}.tokids.lateint", model)
+    pooled = ColBERTIndex(root / f"{stem}.pool2.lateint", model)
     encoded: list[dict] = []
     built = not (full.built() and pooled.built())
     if not full.built():
