@@ -106,12 +106,14 @@ def explain_texts(model: Any, query: str, text: str) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------------- heat map
-def _figure(width: float, height: float):
+def agg_figure(width: float, height: float):
+    """A new Agg-backed matplotlib Figure (no pyplot state), ``width`` x ``height`` inches; ImportError with the
+    install hint when matplotlib is missing. Shared by the explanation heat maps and the experiment plots."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as ex:
-        raise ImportError("explain_plot needs matplotlib: pip install 'pyterrier-lateint[plots]' "
+        raise ImportError("plots need matplotlib: pip install 'pyterrier-lateint[plots]' "
                           "(or pip install matplotlib)") from ex
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
@@ -138,7 +140,7 @@ def plot_explanation(table: pd.DataFrame, sims: np.ndarray, doc_tokens: Sequence
     where = {c: k for k, c in enumerate(cols)}
     nq, nd = len(table), len(cols)
     width = min(max(6.0, 0.19 * nd + 4.5), 30.0)
-    fig = _figure(width, min(max(3.2, 0.3 * nq + 2.4), 14.0))
+    fig = agg_figure(width, min(max(3.2, 0.3 * nq + 2.4), 14.0))
     ax, bar = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [max(nd, 4), 6]})
     image = ax.imshow(sims[:, cols], aspect="auto", cmap=cmap, interpolation="nearest")
     fig.colorbar(image, ax=ax, location="bottom", shrink=0.5, pad=0.01, aspect=40, label="similarity")

@@ -15,6 +15,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from ..explain import agg_figure
+
 PathLike = Union[str, Path]
 
 # axis labels (with units) of the columns that :func:`~pyterrier_lateint.experiments.sweep.latency_recall_sweep` writes
@@ -24,19 +26,6 @@ AXIS_LABELS = {
 }
 
 BETTER_COLOUR, WORSE_COLOUR, TIE_COLOUR = "#1f77b4", "#d95f02", "#999999"  # colour-blind safe blue / orange
-
-
-def _figure(width: float, height: float):
-    """A new Agg-backed Figure (no pyplot); ImportError with the install hint when matplotlib is missing."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as ex:
-        raise ImportError("the plots need matplotlib: pip install 'pyterrier-lateint[plots]' "
-                          "(or pip install matplotlib)") from ex
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _save(fig, path: Optional[PathLike], dpi: int = 150):
@@ -99,7 +88,7 @@ def per_query_difference(per_query: pd.DataFrame, system_a: str, system_b: str, 
     wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
     ties = len(diff) - wins - losses
 
-    fig = _figure(max(6.0, min(0.12 * len(diff) + 3, 14.0)), 4.2)
+    fig = agg_figure(max(6.0, min(0.12 * len(diff) + 3, 14.0)), 4.2)
     ax = fig.add_subplot()
     colours = [BETTER_COLOUR if d > 0 else WORSE_COLOUR if d < 0 else TIE_COLOUR for d in diff]
     x = np.arange(len(diff))
@@ -159,7 +148,7 @@ def latency_recall(frame: pd.DataFrame, x: str = "ms_per_query", y: str = "recal
             raise ValueError(f"latency_recall: no column {col!r}; the frame has {list(frame.columns)}")
     if frame.empty:
         raise ValueError("latency_recall: the frame has no rows")
-    fig = _figure(6.4, 4.4)
+    fig = agg_figure(6.4, 4.4)
     ax = fig.add_subplot()
     if group is not None:
         grouped = frame[frame[group].notna()]
@@ -260,7 +249,7 @@ def similarity_heatmap(sims: np.ndarray, query_tokens: Sequence[str], doc_tokens
     nq, nd = sims.shape
     score = float(table["contribution"].sum())
     width = min(max(6.0, 0.2 * nd + 3.2), 28.0)
-    fig = _figure(width, min(max(3.0, 0.28 * nq + 2.2), 14.0))
+    fig = agg_figure(width, min(max(3.0, 0.28 * nq + 2.2), 14.0))
     ax = fig.add_subplot()
     image = ax.imshow(sims, aspect="auto", cmap=cmap, interpolation="nearest")
     # constrained layout already leaves room for the right axis (contributions) before the pad
