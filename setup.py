@@ -34,14 +34,16 @@ setup(
         "doc2query": ["sacrebleu>=2,<3", "rouge-score>=0.1.2"],
         "plots": ["matplotlib>=3.6"],
         "notebooks": ["matplotlib>=3.6", "nbclient>=0.8", "nbformat>=5.7", "ipykernel>=6"],
-        "test": ["pytest>=7", "hypothesis>=6.50,<7", "tensorboard>=2.10", "onnxruntime>=1.17", "onnx>=1.15", "import-linter>=2.1,<3",
+        "test": ["pytest>=7", "ray>=2.40,<3", "hypothesis>=6.50,<7", "tensorboard>=2.10", "onnxruntime>=1.17", "onnx>=1.15", "import-linter>=2.1,<3",
                  "pyterrier-dr>=0.7,<1", "sacrebleu>=2,<3", "rouge-score>=0.1.2", "matplotlib>=3.6", "nbclient>=0.8",
                  "nbformat>=5.7", "ipykernel>=6"],
         "tensorboard": ["tensorboard>=2.10"],
+        "ray": ["ray>=2.40,<3"],
         "wandb": ["wandb>=0.15"],
     },
     entry_points={
-        "pyterrier.artifact": ["late_interaction_index.lateint = pyterrier_lateint.index:ColBERTIndex"],
+        "pyterrier.artifact": ["late_interaction_index.lateint = pyterrier_lateint.index:ColBERTIndex",
+                               "late_interaction_index.lateint-sharded = pyterrier_lateint.sharded:ShardedColBERTIndex"],
         "console_scripts": ["lateint = pyterrier_lateint.cli:main"],
     },
 )

@@ -299,12 +299,13 @@ def _stream_vectors(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer, allow_e
     return _Streamed(n_vectors, int(dim or 0), np.asarray(doclens, dtype=np.int32), encode_s, docnos)
 
 
-def _train_codec(raw: np.ndarray, cfg: ColBERTIndexer) -> tuple[ResidualCodec, int]:
+def _train_codec(raw: np.ndarray, cfg: Any, n_total: Optional[int] = None) -> tuple[ResidualCodec, int]:
     """Phase 2: centroids by k-means on a sample, the residual quantiser (``cfg.codec``) on another; returns the
-    codec and the k-means sample size."""
+    codec and the k-means sample size. ``raw``: every vector of the collection, or (``n_total``: how many the
+    collection has) a sample of them, as a sharded build trains once for all its shards."""
     n_vectors = len(raw)
     rng = np.random.default_rng(cfg.seed)
-    k = min(cfg.n_centroids or default_n_centroids(n_vectors), n_vectors)
+    k = min(cfg.n_centroids or default_n_centroids(n_total or n_vectors), n_vectors)
     n_sample = min(n_vectors, cfg.kmeans_sample or max(KMEANS_SAMPLE_PER_CENTROID * k, KMEANS_MIN_SAMPLE))
     sample = np.asarray(raw[np.sort(rng.choice(n_vectors, n_sample, replace=False))], dtype=np.float32)
     logger.info("k-means: %d centroids from %d of %d vectors", k, n_sample, n_vectors)
@@ -481,10 +482,13 @@ def array_specs(codec: ResidualCodec, token_ids: bool, folder: Path) -> dict[str
 
 
 def codec_of(source: Any, dim: Optional[int] = None) -> ResidualCodec:
-    """The codec of another index (a ``ColBERTIndex``, an ``IndexReader``, or a path)."""
+    """The codec of another index (a ``ColBERTIndex``, an ``IndexReader``, a path, or anything with a ``codec()``
+    method such as a sharded index)."""
     from .layout import IndexReader
     if isinstance(source, ResidualCodec):
         codec = source
+    elif callable(getattr(source, "codec", None)):
+        codec = source.codec()
     elif isinstance(source, IndexReader):
         codec = source.codec
     else:

@@ -29,9 +29,8 @@ from ..base import ConfigEquality, rank_results
 from ..models import LateInteractionModel, check_model, model_key
 from .backends import SearchBackend, select_backend
 from .kmeans import assign_nearest, kmeans
-from .queries import query_vectors, score_divisor
-from .retriever import MODES
-from .search import SearchParams
+from .queries import query_vectors, score_divisor, validate_results
+from .retriever import search_params
 from .token_stats import TokenStats, load_token_stats
 
 if TYPE_CHECKING:
@@ -100,17 +99,12 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
             raise ValueError(f"fb_embs ({fb_embs}) must be between 0 and the number of clusters k ({k})")
         if not beta >= 0:
             raise ValueError(f"beta must be >= 0 (it weights the expansion vectors), not {beta!r}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.index = index
         self.model = check_model(model, "ColBERTPRF")
         self.fb_docs, self.fb_embs, self.beta, self.k = fb_docs, fb_embs, float(beta), k
         self.rerank, self.num_results, self.seed, self.kmeans_iters = rerank, num_results, seed, kmeans_iters
         self.mode = mode
-        d = SearchParams()
-        self.params = SearchParams(d.nprobe if nprobe is None else nprobe,
-                                   d.ncandidates if ncandidates is None else ncandidates,
-                                   d.nexact if nexact is None else nexact)
+        self.params = search_params(mode, num_results, nprobe, ncandidates, nexact)
         self.batch_size = batch_size
         self.backend: SearchBackend = select_backend(backend, device)
         self.verbose = verbose
@@ -137,9 +131,7 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
 
     # ------------------------------------------------------------------------------------------------ transform
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
-        with pt.validate.any(inp) as v:
-            v.result_frame(extra_columns=["query_embs"], mode="vectors")
-            v.result_frame(extra_columns=["query"], mode="text")
+        validate_results(inp)
         reader = self.index._reader()
         self.index._check_model(self.model)
         stats = load_token_stats(reader, "ColBERT-PRF")

@@ -5,6 +5,7 @@ from typing import Optional
 
 import numpy as np
 import pandas as pd
+import pyterrier as pt
 
 from ..models import LateInteractionModel
 
@@ -30,3 +31,17 @@ def query_vectors(model: Optional[LateInteractionModel], frame: pd.DataFrame, ba
 def score_divisor(model: Optional[LateInteractionModel], n_query_tokens: int) -> float:
     """What MaxSim is divided by: the model's rule, or 1 without a model."""
     return 1.0 if model is None else float(model.score_divisor(n_query_tokens))
+
+
+def validate_queries(inp: pd.DataFrame) -> None:
+    """A query frame with ``query_embs`` (vectors) or ``query`` (text), else PyTerrier's error naming the columns."""
+    with pt.validate.any(inp) as v:
+        v.query_frame(extra_columns=["query_embs"], mode="vectors")
+        v.query_frame(extra_columns=["query"], mode="text")
+
+
+def validate_results(inp: pd.DataFrame) -> None:
+    """A result frame with ``query_embs`` (vectors) or ``query`` (text), else PyTerrier's error naming the columns."""
+    with pt.validate.any(inp) as v:
+        v.result_frame(extra_columns=["query_embs"], mode="vectors")
+        v.result_frame(extra_columns=["query"], mode="text")

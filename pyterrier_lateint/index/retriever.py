@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -12,7 +12,7 @@ from ..base import ConfigEquality
 from ..models import LateInteractionModel, check_model, model_key
 from .backends import SearchBackend, select_backend
 from .pruning import check_query_pruning, pruned_query_vectors
-from .queries import query_vectors, score_divisor
+from .queries import query_vectors, score_divisor, validate_queries
 from .search import SearchParams
 
 if TYPE_CHECKING:
@@ -21,6 +21,54 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MODES = ("plaid", "exhaustive")
+
+
+def search_params(mode: str, num_results: int, nprobe: Optional[int], ncandidates: Optional[int],
+                  nexact: Optional[int]) -> SearchParams:
+    """Checked retriever settings: the search knobs, defaults for those not given (``ValueError`` on a bad mode or
+    ``num_results``)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if num_results < 1:
+        raise ValueError(f"num_results must be >= 1, not {num_results}")
+    d = SearchParams()
+    return SearchParams(d.nprobe if nprobe is None else nprobe, d.ncandidates if ncandidates is None else ncandidates,
+                        d.nexact if nexact is None else nexact)
+
+
+def results_frame(batch: pd.DataFrame, vecs: list[np.ndarray], res, docnos_of: Callable[[np.ndarray], Any],
+                  model: Optional[LateInteractionModel], out_cols: list[str]) -> pd.DataFrame:
+    """Result rows of one batch of queries (``res``: per query ``(doc ids, raw MaxSim)`` best first), built from the
+    input's own column arrays (no per-row Python work); ``docnos_of`` maps doc ids to docnos; scores are divided
+    by the model's ``score_divisor`` of each query's length."""
+    counts = np.array([len(ids) for ids, _ in res], dtype=np.int64)
+    rows = np.repeat(np.arange(len(res)), counts)
+    ids = np.concatenate([ids for ids, _ in res]) if res else np.zeros(0, dtype=np.int64)
+    new = {"docno": np.asarray(docnos_of(ids)) if len(ids) else np.array([], dtype=str),
+           "score": np.concatenate([sc.astype(np.float64) / score_divisor(model, len(q))
+                                    for (_, sc), q in zip(res, vecs)]) if res else np.zeros(0),
+           "rank": np.concatenate([np.arange(n, dtype=np.int64) for n in counts]) if res else np.zeros(0, np.int64)}
+    return pd.DataFrame({c: new[c] if c in new else batch[c].array.take(rows) for c in out_cols}, copy=False)
+
+
+def retrieve_in_batches(inp: pd.DataFrame, retriever: Any, vectors: Callable[[pd.DataFrame], list[np.ndarray]],
+                        search: Callable[[list[np.ndarray]], Any], docnos_of: Callable[[np.ndarray], Any]
+                        ) -> pd.DataFrame:
+    """A retriever's transform: batches of ``retriever.batch_size`` queries, each turned into vectors
+    (``vectors``), searched (``search``: per query ``(doc ids, raw MaxSim)``), and made into result rows
+    (:func:`results_frame`) that keep the input's columns."""
+    out_cols = list(inp.columns) + [c for c in ("docno", "score", "rank") if c not in inp.columns]
+    frames = []
+    starts = range(0, len(inp), retriever.batch_size)
+    if retriever.verbose and len(starts) > 1:
+        starts = pt.tqdm(starts, desc=repr(retriever), unit="batch")
+    for s in starts:
+        batch = inp.iloc[s:s + retriever.batch_size]
+        vecs = vectors(batch)
+        frames.append(results_frame(batch, vecs, search(vecs), docnos_of, retriever.model, out_cols))
+    if not frames:
+        return pd.DataFrame(columns=out_cols)
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 class ColBERTRetriever(ConfigEquality, pt.Transformer):
@@ -39,18 +87,11 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
                  ncandidates: Optional[int] = None, nexact: Optional[int] = None, batch_size: int = 64,
                  backend: Optional[str] = None, device: Optional[str] = None, verbose: bool = False,
                  query_pruning: Optional[int] = None, query_pruning_by: str = "cf"):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-        if num_results < 1:
-            raise ValueError(f"num_results must be >= 1, not {num_results}")
+        self.params = search_params(mode, num_results, nprobe, ncandidates, nexact)
         self.index = index
         self.model = check_model(model, "ColBERTRetriever")
         self.num_results = num_results
         self.mode = mode
-        d = SearchParams()
-        self.params = SearchParams(d.nprobe if nprobe is None else nprobe,
-                                   d.ncandidates if ncandidates is None else ncandidates,
-                                   d.nexact if nexact is None else nexact)
         self.batch_size = batch_size
         self.backend: SearchBackend = select_backend(backend, device)
         self.verbose = verbose
@@ -77,37 +118,19 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
                                 query_pruning_by=self.query_pruning_by)
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
-        with pt.validate.any(inp) as v:
-            v.query_frame(extra_columns=["query_embs"], mode="vectors")
-            v.query_frame(extra_columns=["query"], mode="text")
+        validate_queries(inp)
         reader = self.index._reader()
         self.index._check_model(self.model)
-        out_cols = list(inp.columns) + [c for c in ("docno", "score", "rank") if c not in inp.columns]
-        frames = []
-        starts = range(0, len(inp), self.batch_size)
-        if self.verbose and len(starts) > 1:
-            starts = pt.tqdm(starts, desc=repr(self), unit="batch")
-        for s in starts:
-            batch = inp.iloc[s:s + self.batch_size]
-            vecs = query_vectors(self.model, batch, self.batch_size, reader.dim) if self.query_pruning is None else \
-                pruned_query_vectors(self.model, batch, self.batch_size, reader, self.query_pruning,
-                                     self.query_pruning_by)
-            if self.mode == "exhaustive":
-                res = self.backend.exhaustive(reader, vecs, self.num_results)
-            else:
-                res = self.backend.plaid(reader, vecs, self.num_results, self.params)
-            frames.append(self._frame(reader, batch, vecs, res, out_cols))
-        if not frames:
-            return pd.DataFrame(columns=out_cols)
-        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
-    def _frame(self, reader, batch: pd.DataFrame, vecs: list[np.ndarray], res, out_cols: list[str]) -> pd.DataFrame:
-        """Result rows of one batch, built from the input's own column arrays (no per-row Python work)."""
-        counts = np.array([len(ids) for ids, _ in res], dtype=np.int64)
-        rows = np.repeat(np.arange(len(res)), counts)
-        ids = np.concatenate([ids for ids, _ in res])
-        new = {"docno": np.asarray(reader.docnos.fwd.lookup(ids)) if len(ids) else np.array([], dtype=str),
-               "score": np.concatenate([sc.astype(np.float64) / score_divisor(self.model, len(q))
-                                        for (_, sc), q in zip(res, vecs)]),
-               "rank": np.concatenate([np.arange(n, dtype=np.int64) for n in counts])}
-        return pd.DataFrame({c: new[c] if c in new else batch[c].array.take(rows) for c in out_cols}, copy=False)
+        def vectors(batch: pd.DataFrame) -> list[np.ndarray]:
+            if self.query_pruning is None:
+                return query_vectors(self.model, batch, self.batch_size, reader.dim)
+            return pruned_query_vectors(self.model, batch, self.batch_size, reader, self.query_pruning,
+                                        self.query_pruning_by)
+
+        def search(vecs: list[np.ndarray]):
+            if self.mode == "exhaustive":
+                return self.backend.exhaustive(reader, vecs, self.num_results)
+            return self.backend.plaid(reader, vecs, self.num_results, self.params)
+
+        return retrieve_in_batches(inp, self, vectors, search, reader.docnos.fwd.lookup)

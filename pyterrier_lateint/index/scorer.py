@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -11,7 +11,7 @@ import pyterrier as pt
 from ..base import ConfigEquality, rank_results
 from ..models import LateInteractionModel, check_model, model_key
 from .backends import SearchBackend, select_backend
-from .queries import query_vectors, score_divisor
+from .queries import query_vectors, score_divisor, validate_results
 
 if TYPE_CHECKING:
     from .artifact import ColBERTIndex
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 ON_UNKNOWN = ("error", "drop")
 
 
-def _check_on_unknown(on_unknown: str) -> str:
+def check_on_unknown(on_unknown: str) -> str:
     if on_unknown not in ON_UNKNOWN:
         raise ValueError(f"on_unknown must be one of {ON_UNKNOWN}, not {on_unknown!r}")
     return on_unknown
@@ -37,6 +37,25 @@ def known_rows(reader, inp: pd.DataFrame, on_unknown: str, who: str) -> tuple[pd
     return inp, ids
 
 
+def score_in_batches(inp: pd.DataFrame, ids: np.ndarray, scorer: Any, dim: int,
+                     exact: Callable[[list[np.ndarray], list[np.ndarray]], list[np.ndarray]]) -> pd.DataFrame:
+    """A scorer's transform: the rows of ``inp`` (doc ids ``ids``) re-scored query by query, ``scorer.batch_size``
+    queries at a time; ``exact(query vectors, sorted unique doc ids per query)`` gives raw MaxSim per query. Scores
+    are divided by the model's ``score_divisor``; rows are ranked per query."""
+    inp = inp.reset_index(drop=True)
+    scores = np.empty(len(inp), dtype=np.float64)
+    groups = inp.groupby("qid", sort=False).indices
+    qids = list(groups)
+    for s in pt.tqdm(range(0, len(qids), scorer.batch_size), desc=repr(scorer), unit="batch",
+                     disable=not scorer.verbose):
+        batch_q = qids[s:s + scorer.batch_size]
+        vecs = query_vectors(scorer.model, inp.iloc[[groups[q][0] for q in batch_q]], scorer.batch_size, dim)
+        uniq = [np.unique(ids[groups[q]], return_inverse=True) for q in batch_q]  # sorted: sequential reads
+        for q, qv, (_, inv), sc in zip(batch_q, vecs, uniq, exact(vecs, [u for u, _ in uniq])):
+            scores[groups[q]] = np.asarray(sc)[inv].astype(np.float64) / score_divisor(scorer.model, len(qv))
+    return rank_results(inp.assign(score=scores))
+
+
 class ColBERTScorer(ConfigEquality, pt.Transformer):
     """Re-ranks a result frame (``qid``, ``docno`` and ``query`` or ``query_embs``) by exact MaxSim over the stored
     document vectors: no document text, no document encoding.
@@ -49,7 +68,7 @@ class ColBERTScorer(ConfigEquality, pt.Transformer):
                  on_unknown: str = "error", backend: Optional[str] = None, device: Optional[str] = None,
                  verbose: bool = False):
         self.index = index
-        self.on_unknown = _check_on_unknown(on_unknown)
+        self.on_unknown = check_on_unknown(on_unknown)
         self.model = check_model(model, "ColBERTScorer")
         self.batch_size = batch_size
         self.backend: SearchBackend = select_backend(backend, device)
@@ -62,29 +81,18 @@ class ColBERTScorer(ConfigEquality, pt.Transformer):
         return f"ColBERTScorer({str(self.index.path)!r}, on_unknown={self.on_unknown!r})"
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
-        with pt.validate.any(inp) as v:
-            v.result_frame(extra_columns=["query_embs"], mode="vectors")
-            v.result_frame(extra_columns=["query"], mode="text")
+        validate_results(inp)
         reader = self.index._reader()
         self.index._check_model(self.model)
         out_cols = list(inp.columns) + [c for c in ("score", "rank") if c not in inp.columns]
         if len(inp) == 0:
             return pd.DataFrame(columns=out_cols)
         inp, ids = known_rows(reader, inp, self.on_unknown, "ColBERTScorer")
-        inp = inp.reset_index(drop=True)
-        scores = np.empty(len(inp), dtype=np.float64)
-        groups = inp.groupby("qid", sort=False).indices
-        qids = list(groups)
-        for s in pt.tqdm(range(0, len(qids), self.batch_size), desc=repr(self), unit="batch",
-                         disable=not self.verbose):
-            batch_q = qids[s:s + self.batch_size]
-            vecs = query_vectors(self.model, inp.iloc[[groups[q][0] for q in batch_q]], self.batch_size, reader.dim)
-            for q, qv in zip(batch_q, vecs):
-                rows = groups[q]
-                uniq, inv = np.unique(ids[rows], return_inverse=True)  # sorted: sequential reads
-                scores[rows] = self.backend.exact(reader, qv, uniq)[inv].astype(np.float64) / \
-                    score_divisor(self.model, len(qv))
-        return rank_results(inp.assign(score=scores))[out_cols]
+
+        def exact(vecs: list[np.ndarray], doc_ids: list[np.ndarray]) -> list[np.ndarray]:
+            return [self.backend.exact(reader, qv, d) for qv, d in zip(vecs, doc_ids)]
+
+        return score_in_batches(inp, ids, self, reader.dim, exact)[out_cols]
 
 
 class ColBERTVecLoader(ConfigEquality, pt.Transformer):
@@ -93,7 +101,7 @@ class ColBERTVecLoader(ConfigEquality, pt.Transformer):
 
     def __init__(self, index: "ColBERTIndex", on_unknown: str = "error"):
         self.index = index
-        self.on_unknown = _check_on_unknown(on_unknown)
+        self.on_unknown = check_on_unknown(on_unknown)
 
     def _config(self) -> tuple:
         return (str(self.index.path), self.on_unknown)

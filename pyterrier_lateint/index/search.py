@@ -27,6 +27,7 @@ and ``ncandidates`` 256 vs 512 changes nothing; on Vaswani (~48 vectors per docu
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numba
@@ -131,15 +132,18 @@ def _top_probes(St, nq, nprobe):
 
 
 @numba.njit(cache=True, nogil=True)
-def _probe_candidates(St, nq, probes, nprobe, ivf_offsets, ivf_docs, n_docs, deleted=None):
+def _probe_candidates(St, nq, probes, nprobe, ivf_offsets, ivf_docs, n_docs, deleted=None, acc=None, mark=None):
     """Stage 1 for one query (``St`` its ``(K, T_pad)`` centroid scores, ``nq`` real tokens, ``probes`` from
     :func:`_top_probes`: ``nprobe`` probed centroids per token, then the imputed one if any); returns the touched
     doc ids (int64) and their approximate scores above the all-miss baseline (float32). ``deleted``: bool
     ``(n_docs,)`` tombstones (or None): deleted documents are never candidates, so search after deletes ranks the
-    live documents as an index of only them would."""
+    live documents as an index of only them would. ``acc`` (float32) / ``mark`` (int32): zeroed ``(n_docs,)``
+    scratch arrays, left zeroed again (only the touched entries are reset: no O(n_docs) work per query); fresh
+    ones when None."""
     nprobe = min(nprobe, probes.shape[1])
-    acc = np.zeros(n_docs, dtype=np.float32)
-    mark = np.zeros(n_docs, dtype=np.int32)  # 1 + last token that touched the document; 0 = untouched
+    if acc is None or mark is None:
+        acc = np.zeros(n_docs, dtype=np.float32)
+        mark = np.zeros(n_docs, dtype=np.int32)  # 1 + last token that touched the document; 0 = untouched
     total = 0
     for t in range(nq):
         for p in range(nprobe):
@@ -166,18 +170,27 @@ def _probe_candidates(St, nq, probes, nprobe, ivf_offsets, ivf_docs, n_docs, del
     ids = touched[:n_touched].copy()
     vals = np.empty(n_touched, dtype=np.float32)
     for j in range(n_touched):
-        vals[j] = acc[ids[j]]
+        d = ids[j]
+        vals[j] = acc[d]
+        acc[d] = 0.0
+        mark[d] = 0
     return ids, vals
 
 
 def select_top(ids: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
     """The ``n`` best ``ids`` by ``scores`` (unordered), ties at the cut broken by lower id: the deterministic rule
     every backend's candidate stages follow, so that they keep the same candidates."""
+    return ids if len(ids) <= n else ids[select_top_positions(ids, scores, n)]
+
+
+def select_top_positions(ids: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
+    """Positions (int64, unordered) of :func:`select_top`'s choice in ``ids``."""
     if len(ids) <= n:
-        return ids
+        return np.arange(len(ids))
     thr = scores[np.argpartition(-scores, n - 1)[n - 1]]
-    above = ids[scores > thr]
-    tied = np.sort(ids[scores == thr])
+    above = np.flatnonzero(scores > thr)
+    tied = np.flatnonzero(scores == thr)
+    tied = tied[np.argsort(ids[tied], kind="stable")]
     return np.concatenate([above, tied[:n - len(above)]])
 
 
@@ -237,25 +250,17 @@ def exact_maxsim(reader: IndexReader, query: np.ndarray, doc_ids: np.ndarray, St
 
 
 def _exact_padded(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, St: np.ndarray | None,
-                  parallel: bool) -> np.ndarray:
-    """:func:`exact_maxsim` of an already padded query ``Qp`` ``(T_pad, dim)`` (zero rows add 0 to MaxSim)."""
+                  parallel: bool, tables: list | None = None) -> np.ndarray:
+    """:func:`exact_maxsim` of an already padded query ``Qp`` ``(T_pad, dim)`` (zero rows add 0 to MaxSim).
+    ``tables``: :func:`exact_tables` of this query, when already computed (shards sharing a codec share them)."""
     if reader.nbits == 16:  # (numba has no float16) decompress, then one matrix product
         vectors, offs = reader.decompress_docs(doc_ids, parallel=parallel)
         return maxsim_packed(Qp, vectors, offs)
-    if St is None:
-        St = centroid_scores(reader, Qp)
-    if St.shape[1] != len(Qp) or not St.flags.c_contiguous:
-        raise ValueError(f"St must be the C-contiguous (K, {len(Qp)}) scores of the padded query")
-    # One pass per group of LANES query tokens, each with its own table: MaxSim is a sum over query tokens, so the
-    # groups' sums add up to the whole. A 384-d, 2-bit table is 1.5 MB per group: one group's stays in a core's
-    # L2 cache (2 MB here), two interleaved did not, and queries of 17-32 tokens took 3.2x, not 2x, the exact-stage
-    # time of shorter ones (the p95 tail, benchmarks/bench_tail.py).
-    groups = [(g, g + LANES) for g in range(0, len(Qp), LANES)]
-    tables = [(St if len(groups) == 1 else np.ascontiguousarray(St[:, a:b]), adc_table(Qp[a:b], reader.codec.lut))
-              for a, b in groups]
+    if tables is None:
+        tables = exact_tables(reader, Qp, St)
     out = np.zeros(len(doc_ids), dtype=np.float32)
     offsets = reader.offsets
-    work = int((offsets[doc_ids + 1] - offsets[doc_ids]).sum()) * reader.residuals.shape[1] * len(groups)
+    work = int((offsets[doc_ids + 1] - offsets[doc_ids]).sum()) * reader.residuals.shape[1] * len(tables)
     n_par = n_threads() if parallel and work >= PARALLEL_MIN_WORK else 1
     bounds = np.linspace(0, len(doc_ids), n_par + 1).astype(np.int64)
     codes, packed = reader.codes, reader.residuals
@@ -271,6 +276,23 @@ def _exact_padded(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, St: 
     return out
 
 
+def exact_tables(reader: IndexReader, Qp: np.ndarray, St: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The exact stage's inputs for a padded query ``Qp`` ``(T_pad, dim)``: per group of ``LANES`` query tokens,
+    its centroid scores ``(K, LANES)`` and ADC table (:func:`adc_table`). ``St``: ``centroids @ Qp.T`` if known.
+
+    One pass per group, each with its own table: MaxSim is a sum over query tokens, so the groups' sums add up to
+    the whole. A 384-d, 2-bit table is 1.5 MB per group: one group's stays in a core's L2 cache (2 MB here), two
+    interleaved did not, and queries of 17-32 tokens took 3.2x, not 2x, the exact-stage time of shorter ones (the
+    p95 tail, benchmarks/bench_tail.py)."""
+    if St is None:
+        St = centroid_scores(reader, Qp)
+    if St.shape[1] != len(Qp) or not St.flags.c_contiguous:
+        raise ValueError(f"St must be the C-contiguous (K, {len(Qp)}) scores of the padded query")
+    groups = [(g, g + LANES) for g in range(0, len(Qp), LANES)]
+    return [(St if len(groups) == 1 else np.ascontiguousarray(St[:, a:b]), adc_table(Qp[a:b], reader.codec.lut))
+            for a, b in groups]
+
+
 def _topk(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best ``(ids, scores)``, best first (ties by id), dropping ``-inf`` (empty documents)."""
     keep = scores > EMPTY_DOC_SCORE
@@ -280,6 +302,65 @@ def _topk(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.n
         ids, scores = ids[sel], scores[sel]
     order = np.lexsort((ids, -scores))
     return ids[order], scores[order]
+
+
+def query_slice(St_all: np.ndarray, q_off: np.ndarray, qi: int) -> np.ndarray:
+    """Query ``qi``'s columns of a batch's centroid scores ``St_all`` ``(K, T_batch)``, as the aligned contiguous
+    ``(K, T_pad)`` array the kernels read (the array itself when the batch is that one query)."""
+    if St_all.shape[1] == q_off[qi + 1] - q_off[qi]:
+        return St_all
+    St = aligned_empty((St_all.shape[0], int(q_off[qi + 1] - q_off[qi])))
+    St[:] = St_all[:, q_off[qi]:q_off[qi + 1]]
+    return St
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(n_docs: int) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's zeroed stage-1 accumulators for an index of ``n_docs`` documents (float32 and int32
+    ``(n_docs,)``), kept between queries: allocating fresh ones cost every query O(n_docs) page faults (several ms
+    per query for shards of millions of documents, ``benchmarks/estimate_scale.py``)."""
+    cache = _SCRATCH.__dict__.setdefault("arrays", {})
+    if n_docs not in cache:
+        if len(cache) >= 8:  # indexes of many sizes in one thread: keep the memory bounded
+            cache.clear()
+        cache[n_docs] = (np.zeros(n_docs, dtype=np.float32), np.zeros(n_docs, dtype=np.int32))
+    return cache[n_docs]
+
+
+def stage_candidates(reader: IndexReader, St: np.ndarray, nq: int, p: SearchParams) -> tuple[np.ndarray, np.ndarray]:
+    """Stages 0-1 for one query (``St`` its ``(K, T_pad)`` centroid scores, ``nq`` real tokens): probe, walk the
+    inverted file, keep the ``p.ncandidates`` best documents (:func:`select_top`); returns their ids (int64,
+    unordered) and approximate scores (float32). A document's score depends only on the centroids and its own codes,
+    so shards sharing centroids give each document the score a single index would
+    (:mod:`pyterrier_lateint.sharded`)."""
+    probes = _top_probes(St, nq, p.nprobe)
+    acc, mark = _scratch(reader.n_docs)
+    ids, approx = _probe_candidates(St, nq, probes, p.nprobe, reader.ivf_offsets, reader.ivf_docs, reader.n_docs,
+                                    getattr(reader, "deleted", None), acc, mark)
+    if len(ids) <= p.ncandidates:
+        return ids, approx
+    keep = select_top_positions(ids, approx, p.ncandidates)
+    return ids[keep], approx[keep]
+
+
+def stage_interaction(reader: IndexReader, St: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Stage 2 (centroid interaction) scores of documents ``ids`` for one query: float32 ``(len(ids),)``."""
+    return _centroid_interaction(St, np.ascontiguousarray(ids, dtype=np.int64), reader.offsets, reader.codes)
+
+
+def exact_padded(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, St: np.ndarray | None = None,
+                 parallel: bool = True, tables: list | None = None) -> np.ndarray:
+    """Stage 3: :func:`exact_maxsim` of a query already zero-padded by :func:`pad_queries` (``Qp`` its rows);
+    ``tables``: its :func:`exact_tables`, if already computed."""
+    return _exact_padded(reader, Qp, np.ascontiguousarray(doc_ids, dtype=np.int64), St, parallel, tables)
+
+
+def top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best ``(ids, scores)``, best first, ties by lower id, ``-inf`` (empty documents) dropped: the final
+    cut of every search, also used to merge shards' results."""
+    return _topk(ids, scores, k)
 
 
 def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
@@ -294,21 +375,12 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
         return []
     Q, q_off, lens = pad_queries(queries, reader.dim)
     St_all = centroid_scores(reader, Q)  # one matrix product for the batch
-    ivf_offsets, ivf_docs, offsets, codes = reader.ivf_offsets, reader.ivf_docs, reader.offsets, reader.codes
-    deleted = getattr(reader, "deleted", None)  # tombstones of deleted documents (bool (n_docs,)) or None
 
     def search_one(qi: int, parallel: bool) -> tuple[np.ndarray, np.ndarray]:
-        if n_q == 1:
-            St = St_all
-        else:
-            St = aligned_empty((St_all.shape[0], int(q_off[qi + 1] - q_off[qi])))
-            St[:] = St_all[:, q_off[qi]:q_off[qi + 1]]
-        nq = int(lens[qi])
-        probes = _top_probes(St, nq, p.nprobe)
-        c, approx = _probe_candidates(St, nq, probes, p.nprobe, ivf_offsets, ivf_docs, reader.n_docs, deleted)
-        c = select_top(c, approx, p.ncandidates)
+        St = query_slice(St_all, q_off, qi)
+        c, approx = stage_candidates(reader, St, int(lens[qi]), p)
         if len(c) > p.nexact:
-            c = select_top(c, _centroid_interaction(St, c, offsets, codes), p.nexact)
+            c = select_top(c, stage_interaction(reader, St, c), p.nexact)
         c = np.sort(c)  # sequential reads of the memory-mapped vectors
         return _topk(c, _exact_padded(reader, Q[q_off[qi]:q_off[qi + 1]], c, St, parallel), k)
 

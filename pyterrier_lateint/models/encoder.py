@@ -143,6 +143,7 @@ class LateInteractionEncoder:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.batch_size = batch_size
         self.precision = precision or default_precision(self.device)
+        self._precision_given = precision is not None
         self.backend = backend
         self.plan: EncodePlan = encode_plan(self.device)  # how texts are batched and fed to the device
         self.module.to(self.device).eval()
@@ -160,6 +161,24 @@ class LateInteractionEncoder:
     def reset_runtime(self) -> None:
         """Forget compiled/quantised copies of the weights (call after changing them, e.g. training)."""
         self._runtime = None
+
+    def to(self, device: Union[str, torch.device]) -> "LateInteractionEncoder":
+        """Move the model to ``device`` (e.g. a worker's GPU); the precision becomes that device's default unless
+        one was chosen at loading. Returns ``self``."""
+        self.device = torch.device(device)
+        if not self._precision_given:
+            self.precision = default_precision(self.device)
+        self.plan = encode_plan(self.device)
+        self.module.to(self.device)
+        self._runtime = None
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the runtime (compiled or ONNX copies are rebuilt on first use): models travel to worker
+        processes (:mod:`pyterrier_lateint.sharded`)."""
+        state = self.__dict__.copy()
+        state["_runtime"] = None
+        return state
 
     # ------------------------------------------------------------------ loading
     @classmethod

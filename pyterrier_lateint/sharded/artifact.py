@@ -1,0 +1,184 @@
+"""The ShardedColBERTIndex artifact: one logical index made of shard indexes on shared storage."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Optional, Union
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+
+from ..index import ColBERTIndex, IndexNotFoundError
+from ..index.codec import ResidualCodec
+from ..index.layout import ARTIFACT_TYPE, PACKAGE_HINT
+from ..models import LateInteractionModel, check_model
+from .build import ShardedIndexer
+from .executors import LocalExecutor, RayExecutor, make_executor
+from .layout import CODEC_DIR, META_FILE, PLAN_FILE, SHARDED_FORMAT, ShardTable, read_json
+from .retriever import ShardedRetriever, ShardedScorer
+
+
+class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
+    """A late-interaction index split into shards (each a :class:`~pyterrier_lateint.index.ColBERTIndex`) that
+    share one codec, for collections beyond one machine: built by workers (:meth:`indexer`, on Ray with
+    ``executor="ray"``), searched by fanning each query batch out to shard searchers and merging exactly
+    (:meth:`retriever`). Files: :mod:`pyterrier_lateint.sharded.layout`; ``pt.Artifact.load(path)`` opens it."""
+
+    ARTIFACT_TYPE = ARTIFACT_TYPE
+    ARTIFACT_FORMAT = SHARDED_FORMAT
+    ARTIFACT_PACKAGE_HINT = PACKAGE_HINT
+
+    def __init__(self, path: Union[str, Path], model: Optional[LateInteractionModel] = None):
+        super().__init__(path)
+        self.model = check_model(model, "ShardedColBERTIndex")
+        self._state: Optional[tuple] = None  # (stamp, meta, shard indexes, table)
+        self._pools: dict[Any, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"ShardedColBERTIndex({str(self.path)!r})"
+
+    def _reset(self) -> None:
+        self._state = None
+        self.close()
+
+    def _open(self) -> tuple[dict, list[ColBERTIndex], ShardTable]:
+        root = Path(self.path)
+        try:
+            st = os.stat(root / META_FILE)
+            stamp = (st.st_ino, st.st_mtime_ns)
+        except OSError:
+            stamp = None
+        if self._state is None or self._state[0] != stamp:
+            meta = read_json(root / META_FILE)
+            if meta is None:
+                if (root / PLAN_FILE).exists():
+                    raise IndexNotFoundError(f"the sharded index at {str(root)!r} is incomplete (a build was "
+                                             f"interrupted); run the same indexer on the same documents again to "
+                                             f"finish it (finished shards are kept)")
+                raise IndexNotFoundError(f"no sharded index at {str(root)!r}; build one with "
+                                         f"ShardedColBERTIndex(path).indexer(model).index(docs)")
+            shards = [ColBERTIndex(root / s["path"], self.model) for s in meta["shards"]]
+            readers = [s._reader() for s in shards]
+            codec_crcs = {json.dumps(r.meta.get("files", {}).get("centroids.npy", {}).get("crc32")) for r in readers}
+            if len(codec_crcs) > 1:
+                raise ValueError(f"the shards of {self!r} hold different centroids; rebuild the index")
+            self._state = (stamp, meta, shards, ShardTable.of([s.path for s in shards], readers))
+        return self._state[1], self._state[2], self._state[3]
+
+    # --- building -------------------------------------------------------------------------------------------------
+    def indexer(self, model: Optional[LateInteractionModel] = None, **kwargs: Any) -> ShardedIndexer:
+        """A :class:`~pyterrier_lateint.sharded.build.ShardedIndexer` writing this index (``n_shards``,
+        ``executor``, ``workers``, ``max_retries``, ``nbits``, ``codec``, ``store_token_ids``, ...)."""
+        return ShardedIndexer(self, self.model if model is None else check_model(model, repr(self)), **kwargs)
+
+    def index(self, inp: Union[Iterable[dict], pd.DataFrame]) -> "ShardedColBERTIndex":
+        """Index ``inp`` at default settings with the constructor's model."""
+        return self.indexer().index(inp)
+
+    def index_inputs(self) -> list[list[str]]:
+        return [["docno", "text"], ["docno", "doc_embs"]]
+
+    def built(self) -> bool:
+        """Whether a complete sharded index exists at the path."""
+        try:
+            self._open()
+        except FileNotFoundError:
+            return False
+        return True
+
+    # --- searching ------------------------------------------------------------------------------------------------
+    def retriever(self, model: Optional[LateInteractionModel] = None, *, num_results: int = 1000,
+                  mode: str = "plaid", nprobe: Optional[int] = None, ncandidates: Optional[int] = None,
+                  nexact: Optional[int] = None, batch_size: int = 64,
+                  executor: Union[str, LocalExecutor, RayExecutor] = "local", verbose: bool = False,
+                  **executor_kwargs: Any) -> ShardedRetriever:
+        """End-to-end retriever over every shard (the knobs of :meth:`ColBERTIndex.retriever`); ``executor``:
+        ``"local"`` (threads here) or ``"ray"`` (shard searchers as Ray actors; ``workers=``,
+        ``cpus_per_worker=``)."""
+        model = self.model if model is None else check_model(model, repr(self))
+        self._check_model(model)
+        return ShardedRetriever(self, model, num_results=num_results, mode=mode, nprobe=nprobe,
+                                ncandidates=ncandidates, nexact=nexact, batch_size=batch_size, executor=executor,
+                                verbose=verbose, **executor_kwargs)
+
+    def scorer(self, model: Optional[LateInteractionModel] = None, *, batch_size: int = 64,
+               on_unknown: str = "error", verbose: bool = False) -> ShardedScorer:
+        """Re-ranker: result frame -> the same rows re-scored by exact MaxSim over the stored vectors."""
+        model = self.model if model is None else check_model(model, repr(self))
+        self._check_model(model)
+        return ShardedScorer(self, model, batch_size=batch_size, on_unknown=on_unknown, verbose=verbose)
+
+    def _check_model(self, model: Optional[LateInteractionModel]) -> None:
+        self._open()[1][0]._check_model(model)  # every shard records the same signature
+
+    def _pool(self, executor: Union[str, LocalExecutor, RayExecutor] = "local", **kwargs: Any):
+        """The search pool of ``executor`` (made once per index and settings; Ray actors live until
+        :meth:`close`)."""
+        _, shards, table = self._open()
+        key = (repr(executor) if not isinstance(executor, str) else executor, tuple(sorted(kwargs.items())),
+               tuple(table.bases))
+        if key not in self._pools:
+            self._pools[key] = make_executor(executor, **kwargs).search_pool(table.paths, table.bases[:-1])
+        return self._pools[key]
+
+    def close(self) -> None:
+        """Stop this index's shard searchers (Ray actors); they are started again when next needed."""
+        for pool in self._pools.values():
+            pool.close()
+        self._pools = {}
+
+    # --- documents ------------------------------------------------------------------------------------------------
+    def _docnos_of(self, ids: np.ndarray) -> np.ndarray:
+        """Docnos of global ids."""
+        _, shards, table = self._open()
+        out = np.empty(len(ids), dtype=object)
+        for s, pos in enumerate(table.split(ids)):
+            if len(pos):
+                out[pos] = shards[s]._reader().docnos.fwd.lookup(np.asarray(ids)[pos] - table.bases[s])
+        return out.astype(str) if len(ids) else np.array([], dtype=str)
+
+    def _doc_ids(self, docnos: np.ndarray, on_unknown: str = "error") -> np.ndarray:
+        """Global ids of ``docnos``; unknown ones raise ``KeyError`` (``"error"``) or map to -1 (``"drop"``)."""
+        _, shards, table = self._open()
+        ids = np.full(len(docnos), -1, dtype=np.int64)
+        for s, shard in enumerate(shards):
+            todo = np.flatnonzero(ids < 0)
+            if not len(todo):
+                break
+            local = shard._reader().doc_ids(np.asarray(docnos)[todo], on_unknown="ignore")
+            ids[todo[local >= 0]] = local[local >= 0] + table.bases[s]
+        if on_unknown == "error" and (ids < 0).any():
+            missing = list(dict.fromkeys(np.asarray(docnos, dtype=str)[ids < 0].tolist()))
+            raise KeyError(f"{len(missing)} docno(s) not in {self!r}, e.g. {missing[:5]}; drop them before scoring, "
+                           f"or use on_unknown='drop'")
+        return ids
+
+    def shards(self) -> list[ColBERTIndex]:
+        """The shard indexes, in global id order."""
+        return list(self._open()[1])
+
+    def codec(self) -> ResidualCodec:
+        """The codec every shard shares (pass it as ``codec_from=`` to build a comparable single index)."""
+        return ResidualCodec.load(Path(self.path) / CODEC_DIR)
+
+    @property
+    def dim(self) -> int:
+        return self._open()[1][0]._reader().dim
+
+    def metadata(self) -> dict:
+        """``sharded.json``: shards, documents, vectors, model signature, codec, build record."""
+        return dict(self._open()[0])
+
+    def __len__(self) -> int:
+        """Live documents over all shards."""
+        return int(sum(len(s) for s in self._open()[1]))
+
+    def size_bytes(self) -> dict[str, int]:
+        """Bytes on disk per file, summed over the shards."""
+        out: dict[str, int] = {}
+        for s in self._open()[1]:
+            for name, n in s.size_bytes().items():
+                out[name] = out.get(name, 0) + n
+        return out

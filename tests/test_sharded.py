@@ -1,0 +1,320 @@
+"""Sharded indexes (pyterrier_lateint.sharded): results equal a single index's, builds survive failed workers.
+
+Every search test compares against an independent expectation: a single ColBERTIndex of the same documents built
+with the sharded index's codec (``codec_from=``), or brute-force MaxSim over the stored vectors.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+import pytest
+
+from pyterrier_lateint import ColBERT, ColBERTIndex, ShardedColBERTIndex
+from pyterrier_lateint.index import IndexNotFoundError
+from pyterrier_lateint.sharded.layout import DONE_FILE, META_FILE, shard_dir
+
+DIM = 24
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_docs(n: int, seed: int = 0) -> list[dict]:
+    """Clustered random unit vectors (so probing matters), some documents empty."""
+    rng = np.random.default_rng(seed)
+    centres = unit(rng.normal(size=(12, DIM)))
+    docs = []
+    for i in range(n):
+        m = int(rng.integers(0, 20)) if i % 37 else 0
+        c = centres[rng.integers(0, len(centres), size=m)]
+        docs.append({"docno": f"d{i}", "doc_embs": unit(c + 0.3 * rng.normal(size=(m, DIM))) if m else
+                     np.zeros((0, DIM), dtype=np.float32)})
+    return docs
+
+
+def make_queries(n: int, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"qid": [f"q{i}" for i in range(n)],
+                         "query_embs": [unit(rng.normal(size=(int(rng.integers(1, 33)), DIM))) for _ in range(n)]})
+
+
+DOCS = make_docs(700)
+QUERIES = make_queries(24)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A 3-shard index and the single index of the same documents with its codec, per nbits."""
+    out = {}
+    for nbits in (2, 16):
+        root = tmp_path_factory.mktemp(f"sharded{nbits}")
+        sh = ShardedColBERTIndex(root / "s.lateint").indexer(n_shards=3, nbits=nbits, n_centroids=32,
+                                                             verbose=False).index(DOCS)
+        single = ColBERTIndex(root / "single.lateint").indexer(codec_from=sh.codec(), verbose=False).index(DOCS)
+        out[nbits] = (sh, single)
+    return out
+
+
+def assert_same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert len(a) == len(b) > 0
+    assert a.qid.tolist() == b.qid.tolist()
+    assert a.docno.tolist() == b.docno.tolist()
+    assert a["rank"].tolist() == b["rank"].tolist()
+    np.testing.assert_allclose(a.score.to_numpy(), b.score.to_numpy(), rtol=1e-6, atol=1e-6)
+
+
+SETTINGS = [dict(), dict(nprobe=1, ncandidates=8, nexact=4), dict(nprobe=2, ncandidates=40, nexact=10),
+            dict(mode="exhaustive")]
+
+
+@pytest.mark.parametrize("nbits", [2, 16])
+@pytest.mark.parametrize("settings", SETTINGS, ids=["default", "tight", "medium", "exhaustive"])
+def test_merged_results_equal_single_index(built, nbits, settings):
+    sh, single = built[nbits]
+    for k in (1, 10, 1000):
+        assert_same(single.retriever(num_results=k, **settings)(QUERIES), sh.retriever(num_results=k, **settings)(QUERIES))
+
+
+def test_exhaustive_equals_brute_force(built):
+    """Independent of the index code: MaxSim by numpy over every document's stored vectors."""
+    sh, _ = built[16]
+    res = sh.retriever(num_results=5, mode="exhaustive")(QUERIES)
+    shards = sh.shards()
+    stored = {d: s.vectors(d) for s in shards for d in s.docnos()}
+    for qi, q in enumerate(QUERIES.query_embs):
+        scores = {d: (q @ v.T).max(axis=1).sum() for d, v in stored.items() if len(v)}
+        best = sorted(scores, key=lambda d: (-scores[d], int(d[1:])))[:5]
+        got = res[res.qid == f"q{qi}"]
+        assert got.docno.tolist() == best
+        np.testing.assert_allclose(got.score, [scores[d] for d in best], rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_shards", [1, 2, 7])
+def test_any_shard_count(tmp_path, n_shards):
+    sh = ShardedColBERTIndex(tmp_path / "s").indexer(n_shards=n_shards, n_centroids=16, verbose=False).index(DOCS[:300])
+    single = ColBERTIndex(tmp_path / "one").indexer(codec_from=sh.codec(), verbose=False).index(DOCS[:300])
+    assert len(sh) == 300 and sh.metadata()["n_shards"] == n_shards
+    assert [s["n_docs"] for s in sh.metadata()["shards"]] == [len(s) for s in sh.shards()]
+    assert_same(single.retriever(num_results=20, nprobe=1, ncandidates=16, nexact=8)(QUERIES),
+                sh.retriever(num_results=20, nprobe=1, ncandidates=16, nexact=8)(QUERIES))
+
+
+def test_codec_from_shares_the_codec(built, tmp_path):
+    """``codec_from=`` a sharded index: a sharded index of other shard counts and a single index reuse its codec
+    (nothing trained) and so return the same results."""
+    sh, _ = built[2]
+    other = ShardedColBERTIndex(tmp_path / "s5").indexer(n_shards=5, codec_from=sh, verbose=False).index(DOCS)
+    single = ColBERTIndex(tmp_path / "one").indexer(codec_from=sh, verbose=False).index(DOCS)
+    np.testing.assert_array_equal(other.codec().centroids, sh.codec().centroids)
+    assert_same(single.retriever(num_results=10)(QUERIES), other.retriever(num_results=10)(QUERIES))
+    assert_same(sh.retriever(num_results=10)(QUERIES), other.retriever(num_results=10)(QUERIES))
+
+
+def test_scorer_equals_single_index(built):
+    sh, single = built[2]
+    res = single.retriever(num_results=30)(QUERIES)
+    assert_same(single.scorer()(res), sh.scorer()(res))
+    bad = pd.concat([res.head(3), res.head(1).assign(docno="nope")], ignore_index=True)
+    with pytest.raises(KeyError, match="nope"):
+        sh.scorer()(bad)
+    assert len(sh.scorer(on_unknown="drop")(bad)) == 3
+
+
+def test_transformer_conventions(built):
+    sh, single = built[2]
+    r = sh.retriever(num_results=50)
+    assert r == sh.retriever(num_results=50) and hash(r) == hash(sh.retriever(num_results=50))
+    assert r != sh.retriever(num_results=50, nprobe=2)
+    fused = (r % 5).compile()
+    assert fused.num_results == 5
+    assert_same((single.retriever(num_results=50) % 5).compile()(QUERIES), fused(QUERIES))
+    out = r(QUERIES.iloc[:0])
+    assert list(out.columns) == ["qid", "query_embs", "docno", "score", "rank"] and len(out) == 0
+    with pytest.raises(ValueError, match="mode"):
+        sh.retriever(mode="fast")
+    loaded = pt.Artifact.load(str(sh.path))
+    assert isinstance(loaded, ShardedColBERTIndex) and len(loaded) == len(sh)
+
+
+TestShardedRetrieverContract = pt.testing.transformer_test_class(
+    lambda: _contract_index().retriever(num_results=5))
+
+
+def _contract_index() -> ShardedColBERTIndex:
+    import tempfile
+    global _CONTRACT
+    if "_CONTRACT" not in globals():
+        path = Path(tempfile.mkdtemp()) / "contract"
+        _CONTRACT = ShardedColBERTIndex(path).indexer(n_shards=2, n_centroids=8, verbose=False).index(DOCS[:100])
+    return _CONTRACT
+
+
+# ------------------------------------------------------------------------------------------------ text and models
+@pytest.fixture(scope="module")
+def tiny_model(stanford_v2):
+    return ColBERT.from_pretrained(str(stanford_v2.path), device="cpu")
+
+
+TEXTS = [f"document {i} about {w} and {v}" for i, (w, v) in enumerate(
+    (w, v) for w in ("physics", "solar energy", "quantum fields", "protein folding", "ocean tides", "graph theory")
+    for v in ("measurement", "theory", "models", "error bounds", "simulation", "review", "history", "data"))]
+
+
+def text_docs() -> list[dict]:
+    return [{"docno": f"t{i}", "text": t} for i, t in enumerate(TEXTS)]
+
+
+def test_text_with_model(tmp_path, tiny_model):
+    sh = ShardedColBERTIndex(tmp_path / "s", tiny_model).indexer(n_shards=3, n_centroids=16, verbose=False) \
+        .index(pd.DataFrame(text_docs()))
+    single = ColBERTIndex(tmp_path / "one", tiny_model).indexer(codec_from=sh.codec(), verbose=False) \
+        .index(text_docs())
+    topics = pd.DataFrame({"qid": ["1", "2"], "query": ["solar energy theory", "protein folding data"]})
+    assert_same(single.retriever(num_results=10)(topics), sh.retriever(num_results=10)(topics))
+    assert sh.metadata()["model"] == tiny_model.signature()
+    assert ShardedColBERTIndex(tmp_path / "s").retriever(tiny_model) is not None
+    from pyterrier_lateint.index import ModelMismatchError
+    default = ColBERT.from_pretrained(device="cpu")
+    with pytest.raises(ModelMismatchError):
+        sh.retriever(default)
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def test_bad_input(tmp_path):
+    idx = ShardedColBERTIndex(tmp_path / "s")
+    with pytest.raises(ValueError, match="empty"):
+        idx.indexer(n_shards=2, verbose=False).index([])
+    dup = DOCS[:50] + [dict(DOCS[3])]
+    with pytest.raises(ValueError, match="d3"):
+        ShardedColBERTIndex(tmp_path / "dup").indexer(n_shards=2, verbose=False).index(dup)
+    with pytest.raises(ValueError, match="n_shards"):
+        ShardedColBERTIndex(tmp_path / "many").indexer(n_shards=20, verbose=False).index(DOCS[:10])
+    with pytest.raises(KeyError, match="text"):
+        ShardedColBERTIndex(tmp_path / "cols").indexer(verbose=False).index([{"docno": "a", "body": "x"}])
+    with pytest.raises(ValueError, match="executor"):
+        ShardedColBERTIndex(tmp_path / "ex").indexer(executor="spark")
+    with pytest.raises(IndexNotFoundError, match="no sharded index"):
+        ShardedColBERTIndex(tmp_path / "none").retriever()
+    ok = ShardedColBERTIndex(tmp_path / "ok").indexer(n_shards=2, n_centroids=8, verbose=False).index(DOCS[:40])
+    with pytest.raises(FileExistsError, match="overwrite"):
+        ShardedColBERTIndex(tmp_path / "ok").indexer(n_shards=2, verbose=False).index(DOCS[:40])
+    ShardedColBERTIndex(tmp_path / "ok").indexer(n_shards=2, n_centroids=8, overwrite=True, verbose=False) \
+        .index(DOCS[:60])
+    assert len(ShardedColBERTIndex(tmp_path / "ok")) == 60 and ok.built()
+
+
+# ------------------------------------------------------------------------------------------------ failures
+class FlakyDocs:
+    """Document vectors whose conversion fails in a shard build while ``armed`` exists (then removes it): a worker
+    failing once. The codec task never meets it (it is the last document of the sampling order, beyond the pilot).
+    ``exit``: kill the worker process instead of raising."""
+
+    def __init__(self, arr: np.ndarray, armed: Path, exit: bool = False):
+        self.arr, self.armed, self.exit = arr, str(armed), exit
+        self.shape = arr.shape
+
+    def __array__(self, dtype=None, copy=None):
+        if os.path.exists(self.armed):
+            os.remove(self.armed)
+            if self.exit:
+                os._exit(1)
+            raise RuntimeError("injected worker failure")
+        return self.arr if dtype is None else self.arr.astype(dtype)
+
+    def __len__(self):
+        return len(self.arr)
+
+
+def flaky_corpus(n: int, armed: Path, exit: bool = False) -> tuple[list[dict], int]:
+    docs = make_docs(n, seed=5)
+    order = np.random.default_rng(0).permutation(n)  # the codec sample's order (seed 0), pilot of 256 first
+    i = int(order[-1])
+    assert i not in order[:256]
+    docs[i] = {"docno": docs[i]["docno"], "doc_embs": FlakyDocs(docs[i]["doc_embs"], armed, exit)}
+    return docs, i
+
+
+def done_stamps(root: Path, n: int) -> list[tuple]:
+    out = []
+    for s in range(n):
+        st = os.stat(shard_dir(root, s) / DONE_FILE)
+        out.append((st.st_ino, st.st_mtime_ns))
+    return out
+
+
+def test_failed_shard_is_retried_alone(tmp_path):
+    armed = tmp_path / "armed"
+    docs, _ = flaky_corpus(600, armed)
+    armed.touch()
+    sh = ShardedColBERTIndex(tmp_path / "s").indexer(n_shards=3, n_centroids=16, kmeans_sample=512, max_retries=1,
+                                                      verbose=False).index(docs)
+    assert not armed.exists() and len(sh) == 600  # failed once, retried, complete
+
+
+def test_interrupted_build_resumes_keeping_finished_shards(tmp_path):
+    armed = tmp_path / "armed"
+    docs, i = flaky_corpus(600, armed)
+    root = tmp_path / "s"
+    make = lambda: ShardedColBERTIndex(root).indexer(n_shards=3, n_centroids=16, kmeans_sample=512,  # noqa: E731
+                                                      max_retries=0, verbose=False)
+    armed.touch()
+    with pytest.raises(RuntimeError, match="injected"):
+        make().index(docs)
+    failed = i * 3 // 600
+    assert not (root / META_FILE).exists()
+    with pytest.raises(IndexNotFoundError, match="interrupted"):
+        ShardedColBERTIndex(root).retriever()
+    finished = [s for s in range(3) if (shard_dir(root, s) / DONE_FILE).exists()]
+    assert failed not in finished and finished == [s for s in range(3) if s < failed]
+    before = {s: os.stat(shard_dir(root, s) / DONE_FILE).st_mtime_ns for s in finished}
+    codec_before = os.stat(root / "codec" / "codec.json").st_mtime_ns
+    sh = make().index(docs)  # same corpus, same settings: resumes
+    assert {s: os.stat(shard_dir(root, s) / DONE_FILE).st_mtime_ns for s in finished} == before
+    assert os.stat(root / "codec" / "codec.json").st_mtime_ns == codec_before
+    assert sh.metadata()["build"]["shards_built"] == 3 - len(finished)
+    single = ColBERTIndex(tmp_path / "one").indexer(codec_from=sh.codec(), verbose=False).index(
+        make_docs(600, seed=5))
+    assert_same(single.retriever(num_results=10)(QUERIES), sh.retriever(num_results=10)(QUERIES))
+
+
+# ------------------------------------------------------------------------------------------------ Ray
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    old = os.environ.get("PYTHONPATH")
+    # the workers unpickle this module's FlakyDocs from the spilled corpus: let them import it (they inherit this
+    # environment when ray.init starts the local cluster)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).parent), old) if p)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+    if old is None:
+        os.environ.pop("PYTHONPATH")
+    else:
+        os.environ["PYTHONPATH"] = old
+
+
+def test_ray_build_and_search(tmp_path, ray_cluster):
+    """On a local Ray cluster (2 CPUs): a worker killed mid-shard is retried by Ray, the finished shards are not
+    redone, and Ray shard searchers return the single index's results."""
+    armed = tmp_path / "armed"
+    docs, _ = flaky_corpus(600, armed, exit=True)
+    armed.touch()
+    sh = ShardedColBERTIndex(tmp_path / "s").indexer(n_shards=4, executor="ray", workers=2, n_centroids=16,
+                                                      kmeans_sample=512, max_retries=2, verbose=False).index(docs)
+    assert not armed.exists()  # a worker process died once
+    assert sh.metadata()["build"]["executor"] == "ray" and sh.metadata()["build"]["shards_built"] == 4
+    assert [s["n_docs"] for s in sh.metadata()["shards"]] == [150] * 4
+    single = ColBERTIndex(tmp_path / "one").indexer(codec_from=sh.codec(), verbose=False).index(
+        make_docs(600, seed=5))
+    for settings in (dict(), dict(nprobe=1, ncandidates=8, nexact=4), dict(mode="exhaustive")):
+        ray_r = sh.retriever(num_results=10, executor="ray", workers=2, **settings)
+        assert_same(single.retriever(num_results=10, **settings)(QUERIES), ray_r(QUERIES))
+    assert_same(single.retriever(num_results=10)(QUERIES.iloc[:1]),
+                sh.retriever(num_results=10, executor="ray", workers=2)(QUERIES.iloc[:1]))
+    sh.close()
