@@ -203,6 +203,10 @@ def test_bad_input(tmp_path):
     ok = ShardedColBERTIndex(tmp_path / "ok").indexer(n_shards=2, n_centroids=8, verbose=False).index(DOCS[:40])
     with pytest.raises(FileExistsError, match="overwrite"):
         ShardedColBERTIndex(tmp_path / "ok").indexer(n_shards=2, verbose=False).index(DOCS[:40])
+    with pytest.raises(ValueError, match="d3"):  # a failed rebuild leaves the old index as it was
+        ShardedColBERTIndex(tmp_path / "ok").indexer(n_shards=2, overwrite=True, verbose=False).index(dup)
+    assert len(ShardedColBERTIndex(tmp_path / "ok")) == 40
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".ok")] == []  # no temporary folder left
     ShardedColBERTIndex(tmp_path / "ok").indexer(n_shards=2, n_centroids=8, overwrite=True, verbose=False) \
         .index(DOCS[:60])
     assert len(ShardedColBERTIndex(tmp_path / "ok")) == 60 and ok.built()

@@ -34,8 +34,8 @@ import pandas as pd
 import pyterrier as pt
 
 from ..index import ColBERTIndex
-from ..index.build import (BUCKET_SAMPLE, KMEANS_MIN_SAMPLE, KMEANS_SAMPLE_PER_CENTROID, _train_codec, codec_of,
-                           recover)
+from ..index.build import (BUCKET_SAMPLE, KMEANS_MIN_SAMPLE, KMEANS_SAMPLE_PER_CENTROID, _move_into_place,
+                           _train_codec, codec_of, new_temp_folder, recover)
 from ..index.codec import DEFAULT_KIND, KINDS, SUPPORTED_NBITS, ResidualCodec
 from ..index.commit import write_json_atomic, writer_lock
 from ..index.kmeans import default_n_centroids
@@ -104,50 +104,64 @@ class ShardedIndexer(pt.Indexer):
         return [["docno", "text"], ["docno", "doc_embs"]]
 
     def index(self, inp: Union[Iterable[dict], pd.DataFrame]) -> "ShardedColBERTIndex":
-        """Index ``inp`` (an iterable of dicts or a DataFrame); returns the index artifact."""
+        """Index ``inp`` (an iterable of dicts or a DataFrame); returns the index artifact. Replacing an existing
+        index (``overwrite=True``) builds beside it and swaps the new one in at the end, so a failed rebuild leaves
+        the old index as it was."""
         if isinstance(inp, pd.DataFrame):
             inp = inp.to_dict(orient="records")
         root = Path(self.index_ref.path)
-        t0 = time.perf_counter()
         with writer_lock(root):
             recover(root)
-            if (root / META_FILE).exists() or (root.exists() and not (root / PLAN_FILE).exists()
-                                               and any(root.iterdir())):
-                if not self.overwrite:
-                    raise FileExistsError(f"an index already exists at {str(root)!r}; use indexer(..., "
-                                          f"overwrite=True) to replace it, or choose another path")
-                shutil.rmtree(root)
-            root.mkdir(parents=True, exist_ok=True)
-            spill = _spill(root / f"{INPUTS_DIR}.new", inp, self.verbose)
-            plan = self._plan(spill)
-            old = read_json(root / PLAN_FILE)
-            if old is not None and self.resume and old["id"] == plan["id"]:
-                logger.info("resuming the build of %s: keeping its codec and finished shards", root)
-                shutil.rmtree(root / f"{INPUTS_DIR}.new")
+            occupied = (root / META_FILE).exists() or (root.exists() and not (root / PLAN_FILE).exists()
+                                                       and any(root.iterdir()))
+            if occupied and not self.overwrite:
+                raise FileExistsError(f"an index already exists at {str(root)!r}; use indexer(..., overwrite=True) "
+                                      f"to replace it, or choose another path")
+            if not occupied:  # a new index, or the resumable rest of an interrupted build
+                root.mkdir(parents=True, exist_ok=True)
+                self._build(root, inp)
             else:
-                for name in (INPUTS_DIR, CODEC_DIR, SHARDS_DIR, PLAN_FILE):
-                    p = root / name
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-                os.replace(root / f"{INPUTS_DIR}.new", root / INPUTS_DIR)
-                write_json_atomic(root / PLAN_FILE, plan)
-            t_spill = time.perf_counter()
-            if not (root / CODEC_DIR / "codec.json").exists():
-                if self.codec_from is not None:
-                    _save_codec(root, _codec_of(self.codec_from))
-                else:
-                    self.executor.run(train_codec_task, [(str(root), self.model, self.settings, plan)], "codec")
-            t_codec = time.perf_counter()
-            todo = [s for s in range(plan["n_shards"]) if not shard_done(root, s, plan["id"])]
-            logger.info("building %d of %d shards with %r", len(todo), plan["n_shards"], self.executor)
-            self.executor.run(build_shard_task, [(str(root), s, self.model, self.shard_settings, plan) for s in todo],
-                              "shard")
-            t_end = time.perf_counter()
-            self._commit(root, plan, {"seconds_total": round(t_end - t0, 3), "seconds_spill": round(t_spill - t0, 3),
-                                      "seconds_codec": round(t_codec - t_spill, 3),
-                                      "seconds_shards": round(t_end - t_codec, 3), "shards_built": len(todo),
-                                      "executor": self.executor.name, "workers": self.executor.workers})
+                tmp = new_temp_folder(root)
+                try:
+                    self._build(tmp, inp)
+                    _move_into_place(tmp, root)
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
         self.index_ref._reset()
         return self.index_ref
+
+    def _build(self, root: Path, inp: Iterable[dict]) -> None:
+        """Phases 1-5 in the folder ``root``."""
+        t0 = time.perf_counter()
+        spill = _spill(root / f"{INPUTS_DIR}.new", inp, self.verbose)
+        plan = self._plan(spill)
+        old = read_json(root / PLAN_FILE)
+        if old is not None and self.resume and old["id"] == plan["id"]:
+            logger.info("resuming the build of %s: keeping its codec and finished shards", root)
+            shutil.rmtree(root / f"{INPUTS_DIR}.new")
+        else:
+            for name in (INPUTS_DIR, CODEC_DIR, SHARDS_DIR, PLAN_FILE):
+                p = root / name
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            os.replace(root / f"{INPUTS_DIR}.new", root / INPUTS_DIR)
+            write_json_atomic(root / PLAN_FILE, plan)
+        t_spill = time.perf_counter()
+        if not (root / CODEC_DIR / "codec.json").exists():
+            if self.codec_from is not None:
+                _save_codec(root, _codec_of(self.codec_from))
+            else:
+                self.executor.run(train_codec_task, [(str(root), self.model, self.settings, plan)], "codec")
+        t_codec = time.perf_counter()
+        todo = [s for s in range(plan["n_shards"]) if not shard_done(root, s, plan["id"])]
+        logger.info("building %d of %d shards with %r", len(todo), plan["n_shards"], self.executor)
+        self.executor.run(build_shard_task, [(str(root), s, self.model, self.shard_settings, plan) for s in todo],
+                          "shard")
+        t_end = time.perf_counter()
+        self._commit(root, plan, {"seconds_total": round(t_end - t0, 3), "seconds_spill": round(t_spill - t0, 3),
+                                  "seconds_codec": round(t_codec - t_spill, 3),
+                                  "seconds_shards": round(t_end - t_codec, 3), "shards_built": len(todo),
+                                  "executor": self.executor.name, "workers": self.executor.workers})
 
     def _plan(self, spill: "_Spilled") -> dict[str, Any]:
         n_shards = self.n_shards or self.executor.workers
