@@ -115,6 +115,26 @@ def test_codec_from_shares_the_codec(built, tmp_path):
     assert_same(sh.retriever(num_results=10)(QUERIES), other.retriever(num_results=10)(QUERIES))
 
 
+def test_changed_shards_are_picked_up(tmp_path):
+    """Documents added to or deleted from a shard (``index.shards()[i]``) are searched at the next call, as by a
+    single index of the same documents in the same order."""
+    docs = make_docs(300, seed=9)
+    sh = ShardedColBERTIndex(tmp_path / "s").indexer(n_shards=3, n_centroids=16, verbose=False).index(docs)
+    retriever = sh.retriever(num_results=10, nprobe=2, ncandidates=40, nexact=10)
+    retriever(QUERIES)  # opens the shard table
+    extra = make_docs(20, seed=10)
+    for d in extra:
+        d["docno"] = "new" + d["docno"]
+    sh.shards()[1].add(extra)
+    sh.shards()[0].delete(["d3", "d4"])
+    live = [d for d in docs[:100] if d["docno"] not in ("d3", "d4")] + docs[100:200] + extra + docs[200:]
+    single = ColBERTIndex(tmp_path / "one").indexer(codec_from=sh, verbose=False).index(live)
+    assert len(sh) == len(live)
+    assert_same(single.retriever(num_results=10, nprobe=2, ncandidates=40, nexact=10)(QUERIES), retriever(QUERIES))
+    assert_same(single.retriever(num_results=10, mode="exhaustive")(QUERIES),
+                sh.retriever(num_results=10, mode="exhaustive")(QUERIES))
+
+
 def test_scorer_equals_single_index(built):
     sh, single = built[2]
     res = single.retriever(num_results=30)(QUERIES)

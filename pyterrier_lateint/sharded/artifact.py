@@ -13,11 +13,21 @@ import pyterrier as pt
 from ..index import ColBERTIndex, IndexNotFoundError
 from ..index.codec import ResidualCodec
 from ..index.layout import ARTIFACT_TYPE, PACKAGE_HINT
+from ..index.layout import META_FILE as SHARD_META
 from ..models import LateInteractionModel, check_model
 from .build import ShardedIndexer
 from .executors import LocalExecutor, RayExecutor, make_executor
 from .layout import CODEC_DIR, META_FILE, PLAN_FILE, SHARDED_FORMAT, ShardTable, read_json
 from .retriever import ShardedRetriever, ShardedScorer
+
+
+def _stamp(path: Path) -> Optional[tuple]:
+    """Identity of a committed metadata file (a commit replaces it: new inode), or None when missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
@@ -45,11 +55,11 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
 
     def _open(self) -> tuple[dict, list[ColBERTIndex], ShardTable]:
         root = Path(self.path)
-        try:
-            st = os.stat(root / META_FILE)
-            stamp = (st.st_ino, st.st_mtime_ns)
-        except OSError:
-            stamp = None
+        stamp = _stamp(root / META_FILE)
+        if self._state is not None and stamp is not None:  # a shard changed (add, delete, compact): re-open all
+            stamp = (stamp, tuple(_stamp(s.path / SHARD_META) for s in self._state[2]))
+            if self._state[0] != stamp:
+                self.close()  # searchers hold the old shard table
         if self._state is None or self._state[0] != stamp:
             meta = read_json(root / META_FILE)
             if meta is None:
@@ -64,6 +74,7 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
             codec_crcs = {json.dumps(r.meta.get("files", {}).get("centroids.npy", {}).get("crc32")) for r in readers}
             if len(codec_crcs) > 1:
                 raise ValueError(f"the shards of {self!r} hold different centroids; rebuild the index")
+            stamp = (_stamp(root / META_FILE), tuple(_stamp(s.path / SHARD_META) for s in shards))
             self._state = (stamp, meta, shards, ShardTable.of([s.path for s in shards], readers))
         return self._state[1], self._state[2], self._state[3]
 
