@@ -204,14 +204,19 @@ def _reader(path: str, rounds: int, out: str) -> None:
     Path(out).write_text(" ".join(seen))
 
 
-def _writer(path: str, out: str) -> None:
-    idx = ColBERTIndex(path, FakeModel())
+def _write_steps(idx: ColBERTIndex, after_each=lambda: None) -> None:
+    """The writer's sequence: two adds and two deletes, interleaved (``after_each`` after each), then a compaction."""
     for i in range(4):
         if i % 2 == 0:
             idx.add(POOL.iloc[30 + 5 * i:35 + 5 * i])
         else:
             idx.delete(list(POOL.docno.iloc[3 * i:3 * i + 3]))
+        after_each()
     idx.compact()
+
+
+def _writer(path: str, out: str) -> None:
+    _write_steps(ColBERTIndex(path, FakeModel()))
     Path(out).write_text("done")
 
 
@@ -222,14 +227,7 @@ def test_concurrent_readers_and_writer(tmp_path):
     replay = tmp_path / "replay.lateint"
     shutil.copytree(path, replay)
     states = {_digest(state_of(replay))}
-    idx = ColBERTIndex(replay, FakeModel())
-    for i in range(4):
-        if i % 2 == 0:
-            idx.add(POOL.iloc[30 + 5 * i:35 + 5 * i])
-        else:
-            idx.delete(list(POOL.docno.iloc[3 * i:3 * i + 3]))
-        states.add(_digest(state_of(replay)))
-    idx.compact()
+    _write_steps(ColBERTIndex(replay, FakeModel()), lambda: states.add(_digest(state_of(replay))))
     final = _digest(state_of(replay))
     # readers alone: identical to this process
     procs = [ctx.Process(target=_reader, args=(str(path), 2, str(tmp_path / f"r{i}"))) for i in range(2)]

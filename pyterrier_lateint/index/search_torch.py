@@ -259,6 +259,15 @@ class TorchIndex:
         groups.append((b0, len(per_q), acc, per_q[b0:]))
         return groups
 
+    def _group_rows(self, cands: torch.Tensor, valid: torch.Tensor, b0: int, b1: int,
+                    total: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The candidates of queries ``b0:b1`` flattened (``docs``), and the stored-vector rows of the valid ones
+        (``total`` of them) with the position in ``docs`` each row belongs to (``owner``)."""
+        docs = cands[b0:b1].reshape(-1)
+        lens = torch.where(valid[b0:b1].reshape(-1), self.doclens[docs], 0)
+        rows, owner = self._flat_rows(docs, lens, total)
+        return docs, rows, owner
+
     def centroid_interaction(self, St: torch.Tensor, cands: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Stage 2: ``sum_t max_j St[b, code_j, t]`` over all vectors ``j`` of each candidate; float32 ``(B, n)``,
         ``-inf`` where not valid (or empty)."""
@@ -268,9 +277,7 @@ class TorchIndex:
         for b0, b1, total, _ in self._maxsim_groups(cands, valid, T):
             if total == 0:
                 continue
-            docs = cands[b0:b1].reshape(-1)
-            lens = torch.where(valid[b0:b1].reshape(-1), self.doclens[docs], 0)
-            rows, owner = self._flat_rows(docs, lens, total)
+            docs, rows, owner = self._group_rows(cands, valid, b0, b1, total)
             K = St.shape[1]
             St_rows = St.view(B * K, T)
             sims = St_rows.index_select(0, (b0 + owner // n) * K + self.codes.index_select(0, rows))  # (total, T)
@@ -290,9 +297,7 @@ class TorchIndex:
             if total == 0:
                 continue
             nb = b1 - b0
-            docs = cands[b0:b1].reshape(-1)
-            lens = torch.where(valid[b0:b1].reshape(-1), self.doclens[docs], 0)
-            rows, owner = self._flat_rows(docs, lens, total)
+            docs, rows, owner = self._group_rows(cands, valid, b0, b1, total)
             vecs = self.decode(rows)  # (total, dim), query by query
             sims = torch.empty(total, T, device=self.device)
             s = 0

@@ -18,6 +18,7 @@ Phases of :meth:`ShardedIndexer.index`:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -39,6 +40,7 @@ from ..index.build import (BUCKET_SAMPLE, KMEANS_MIN_SAMPLE, KMEANS_SAMPLE_PER_C
 from ..index.codec import DEFAULT_KIND, KINDS, SUPPORTED_NBITS, ResidualCodec
 from ..index.commit import write_json_atomic, writer_lock
 from ..index.kmeans import default_n_centroids
+from ..index.layout import ARTIFACT_TYPE, PACKAGE_HINT
 from ..models import LateInteractionModel, check_model
 from .executors import LocalExecutor, RayExecutor, make_executor
 from .layout import (CODEC_DIR, DONE_FILE, INPUTS_DIR, META_FILE, PART_DOCS, PLAN_FILE, SHARDED_FORMAT, SHARDS_DIR,
@@ -187,7 +189,6 @@ class ShardedIndexer(pt.Indexer):
                 "n_vectors": int(sum(s["n_vectors"] for s in shards)), "plan": plan["id"],
                 "model": plan["settings"]["model"], "codec": codec.describe(), "nbits": codec.nbits,
                 "n_centroids": int(codec.n_centroids), "shards": shards, "build": timings}
-        from ..index.layout import ARTIFACT_TYPE, PACKAGE_HINT
         write_json_atomic(root / "pt_meta.json", {"type": ARTIFACT_TYPE, "format": SHARDED_FORMAT,
                                                   "package_hint": PACKAGE_HINT})
         write_json_atomic(root / META_FILE, meta)  # the completion marker
@@ -196,7 +197,6 @@ class ShardedIndexer(pt.Indexer):
 
 def pt_json(obj: Any) -> str:
     """Canonical JSON of ``obj`` (sorted keys), for hashing."""
-    import json
     return json.dumps(obj, sort_keys=True, default=str)
 
 

@@ -84,16 +84,19 @@ class ShardSearcher:
         these shards: per query, the shards' best ``p.ncandidates`` each, concatenated."""
         St_all = self._centroid_scores(Q)
 
-        def one(item, parallel):
-            s, qi = item
-            St = query_slice(St_all, q_off, qi)
+        def one_shard(s: int, qi: int, St: np.ndarray) -> Candidates:
             ids, approx = stage_candidates(self.readers[s], St, int(lens[qi]), p)
             return ids + self.bases[s], approx, stage_interaction(self.readers[s], St, ids)
 
-        items = [(s, qi) for qi in range(len(lens)) for s in range(len(self.readers))]
-        parts = self._map(one, items, spread=len(lens) > 1 or self.n_vectors >= PARALLEL_MIN_VECTORS)
-        n = len(self.readers)
-        return [_concat(parts[qi * n:(qi + 1) * n]) for qi in range(len(lens))]
+        if len(lens) == 1:  # one query: St_all is its own; its shards spread over threads when large enough
+            parts = self._map(lambda s, parallel: one_shard(s, 0, St_all), list(range(len(self.readers))),
+                              spread=self.n_vectors >= PARALLEL_MIN_VECTORS)
+            return [_concat(parts)]
+        def one_query(qi: int, parallel: bool) -> Candidates:  # its columns of St copied once for all the shards
+            St = query_slice(St_all, q_off, qi)
+            return _concat([one_shard(s, qi, St) for s in range(len(self.readers))])
+
+        return self._map(one_query, list(range(len(lens))))  # a batch: its queries in parallel
 
     def exact(self, Q: np.ndarray, q_off: np.ndarray, ids: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Exact MaxSim (float32) of each query of the padded batch against its global ``ids`` (held here). The
