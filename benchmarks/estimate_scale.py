@@ -277,6 +277,7 @@ def main() -> None:
 
     command = "python benchmarks/estimate_scale.py " + " ".join(a for a in sys.argv[1:])
     ppv = geo["n_postings"] / geo["n_vectors"]
+    from pyterrier_lateint.index.kmeans import CENTROIDS_PER_SQRT
     text = "\n".join([
         f"Printed by `{command.strip()}` ({len(df)} Vaswani queries x {args.reps} runs, one thread, "
         f"k={args.k}, {p}).", "",
@@ -296,9 +297,9 @@ def main() -> None:
         f"centroids at scale merge more of a document's vectors into one posting, so likely an overestimate); "
         f"per passage {b.get('doc', 0) / geo['n_docs']:.1f} bytes (offsets, doclens, docnos; Vaswani's); per shard a "
         f"copy of the float16 centroids and IVF offsets.",
-        "- Centroids: `default_n_centroids` = 2^floor(log2(4 sqrt(n))) capped at 2^16 = 65,536 (PLAID uses "
-        "~16 sqrt(n), 2^18 for MS MARCO): at the cap, posting lists grow linearly with the corpus, so stage 1 "
-        "walks ~4x (MS MARCO) to ~40x (100x) more postings per probe than PLAID's list sizes would give.",
+        f"- Centroids: `default_n_centroids` = 2^floor(log2({CENTROIDS_PER_SQRT} sqrt(n))) capped at 2^16 = 65,536 "
+        f"(PLAID uses ~16 sqrt(n), 2^18 for MS MARCO): at the cap, posting lists grow linearly with the corpus, so "
+        f"stage 1 walks more postings per probe than PLAID's list sizes would give (2^18 / 2^16 = 4x for MS MARCO).",
         f"- Machines = shards = ceil(index bytes / ({args.ram_gb:g} GiB x {args.ram_fraction:g})): the index is "
         f"memory-mapped and must stay in the page cache. Memory, not CPU, sets the count; 'core-ms/query' is the "
         f"CPU time one query costs the cluster (throughput ~ cores x 1000 / it per second).",

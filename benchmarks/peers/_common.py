@@ -13,9 +13,10 @@ THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 
 
 def load(folder: str):
-    """(doc vectors float32 (T, dim), offsets (n_docs+1,), list of query arrays (n_i, dim))."""
+    """(doc vectors (T, dim), memory-mapped, float32 or float16; offsets (n_docs+1,); list of float32 query arrays
+    (n_i, dim))."""
     folder = Path(folder)
-    vectors = np.load(folder / "docs.npy")
+    vectors = np.load(folder / "docs.npy", mmap_mode="r")
     offsets = np.load(folder / "offsets.npy")
     Q, qoff = np.load(folder / "queries.npy"), np.load(folder / "qoffsets.npy")
     return vectors, offsets, [Q[qoff[i]:qoff[i + 1]] for i in range(len(qoff) - 1)]
@@ -38,6 +39,22 @@ def time_one_at_a_time(search_one, queries, repeats: int = 3):
             results[i] = search_one(q)
             times[r, i] = 1000 * (time.perf_counter() - t)
     return np.median(times, axis=0).tolist(), results
+
+
+def serve(search_one, queries, emit_pass) -> None:
+    """Answer requests on standard input, one per line, until ``quit``: ``pass`` runs one timed pass over
+    ``queries`` (no warm-up) and emits ``{"per_query_ms", "topk"}`` through ``emit_pass(ms, results)``."""
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "quit":
+            return
+        if cmd == "pass":
+            ms, results = [], []
+            for q in queries:
+                t = time.perf_counter()
+                results.append(search_one(q))
+                ms.append(1000 * (time.perf_counter() - t))
+            emit_pass(ms, results)
 
 
 def emit(obj: dict) -> None:

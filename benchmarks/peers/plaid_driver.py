@@ -9,6 +9,10 @@ PLAID's defaults for k <= 10 apply: ncells=1, centroid_score_threshold=0.5, ndoc
 (filter_pids, decompress_residuals; JIT-compiled with ninja at first use).
 
     $PEER_VENVS/plaid/bin/python benchmarks/peers/plaid_driver.py VECTORS_DIR WORK_DIR [--nbits 2]
+
+``--serve``: emit the build's figures after one warm-up pass, then answer ``pass`` requests on standard input (one
+timed pass over the queries each, ``_common.serve``) until ``quit``: ``bench_scale.py`` interleaves these passes with
+its own.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # colbert-ai first asks the Hub for the checkpoint's metadata
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import THREADS, dir_bytes, emit, load, time_one_at_a_time  # noqa: E402
+from _common import THREADS, dir_bytes, emit, load, serve, time_one_at_a_time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -67,6 +71,7 @@ def main() -> None:
     p.add_argument("--nbits", type=int, default=2)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--serve", action="store_true", help="after the build, answer 'pass' requests on stdin")
     p.add_argument("--variants", nargs="*", default=["2:0.45:1024", "4:0.4:4096"],
                    help="more search settings on the same index, NCELLS:CENTROID_SCORE_THRESHOLD:NDOCS (the "
                         "defaults are colbert-ai's own for k <= 100 and for k > 100)")
@@ -98,6 +103,19 @@ def main() -> None:
         def one(q):
             pids, _, _ = searcher.dense_search(torch.from_numpy(np.ascontiguousarray(q)).unsqueeze(0), k=a.k)
             return pids
+        if a.serve:
+            import resource
+            for q in queries:  # warm-up: JIT-compiled kernels, page cache
+                one(q)
+            emit({"system": "PLAID colbert-ai", "build_s": build_s, "searcher_load_s": load_s,
+                  "index_bytes": dir_bytes(index_dir), "n_vectors": int(OFFSETS[-1]),
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "settings": f"nbits={a.nbits}, defaults for k={a.k}: ncells={searcher.config.ncells}, "
+                              f"centroid_score_threshold={searcher.config.centroid_score_threshold}, "
+                              f"ndocs={searcher.config.ndocs}"})
+            serve(one, queries, lambda ms, res: emit({"per_query_ms": ms,
+                                                      "topk": [[int(d) for d in r] for r in res]}))
+            return
         per_q, res = time_one_at_a_time(one, queries, a.repeats)
         defaults = (searcher.config.ncells, searcher.config.centroid_score_threshold, searcher.config.ndocs)
         extra = []

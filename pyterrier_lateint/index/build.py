@@ -35,10 +35,11 @@ from .codec import DEFAULT_KIND, KINDS, SUPPORTED_NBITS, ResidualCodec
 from .commit import commit_meta, writer_lock
 from .docstore import write_docnos
 from .integrity import fsync_dir, fsync_file, record
-from .kmeans import default_n_centroids, kmeans
+from .kmeans import assign_nearest, default_n_centroids, kmeans
 from .layout import ARTIFACT_FORMAT, ARTIFACT_TYPE, FORMAT_VERSION, META_FILE, PACKAGE_HINT
 from .pruning import pool_batch
 from .token_stats import write_token_stats
+from .vectorfile import VectorFile
 
 if TYPE_CHECKING:
     from .artifact import ColBERTIndex
@@ -299,66 +300,80 @@ def _stream_vectors(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer, allow_e
     return _Streamed(n_vectors, int(dim or 0), np.asarray(doclens, dtype=np.int32), encode_s, docnos)
 
 
-def _train_codec(raw: np.ndarray, cfg: Any, n_total: Optional[int] = None) -> tuple[ResidualCodec, int]:
+def _train_codec(raw: np.ndarray, cfg: Any, n_total: Optional[int] = None,
+                 timings: Optional[dict[str, float]] = None) -> tuple[ResidualCodec, int]:
     """Phase 2: centroids by k-means on a sample, the residual quantiser (``cfg.codec``) on another; returns the
-    codec and the k-means sample size. ``raw``: every vector of the collection, or (``n_total``: how many the
-    collection has) a sample of them, as a sharded build trains once for all its shards."""
+    codec and the k-means sample size. ``raw``: every vector of the collection (an array or a :class:`VectorFile`),
+    or (``n_total``: how many the collection has) a sample of them, as a sharded build trains once for all its
+    shards. ``timings``: receives ``seconds_sample``, ``seconds_kmeans`` and ``seconds_quantiser``."""
     n_vectors = len(raw)
     rng = np.random.default_rng(cfg.seed)
     k = min(cfg.n_centroids or default_n_centroids(n_total or n_vectors), n_vectors)
-    n_sample = min(n_vectors, cfg.kmeans_sample or max(KMEANS_SAMPLE_PER_CENTROID * k, KMEANS_MIN_SAMPLE))
+    n_sample = min(n_vectors, cfg.kmeans_sample or default_kmeans_sample(k))
+    t0 = time.perf_counter()
     sample = np.asarray(raw[np.sort(rng.choice(n_vectors, n_sample, replace=False))], dtype=np.float32)
+    bucket_idx = np.sort(rng.choice(n_vectors, min(n_vectors, BUCKET_SAMPLE), replace=False))
+    bucket_sample = np.asarray(raw[bucket_idx], dtype=np.float32)
+    t1 = time.perf_counter()
     logger.info("k-means: %d centroids from %d of %d vectors", k, n_sample, n_vectors)
     centroids = kmeans(sample, k, iters=cfg.kmeans_iters, seed=cfg.seed)
-    bucket_idx = np.sort(rng.choice(n_vectors, min(n_vectors, BUCKET_SAMPLE), replace=False))
-    codec = ResidualCodec.train(centroids, np.asarray(raw[bucket_idx], dtype=np.float32), cfg.nbits,
-                                kind=cfg.codec, seed=cfg.seed)
+    del sample
+    t2 = time.perf_counter()
+    codec = ResidualCodec.train(centroids, bucket_sample, cfg.nbits, kind=cfg.codec, seed=cfg.seed)
+    if timings is not None:
+        timings.update(seconds_sample=t1 - t0, seconds_kmeans=t2 - t1, seconds_quantiser=time.perf_counter() - t2)
     logger.info("codec: %s, %d bytes per vector", codec.describe(), codec.bytes_per_vector())
     return codec, n_sample
 
 
+def default_kmeans_sample(k: int) -> int:
+    """Vectors k-means is trained on for ``k`` centroids: ``KMEANS_SAMPLE_PER_CENTROID`` per centroid, at least
+    ``KMEANS_MIN_SAMPLE`` (all vectors when the collection has fewer)."""
+    return max(KMEANS_SAMPLE_PER_CENTROID * k, KMEANS_MIN_SAMPLE)
+
+
 def _compress(tmp: Path, raw: np.ndarray, offsets: np.ndarray, doclens: np.ndarray, codec: ResidualCodec,
-              verbose: bool) -> tuple[np.ndarray, int]:
-    """Phase 3: raw ``codes.bin`` and ``residuals.bin`` in chunks aligned to document boundaries; the sorted unique
-    (centroid, document) pairs of each chunk go to ``pairs.i32``. Returns the postings per centroid and their total."""
+              verbose: bool, timings: Optional[dict[str, float]] = None) -> tuple[np.ndarray, int]:
+    """Phase 3: raw ``codes.bin`` and ``residuals.bin`` in chunks aligned to document boundaries, appended in order
+    (memory: one chunk); the sorted unique (centroid, document) pairs of each chunk go to ``pairs.i32``. Returns the
+    postings per centroid and their total. ``timings``: receives ``seconds_read``, ``seconds_assign`` (nearest
+    centroid) and ``seconds_quantise`` (residuals, scale bytes, postings)."""
     n_docs, n_vectors, k = len(doclens), len(raw), codec.n_centroids
-    cols, rdt = codec.residual_shape
-    codes_out = _raw_out(tmp / "codes.bin", codec.code_dtype, (n_vectors,))
-    res_out = _raw_out(tmp / "residuals.bin", rdt, (n_vectors, cols))
     ivf_counts = np.zeros(k, dtype=np.int64)
     n_pairs = 0
+    spent = {"seconds_read": 0.0, "seconds_assign": 0.0, "seconds_quantise": 0.0}
     pbar = pt.tqdm(total=n_vectors, desc="compressing", unit="vec", disable=not verbose)
-    with open(tmp / "pairs.i32", "wb") as pair_out:
+    with open(tmp / "pairs.i32", "wb") as pair_out, open(tmp / "codes.bin", "wb") as codes_out, \
+            open(tmp / "residuals.bin", "wb") as res_out:
         d0 = 0
         while d0 < n_docs:
             d1 = int(np.searchsorted(offsets, offsets[d0] + COMPRESS_CHUNK_VECTORS, side="right")) - 1
             d1 = min(max(d1, d0 + 1), n_docs)
             v0, v1 = int(offsets[d0]), int(offsets[d1])
             if v1 > v0:
-                codes, packed = codec.compress(np.asarray(raw[v0:v1], dtype=np.float32))
-                codes_out[v0:v1] = codes
-                res_out[v0:v1] = packed
+                t0 = time.perf_counter()
+                vectors = np.asarray(raw[v0:v1], dtype=np.float32)
+                t1 = time.perf_counter()
+                nearest = assign_nearest(vectors, codec.centroids)
+                t2 = time.perf_counter()
+                codes, packed = codec.compress(vectors, codes=nearest)
+                codes_out.write(np.ascontiguousarray(codes).tobytes())
+                res_out.write(np.ascontiguousarray(packed).tobytes())
                 doc_of = np.repeat(np.arange(d0, d1, dtype=np.int64), doclens[d0:d1])
                 pairs = np.unique(codes.astype(np.int64) * n_docs + doc_of)  # sorted by (centroid, doc)
                 pc, pdoc = (pairs // n_docs).astype(np.int32), (pairs % n_docs).astype(np.int32)
                 ivf_counts += np.bincount(pc, minlength=k)
                 pair_out.write(np.stack([pc, pdoc], axis=1).tobytes())
                 n_pairs += len(pairs)
+                spent["seconds_read"] += t1 - t0
+                spent["seconds_assign"] += t2 - t1
+                spent["seconds_quantise"] += time.perf_counter() - t2
                 pbar.update(v1 - v0)
             d0 = d1
     pbar.close()
-    for out in (codes_out, res_out):
-        if isinstance(out, np.memmap):
-            out.flush()
+    if timings is not None:
+        timings.update(spent)
     return ivf_counts, n_pairs
-
-
-def _raw_out(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """A writable raw (header-less) memory-mapped array file; an empty file (and array) for zero items."""
-    if int(np.prod(shape)) == 0:
-        open(path, "wb").close()
-        return np.zeros(shape, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="w+", shape=shape)
 
 
 def _write_ivf(tmp: Path, ivf_counts: np.ndarray, n_pairs: int, prefix: str = "ivf.0") -> None:
@@ -368,17 +383,16 @@ def _write_ivf(tmp: Path, ivf_counts: np.ndarray, n_pairs: int, prefix: str = "i
     np.cumsum(ivf_counts, out=ivf_offsets[1:])
     ivf_docs = np.lib.format.open_memmap(tmp / f"{prefix}.docs.npy", mode="w+", dtype=np.int32, shape=(n_pairs,))
     cursor = ivf_offsets[:-1].copy()
-    pairs_mm = np.memmap(tmp / "pairs.i32", dtype=np.int32, mode="r", shape=(n_pairs, 2)) if n_pairs else \
-        np.zeros((0, 2), dtype=np.int32)
+    pairs = VectorFile(tmp / "pairs.i32", n_pairs, 2, np.int32)
     for s in range(0, n_pairs, COPY_CHUNK):
-        chunk = np.asarray(pairs_mm[s:s + COPY_CHUNK])
+        chunk = pairs.read(s, s + COPY_CHUNK)
         order = np.argsort(chunk[:, 0], kind="stable")
         c, d = chunk[order, 0], chunk[order, 1]
         starts = np.searchsorted(c, c, side="left")  # first row of each row's centroid within the chunk
         ivf_docs[cursor[c] + (np.arange(len(c)) - starts)] = d
         cursor += np.bincount(c, minlength=k)
     ivf_docs.flush()
-    del ivf_docs, pairs_mm
+    del ivf_docs
     np.save(tmp / f"{prefix}.offsets.npy", ivf_offsets)
     os.remove(tmp / "pairs.i32")
 
@@ -411,15 +425,18 @@ def _build(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer) -> dict[str, Any
     write_docnos(tmp, "docnos.0", streamed.docnos)  # refuses duplicates
     doclens.tofile(tmp / "doclens.i32")
     offsets.tofile(tmp / "offsets.i64")
-    raw = np.memmap(tmp / "raw.f16", dtype=np.float16, mode="r", shape=(streamed.n_vectors, streamed.dim))
+    raw = VectorFile(tmp / "raw.f16", streamed.n_vectors, streamed.dim)
+    phases: dict[str, float] = {}
     if cfg.codec_from is not None:
         codec, n_sample = codec_of(cfg.codec_from, streamed.dim), 0
     else:
-        codec, n_sample = _train_codec(raw, cfg)
+        codec, n_sample = _train_codec(raw, cfg, timings=phases)
     codec.save(tmp)
     t_train = time.perf_counter()
-    ivf_counts, n_pairs = _compress(tmp, raw, offsets, doclens, codec, cfg.verbose)
+    ivf_counts, n_pairs = _compress(tmp, raw, offsets, doclens, codec, cfg.verbose, timings=phases)
+    t_ivf = time.perf_counter()
     _write_ivf(tmp, ivf_counts, n_pairs, "ivf.0")
+    phases["seconds_ivf"] = time.perf_counter() - t_ivf
     if cfg.store_token_ids:
         write_token_stats(tmp, tmp / "raw.tokids", offsets)  # df / cf per token id (PRF, query pruning)
         _write_token_ids(tmp, streamed.n_vectors)
@@ -432,6 +449,7 @@ def _build(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer) -> dict[str, Any
     timings = {"seconds_total": round(t_end - t0, 3), "seconds_encoding": round(streamed.encode_s, 3),
                "seconds_pass1": round(t_pass1 - t0, 3), "seconds_train": round(t_train - t_pass1, 3),
                "seconds_compress": round(t_end - t_train, 3),
+               **{name: round(v, 3) for name, v in phases.items()},
                "vectors_per_second_excl_encoding":
                    round(streamed.n_vectors / max(t_end - t0 - streamed.encode_s, 1e-9), 1)}
     meta = _metadata(cfg, streamed, codec, n_pairs, n_sample, timings)

@@ -166,10 +166,11 @@ class ResidualCodec:
             return pq.encode(res, self.codebooks)
         return _quantise(res, self.cutoffs, self.nbits)
 
-    def compress(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Encode float ``(n, dim)`` vectors; returns ``(codes (n,), residuals (n, cols))``."""
+    def compress(self, vectors: np.ndarray, codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Encode float ``(n, dim)`` vectors; returns ``(codes (n,), residuals (n, cols))``. ``codes``: each
+        vector's nearest centroid, when the caller has already computed it (:func:`assign_nearest`)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        codes = assign_nearest(vectors, self.centroids)
+        codes = assign_nearest(vectors, self.centroids) if codes is None else np.asarray(codes, dtype=np.int64)
         res = vectors - self.centroids[codes]
         if self.nbits == 16:
             return codes.astype(self.code_dtype), res.astype(np.float16)

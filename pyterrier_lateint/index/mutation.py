@@ -35,6 +35,7 @@ from .docstore import write_docnos
 from .integrity import extend_record, fsync_dir, record
 from .layout import META_FILE, IndexReader
 from .pruning import TokenPooler
+from .vectorfile import VectorFile
 
 if TYPE_CHECKING:
     from .artifact import ColBERTIndex
@@ -174,8 +175,7 @@ def _add_segment(path: Path, tmp: Path, reader: IndexReader, records: list[dict]
     doclens = streamed.doclens
     offsets = np.zeros(len(doclens) + 1, dtype=np.int64)
     np.cumsum(doclens, out=offsets[1:])
-    raw = np.memmap(tmp / "raw.f16", dtype=np.float16, mode="r", shape=(streamed.n_vectors, reader.dim)) \
-        if streamed.n_vectors else np.zeros((0, reader.dim), dtype=np.float16)
+    raw = VectorFile(tmp / "raw.f16", streamed.n_vectors, reader.dim)
     ivf_counts, n_pairs = _compress(tmp, raw, offsets, doclens, reader.codec, False)
     del raw
     _write_ivf(tmp, ivf_counts, n_pairs, "ivf")

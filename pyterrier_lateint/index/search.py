@@ -20,10 +20,12 @@ centroid scores as ``St = centroids @ Q.T`` ``(K, T)``, so the inner loops run o
 
 ``nexact`` and ``ncandidates`` are raised to at least ``num_results`` and ``4 * nexact`` (:meth:`SearchParams.for_k`).
 
-Defaults (``nprobe=4, ncandidates=512, nexact=128``) come from a sweep on SciFact's *train* queries with the default
-384-d model (``benchmarks/bench_index.py sweep``; never tuned on a collection's test queries): R@10 against
-exhaustive search 0.981 there (documents of ~175 vectors), where ``nexact=96`` gives 0.973 and ``nexact=64`` 0.957,
-and ``ncandidates`` 256 vs 512 changes nothing; on Vaswani (~48 vectors per document) the same defaults give 0.997.
+Defaults (``nprobe=4, ncandidates=1024, nexact=256``, with the default ``8 sqrt(n)`` centroids) come from the scale
+ladder (``benchmarks/bench_scale.py``: synthetic collections of real token vectors, real queries, never a
+collection's test queries) and the shared collections (``tests/test_default_recall.py``), where the goal is R@10 >= 0.99
+against exhaustive search over the same index. On 10,000 documents (863k vectors, 4,096 centroids) the former
+``512, 128`` gave 0.979 and ``1024, 256`` gives 0.990 at 1.45x the median latency; with the former ``4 sqrt(n)``
+centroids ``512, 128`` gave 0.954 (0.985 on the first 3,000 Vaswani documents).
 """
 from __future__ import annotations
 
@@ -47,15 +49,16 @@ PARALLEL_MIN_WORK = 3_000_000
 
 @dataclass(frozen=True)
 class SearchParams:
-    """Knobs of the end-to-end search (defaults chosen on SciFact train queries, ``benchmarks/bench_index.py sweep``).
+    """Knobs of the end-to-end search (defaults chosen on the scale ladder, ``benchmarks/bench_scale.py``; see the
+    module docstring).
 
     - ``nprobe``: centroids probed per query token (stage 1).
     - ``ncandidates``: documents kept by stage 1 for centroid interaction.
     - ``nexact``: documents kept by stage 2 for exact MaxSim (scored from the compressed bytes).
     """
     nprobe: int = 4
-    ncandidates: int = 512
-    nexact: int = 128
+    ncandidates: int = 1024
+    nexact: int = 256
 
     def __post_init__(self) -> None:
         if self.nprobe < 1:

@@ -35,7 +35,7 @@ import pandas as pd
 import pyterrier as pt
 
 from ..index import ColBERTIndex
-from ..index.build import (BUCKET_SAMPLE, KMEANS_MIN_SAMPLE, KMEANS_SAMPLE_PER_CENTROID, _move_into_place,
+from ..index.build import (BUCKET_SAMPLE, default_kmeans_sample, _move_into_place,
                            _train_codec, codec_of, new_temp_folder, recover)
 from ..index.codec import DEFAULT_KIND, KINDS, SUPPORTED_NBITS, ResidualCodec
 from ..index.commit import write_json_atomic, writer_lock
@@ -334,7 +334,7 @@ def train_codec_task(root: str, model: Optional[LateInteractionModel], settings:
         n_est = max(1, round(n_sampled / taken * n_docs))
         k = min(settings.n_centroids or default_n_centroids(n_est), n_est)
         # as many vectors as a single index's k-means and bucket samples (or the kmeans_sample asked for)
-        need = settings.kmeans_sample or max(KMEANS_SAMPLE_PER_CENTROID * k, KMEANS_MIN_SAMPLE, BUCKET_SAMPLE)
+        need = settings.kmeans_sample or max(default_kmeans_sample(k), BUCKET_SAMPLE)
         if n_sampled >= min(need, n_est) or taken == n_docs:
             break
         more = min(n_docs - taken, max(PILOT_DOCS, math.ceil((need - n_sampled) * 1.1 / max(n_sampled / taken, 1))))

@@ -1,0 +1,462 @@
+"""Scale ladder (issue 22): build and search collections of 10k to 1M documents made of REAL token vectors.
+
+The collections come from :mod:`scale_corpus` (the four shared collections encoded with the default model, each
+vector perturbed and re-normalised; see its docstring for the generator and ``scale_corpus.py check`` for its
+checks). Queries are a seeded sample of the collections' real queries (SciFact's train queries, never its test
+queries), encoded once; query encoding is excluded everywhere.
+
+For each size:
+
+- **build** (in a child process, so its peak resident memory is the build's alone): seconds per phase (vector
+  spill, k-means sample, k-means, residual quantiser, nearest-centroid assignment, residual quantisation, inverted
+  file), peak RSS, bytes per vector, index bytes;
+- **search** at default settings, one query per call (median and p95 over every query of every pass) and batched
+  (ms per query), **interleaved** with PLAID (colbert-ai, when ``--peers plaid``): ours, PLAID, ours, PLAID, ...
+  ``--passes`` passes each over the same queries, each system in one warm process, the ratio per pass reported;
+- **recall**: R@10 and R@100 against exhaustive search over the same index (``mode="exhaustive"``, also timed),
+  and R@10 against exact fp32 MaxSim over the uncompressed synthetic vectors (for ours and PLAID alike);
+- a **sweep** of search settings on the same index (``--sweep``), for choosing the defaults.
+
+    python benchmarks/scale_corpus.py pool                                  # once: encode the pool
+    python benchmarks/bench_scale.py --sizes 10000 100000 --peers plaid \\
+        --out experiments/results/scale.md --plot experiments/results/scale.png
+
+Everything is written under ``--work`` (default ``$LATEINT_CACHE/bench/scale``); ``--json`` keeps every figure.
+PLAID needs its virtual environment (``benchmarks/peers/setup.sh``; ``--venvs``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("LATEINT_NUM_THREADS", "2")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, os.environ.get("LATEINT_SRC", str(HERE.parent)))
+
+from scale_corpus import DEFAULT_NOISE, Pool, SyntheticCorpus, build_pool, cache_root  # noqa: E402
+
+logger = logging.getLogger("bench_scale")
+THREADS = 2
+K = 10  # results per query of the timed searches (ours and PLAID, at their defaults for k=10)
+DEPTH = 100  # results of the references (exhaustive, exact fp32) and of the R@100 run
+PHASES = ("seconds_pass1", "seconds_sample", "seconds_kmeans", "seconds_quantiser", "seconds_assign",
+          "seconds_quantise", "seconds_ivf")
+
+
+# --- building -------------------------------------------------------------------------------------------------------
+def build_ours(pool_dir: Path, size: int, noise: float, seed: int, path: Path, indexer_kw: dict) -> dict:
+    """Build our index of ``size`` synthetic documents at ``path`` (run in a child process); returns its figures."""
+    import torch
+
+    from pyterrier_lateint.index import ColBERTIndex
+    torch.set_num_threads(THREADS)
+    corpus = SyntheticCorpus(Pool.load(pool_dir), size, noise, seed)
+    index = ColBERTIndex(path)
+    t = time.perf_counter()
+    index.indexer(None, overwrite=True, verbose=False, batch_size=1024, **indexer_kw).index(corpus.documents())
+    wall = time.perf_counter() - t
+    meta = index.metadata()
+    sizes = index.size_bytes()
+    return {"build_s": wall, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "n_docs": meta["n_docs"], "n_vectors": meta["n_vectors"], "n_centroids": meta["n_centroids"],
+            "kmeans_sample": meta["build"]["kmeans_sample"], "index_bytes": int(sum(sizes.values())),
+            "bytes_per_vector": sum(sizes.values()) / meta["n_vectors"],
+            "phases": {k: meta["build"].get(k) for k in PHASES}}
+
+
+def materialise(pool_dir: Path, size: int, noise: float, seed: int, out: Path) -> Path:
+    """Write the synthetic collection as the peers' drivers read it: ``docs.npy`` float16 ``(n_vectors, dim)``,
+    ``offsets.npy``; ``queries.npy``/``qoffsets.npy`` are written by the caller."""
+    corpus = SyntheticCorpus(Pool.load(pool_dir), size, noise, seed)
+    lens = corpus.doclens()
+    offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    out.mkdir(parents=True, exist_ok=True)
+    docs = np.lib.format.open_memmap(out / "docs.npy.tmp", mode="w+", dtype=np.float16,
+                                     shape=(int(offsets[-1]), corpus.pool.dim))
+    for c, (_, v, offs) in enumerate(corpus.chunks()):
+        start = int(offsets[c * 1024])
+        docs[start:start + len(v)] = v
+    docs.flush()
+    del docs
+    os.replace(out / "docs.npy.tmp", out / "docs.npy")
+    np.save(out / "offsets.npy", offsets)
+    return out
+
+
+# --- references -----------------------------------------------------------------------------------------------------
+def exact_fp32(corpus: SyntheticCorpus, queries: list, depth: int = DEPTH) -> np.ndarray:
+    """Top-``depth`` document numbers per query by exact MaxSim over the uncompressed (fp32) synthetic vectors:
+    int64 ``(n_queries, depth)``; the collection is streamed chunk by chunk (ties: lower document first)."""
+    import torch
+    Q = torch.from_numpy(np.concatenate(queries).astype(np.float32))
+    q_starts = np.cumsum([0] + [len(q) for q in queries])[:-1]
+    best_s = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_i = np.zeros((len(queries), 0), dtype=np.int64)
+    for c, (_, v, offs) in enumerate(corpus.chunks()):
+        sims = (torch.from_numpy(v) @ Q.T).numpy()  # (n_vectors of the chunk, T): documents' rows contiguous
+        lens = np.diff(offs)
+        ne = lens > 0
+        per_doc = np.zeros((len(lens), Q.shape[0]), dtype=np.float32)
+        per_doc[ne] = np.maximum.reduceat(sims, offs[:-1][ne], axis=0)  # (n_docs, T): best document token
+        scores = np.add.reduceat(per_doc, q_starts, axis=1).T  # (n_queries, n_docs)
+        scores[:, ~ne] = -np.inf
+        ids = np.broadcast_to(np.arange(c * 1024, c * 1024 + len(lens)), scores.shape)
+        best_s, best_i = np.concatenate([best_s, scores], 1), np.concatenate([best_i, ids], 1)
+        order = _order(best_s, best_i)[:, :depth]
+        best_s, best_i = np.take_along_axis(best_s, order, 1), np.take_along_axis(best_i, order, 1)
+    return best_i
+
+
+def _order(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Per row, positions by descending score, ties by lower id."""
+    return np.stack([np.lexsort((i, -s)) for s, i in zip(scores, ids)])
+
+
+def recall(system: list, reference: list, k: int) -> float:
+    """Mean over queries of ``|top-k(system) & top-k(reference)| / |top-k(reference)|``."""
+    vals = [len(set(a[:k]) & set(b[:k])) / max(1, len(b[:k])) for a, b in zip(system, reference) if len(b)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+# --- searching ------------------------------------------------------------------------------------------------------
+class Ours:
+    """Our index searched in this process, through the retriever (what a user calls)."""
+
+    def __init__(self, path: Path, queries: list, k: int = K, **params):
+        import torch
+
+        from pyterrier_lateint.index import ColBERTIndex
+        torch.set_num_threads(THREADS)
+        self.index = ColBERTIndex(path)
+        self.frame = pd.DataFrame({"qid": [str(i) for i in range(len(queries))], "query_embs": queries})
+        self.params = params
+        self.retriever = self.index.retriever(num_results=k, **params)
+        self.rows = [self.frame.iloc[i:i + 1] for i in range(len(self.frame))]
+        for r in self.rows:  # warm-up: numba compilation, page cache
+            self.retriever.transform(r)
+
+    def ranked(self, res: pd.DataFrame) -> list:
+        by_q = {q: g.sort_values("rank").docno.str[1:].astype(np.int64).to_numpy() for q, g in res.groupby("qid")}
+        return [by_q.get(str(i), np.zeros(0, dtype=np.int64)) for i in range(len(self.rows))]
+
+    def one_pass(self) -> tuple[list, list]:
+        """One query per call over every query: (ms per query, ranked document numbers per query)."""
+        ms, out = [], []
+        for r in self.rows:
+            t = time.perf_counter()
+            res = self.retriever.transform(r)
+            ms.append(1000 * (time.perf_counter() - t))
+            out.append(res)
+        return ms, self.ranked(pd.concat(out, ignore_index=True))
+
+    def batched(self) -> tuple[float, list]:
+        t = time.perf_counter()
+        res = self.retriever.transform(self.frame)
+        return 1000 * (time.perf_counter() - t) / len(self.rows), self.ranked(res)
+
+    def exhaustive(self) -> tuple[float, list]:
+        retr = self.index.retriever(num_results=DEPTH, mode="exhaustive")
+        t = time.perf_counter()
+        res = retr.transform(self.frame)
+        return 1000 * (time.perf_counter() - t) / len(self.rows), self.ranked(res)
+
+
+class Plaid:
+    """colbert-ai's PLAID in its own virtual environment, kept warm: ``plaid_driver.py --serve`` builds the index,
+    then answers one pass over the queries per request."""
+
+    def __init__(self, venvs: Path, vectors: Path, work: Path, nbits: int = 2):
+        py = venvs / "plaid" / "bin" / "python"
+        if not py.exists():
+            raise SystemExit(f"no PLAID environment at {py.parent.parent}: run benchmarks/peers/setup.sh or pass "
+                             f"--venvs")
+        env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), BENCH_THREADS=str(THREADS))
+        self.log = open(work / "plaid.log", "w")
+        self.proc = subprocess.Popen([str(py), "-u", str(HERE / "peers" / "plaid_driver.py"), str(vectors),
+                                      str(work / "plaid"), "--nbits", str(nbits), "--k", str(K), "--serve"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                     env=env)
+        self.built = self._read()
+
+    def _read(self) -> dict:
+        for line in self.proc.stdout:
+            if line.startswith("@@RESULT@@"):
+                return json.loads(line[len("@@RESULT@@"):])
+        raise RuntimeError(f"the PLAID driver ended without a result; see {self.log.name}")
+
+    def one_pass(self) -> tuple[list, list]:
+        self.proc.stdin.write("pass\n")
+        self.proc.stdin.flush()
+        r = self._read()
+        return r["per_query_ms"], [np.asarray(t, dtype=np.int64) for t in r["topk"]]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=60)
+        self.log.close()
+
+
+def pcts(ms: list) -> tuple[float, float]:
+    return float(np.median(ms)), float(np.percentile(ms, 95))
+
+
+def growth_exponent(xs: list, ys: list) -> float:
+    """Least-squares slope of log(y) on log(x): y ~ x**slope."""
+    if len(xs) < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
+
+
+# --- one size -------------------------------------------------------------------------------------------------------
+def run_size(a, pool_dir: Path, pool: Pool, qidx: np.ndarray, size: int) -> dict:
+    work = a.work / f"n{size}"
+    work.mkdir(parents=True, exist_ok=True)
+    queries = [pool.queries[i] for i in qidx]
+    from pyterrier_lateint.index.search import SearchParams
+    d = SearchParams()
+    row: dict = {"docs": size, "settings": f"{d.nprobe}:{d.ncandidates}:{d.nexact}", "noise": a.noise,
+                 "passes": a.passes, "command": " ".join(sys.argv[1:])}
+    cmd = [sys.executable, __file__, "_build", "--size", str(size), "--noise", str(a.noise), "--seed", str(a.seed),
+           "--index", str(work / "ours.lateint"), "--pool", str(pool_dir)]
+    logger.info("building ours: %s", " ".join(cmd))
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    row["ours_build"] = json.loads(out.strip().splitlines()[-1])
+    logger.info("ours built: %s", row["ours_build"])
+    corpus = SyntheticCorpus(pool, size, a.noise, a.seed)
+    t = time.perf_counter()
+    exact = exact_fp32(corpus, queries)
+    row["exact_fp32_s"] = time.perf_counter() - t
+    ours = Ours(work / "ours.lateint", queries)
+    plaid = None
+    if "plaid" in a.peers and size <= a.plaid_max:
+        vec_dir = materialise(pool_dir, size, a.noise, a.seed, work / "vectors")
+        np.save(vec_dir / "queries.npy", np.concatenate(queries).astype(np.float32))
+        np.save(vec_dir / "qoffsets.npy", np.cumsum([0] + [len(q) for q in queries]))
+        t = time.perf_counter()
+        plaid = Plaid(a.venvs, vec_dir, work, a.nbits)
+        row["plaid_build"] = {k: plaid.built[k] for k in ("build_s", "index_bytes", "n_vectors", "settings",
+                                                          "system", "peak_rss_mib") if k in plaid.built}
+        row["plaid_build"]["bytes_per_vector"] = plaid.built["index_bytes"] / plaid.built["n_vectors"]
+        logger.info("PLAID built in %.0fs (wall incl. start %.0fs)", plaid.built["build_s"], time.perf_counter() - t)
+    passes = {"ours": [], "plaid": []}
+    try:
+        for p in range(a.passes):  # interleaved: ours, PLAID, ours, PLAID, ...
+            passes["ours"].append(ours.one_pass())
+            if plaid is not None:
+                passes["plaid"].append(plaid.one_pass())
+            logger.info("pass %d: ours median %.1f ms%s", p, pcts(passes["ours"][-1][0])[0],
+                        f", PLAID median {pcts(passes['plaid'][-1][0])[0]:.1f} ms" if plaid else "")
+    finally:
+        if plaid is not None:
+            plaid.close()
+    row["ours_ms_per_pass"] = [pcts(ms) for ms, _ in passes["ours"]]
+    row["ours_ms"] = pcts([x for ms, _ in passes["ours"] for x in ms])
+    ours_top = passes["ours"][-1][1]
+    row["ours_batched_ms"], _ = ours.batched()
+    row["exhaustive_ms"], exh = ours.exhaustive()
+    _, top100 = Ours(work / "ours.lateint", queries, k=DEPTH).batched()
+    row["ours_R10_exh"], row["ours_R100_exh"] = recall(ours_top, exh, 10), recall(top100, exh, 100)
+    row["ours_R10_fp32"] = recall(ours_top, exact, 10)
+    row["exh_R10_fp32"] = recall(exh, exact, 10)
+    if plaid is not None:
+        row["plaid_ms_per_pass"] = [pcts(ms) for ms, _ in passes["plaid"]]
+        row["plaid_ms"] = pcts([x for ms, _ in passes["plaid"] for x in ms])
+        ratios = [(pcts(pm)[0] / pcts(om)[0], pcts(pm)[1] / pcts(om)[1])
+                  for (om, _), (pm, _) in zip(passes["ours"], passes["plaid"])]
+        row["speedup_per_pass"] = ratios  # PLAID / ours, (median, p95), one pair per pass
+        row["plaid_R10_fp32"] = recall(passes["plaid"][-1][1], exact, 10)
+        row["plaid_R10_exh"] = recall(passes["plaid"][-1][1], exh, 10)
+    if a.sweep:
+        row["sweep"] = sweep(work / "ours.lateint", queries, exh, exact, a.sweep)
+    logger.info("size %d: %s", size, {k: v for k, v in row.items() if k != "sweep"})
+    return row
+
+
+def sweep(path: Path, queries: list, exh: list, exact: list, settings: list) -> list:
+    """R@10 (against exhaustive search and exact fp32) and one-query-per-call latency of each search setting
+    ``NPROBE:NCANDIDATES:NEXACT``, two passes each, on the same index."""
+    out = []
+    for s in settings:
+        nprobe, ncand, nexact = (int(x) for x in s.split(":"))
+        o = Ours(path, queries, nprobe=nprobe, ncandidates=ncand, nexact=nexact)
+        ms, top = o.one_pass()
+        ms2, _ = o.one_pass()
+        out.append({"setting": s, "R10_exh": recall(top, exh, 10), "R10_fp32": recall(top, exact, 10), "ms": pcts(ms + ms2)})
+        logger.info("sweep %s: %s", s, out[-1])
+    return out
+
+
+# --- report ---------------------------------------------------------------------------------------------------------
+def table(rows: list, a) -> str:
+    runs = "; ".join(f"`python benchmarks/bench_scale.py {r['command']}`" for r in rows if r.get("command"))
+    lines = [f"Synthetic collections of real token vectors (`benchmarks/scale_corpus.py`: the four shared "
+             f"collections encoded with the default model, noise {rows[0].get('noise', a.noise)}), "
+             f"{len(rows[0]['queries'])} real queries, k={K} (R@100: a k={DEPTH} run), 2 threads; search one query "
+             f"per call over {rows[0].get('passes', a.passes)} passes, interleaved with PLAID's where it ran (ours, "
+             f"PLAID, ours, ...: median and p95 over every query of every pass); our search settings "
+             f"(nprobe:ncandidates:nexact) " + ", ".join(f"{r.get('settings', '?')} at {r['docs']:,}" for r in rows)
+             + f". Measured by {runs}; printed by `python benchmarks/bench_scale.py {' '.join(a.argv)}`.", ""]
+    head = ["docs", "vectors", "centroids", "system", "build s", "peak RSS GiB", "B/vector", "search ms p50",
+            "p95", "batched ms/q", "R@10 vs exhaustive", "R@100 vs exhaustive", "R@10 vs exact fp32",
+            "exhaustive ms/q"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        b = r["ours_build"]
+        lines.append("| " + " | ".join([
+            f"{r['docs']:,}", f"{b['n_vectors']:,}", f"{b['n_centroids']:,}", "ours", f"{b['build_s']:.0f}",
+            f"{b['peak_rss_mib'] / 1024:.2f}", f"{b['bytes_per_vector']:.1f}", f"{r['ours_ms'][0]:.1f}",
+            f"{r['ours_ms'][1]:.1f}", f"{r['ours_batched_ms']:.1f}", f"{r['ours_R10_exh']:.3f}",
+            f"{r['ours_R100_exh']:.3f}", f"{r['ours_R10_fp32']:.3f}", f"{r['exhaustive_ms']:.0f}"]) + " |")
+        if "plaid_build" in r:
+            pb = r["plaid_build"]
+            lines.append("| " + " | ".join([
+                "", "", "", "PLAID", f"{pb['build_s']:.0f}",
+                f"{pb['peak_rss_mib'] / 1024:.2f}" if "peak_rss_mib" in pb else "", f"{pb['bytes_per_vector']:.1f}",
+                f"{r['plaid_ms'][0]:.1f}", f"{r['plaid_ms'][1]:.1f}", "", f"{r['plaid_R10_exh']:.3f}", "",
+                f"{r['plaid_R10_fp32']:.3f}", ""]) + " |")
+    lines.append("")
+    phases = ["spill", "sample", "k-means", "quantiser", "assign", "quantise", "IVF"]
+    lines += ["Build phases (ours, seconds): " + "; ".join(
+        f"{r['docs']:,} docs: " + ", ".join(f"{n} {r['ours_build']['phases'][p]:.1f}" for n, p in zip(phases, PHASES)
+                                            if r["ours_build"]["phases"].get(p) is not None) for r in rows) + ".", ""]
+    speed = [r for r in rows if "speedup_per_pass" in r]
+    for r in speed:
+        med = [x[0] for x in r["speedup_per_pass"]]
+        p95 = [x[1] for x in r["speedup_per_pass"]]
+        lines.append(f"PLAID / ours at {r['docs']:,} docs, per pass (median; p95): "
+                     + ", ".join(f"{m:.2f}x; {q:.2f}x" for m, q in zip(med, p95))
+                     + f" (median of passes {np.median(med):.2f}x; {np.median(p95):.2f}x). Build: "
+                     f"{r['plaid_build']['build_s'] / r['ours_build']['build_s']:.2f}x.")
+    if speed:
+        lines.append("")
+    if len(rows) > 1:
+        xs = [r["docs"] for r in rows]
+        lines.append(f"Growth exponents (y ~ docs^e, least squares over the sizes): ours search median "
+                     f"{growth_exponent(xs, [r['ours_ms'][0] for r in rows]):.2f}, p95 "
+                     f"{growth_exponent(xs, [r['ours_ms'][1] for r in rows]):.2f}, build "
+                     f"{growth_exponent(xs, [r['ours_build']['build_s'] for r in rows]):.2f}, exhaustive "
+                     f"{growth_exponent(xs, [r['exhaustive_ms'] for r in rows]):.2f}"
+                     + (f"; PLAID search median {growth_exponent([r['docs'] for r in speed], [r['plaid_ms'][0] for r in speed]):.2f}, build "
+                        f"{growth_exponent([r['docs'] for r in speed], [r['plaid_build']['build_s'] for r in speed]):.2f}"
+                        if len(speed) > 1 else "") + ".")
+        lines.append("")
+    sweeps = [r for r in rows if r.get("sweep")]
+    if sweeps:
+        lines += ["Search settings on the same indexes (NPROBE:NCANDIDATES:NEXACT; R@10 vs exhaustive / vs exact "
+                  "fp32; median ms):", ""]
+        settings = [s["setting"] for s in sweeps[0]["sweep"]]
+        lines += ["| setting | " + " | ".join(f"{r['docs']:,} docs" for r in sweeps) + " |",
+                  "|---|" + "---|" * len(sweeps)]
+        for i, s in enumerate(settings):
+            lines.append(f"| {s} | " + " | ".join(
+                f"{r['sweep'][i]['R10_exh']:.3f} / {r['sweep'][i]['R10_fp32']:.3f} / {r['sweep'][i]['ms'][0]:.1f}"
+                for r in sweeps) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(rows: list, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    xs = [r["docs"] for r in rows]
+    sp = [r for r in rows if "plaid_ms" in r]
+    for ax, key, title in ((axes[0], "ms", "search, one query per call (median ms)"), (axes[1], "build", "build (s)")):
+        ys = [r["ours_ms"][0] for r in rows] if key == "ms" else [r["ours_build"]["build_s"] for r in rows]
+        ax.loglog(xs, ys, "o-", label=f"ours (e={growth_exponent(xs, ys):.2f})")
+        if sp:
+            px = [r["docs"] for r in sp]
+            py = [r["plaid_ms"][0] for r in sp] if key == "ms" else [r["plaid_build"]["build_s"] for r in sp]
+            ax.loglog(px, py, "s--", label=f"PLAID (e={growth_exponent(px, py):.2f})")
+        ax.set_xlabel("documents")
+        ax.set_title(title)
+        ax.legend()
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def report(rows: list, a) -> None:
+    """Print the table; write it to ``--out`` and the plot to ``--plot`` when asked."""
+    text = table(rows, a)
+    print(text)
+    if a.out:
+        a.out.write_text(text)
+    if a.plot:
+        plot(rows, a.plot)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("cmd", nargs="?", default="run", choices=["run", "report", "_build"],
+                   help="run: measure the sizes; report: print the table (and plot) of earlier runs' --json files "
+                        "(--inputs), e.g. sizes measured by separate commands")
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    p.add_argument("--queries", type=int, default=200, help="real queries sampled (seeded)")
+    p.add_argument("--noise", type=float, default=DEFAULT_NOISE)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nbits", type=int, default=2)
+    p.add_argument("--passes", type=int, default=5)
+    p.add_argument("--peers", nargs="*", default=[], choices=["plaid"])
+    p.add_argument("--plaid-max", type=int, default=100_000, help="largest size PLAID is run at")
+    p.add_argument("--venvs", type=Path, default=Path(os.environ.get("PEER_VENVS") or
+                                                      Path.home() / ".cache" / "pyterrier_lateint" / "peer-venvs"))
+    p.add_argument("--sweep", nargs="*", default=[], help="search settings NPROBE:NCANDIDATES:NEXACT to sweep")
+    p.add_argument("--work", type=Path, default=None)
+    p.add_argument("--out", type=Path, help="markdown table")
+    p.add_argument("--plot", type=Path, help="log-log plot (PNG)")
+    p.add_argument("--json", type=Path, help="every figure")
+    p.add_argument("--inputs", type=Path, nargs="*", default=[], help="report: the --json files of earlier runs")
+    p.add_argument("--keep", action="store_true", help="keep the indexes and vectors under --work")
+    # _build (child process)
+    p.add_argument("--size", type=int)
+    p.add_argument("--index", type=Path)
+    p.add_argument("--pool", type=Path)
+    a = p.parse_args()
+    a.argv = sys.argv[1:]
+    if a.cmd == "_build":
+        print(json.dumps(build_ours(a.pool, a.size, a.noise, a.seed, a.index, {"nbits": a.nbits})))
+        return
+    if a.cmd == "report":
+        rows = sorted((r for f in a.inputs for r in json.loads(f.read_text())), key=lambda r: r["docs"])
+        a.sizes = [r["docs"] for r in rows]
+        report(rows, a)
+        return
+    a.work = a.work or cache_root() / "runs"
+    pool_dir = build_pool()
+    pool = Pool.load(pool_dir)
+    qidx = np.sort(np.random.default_rng(a.seed).choice(len(pool.queries), min(a.queries, len(pool.queries)),
+                                                        replace=False))
+    rows = []
+    for size in a.sizes:
+        row = run_size(a, pool_dir, pool, qidx, size)
+        row["queries"] = [pool.qids[i] for i in qidx]
+        rows.append(row)
+        if a.json:
+            a.json.write_text(json.dumps(rows, indent=1))
+        if not a.keep:
+            shutil.rmtree(a.work / f"n{size}", ignore_errors=True)
+    report(rows, a)
+
+
+if __name__ == "__main__":
+    main()
