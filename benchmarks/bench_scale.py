@@ -372,6 +372,10 @@ def table(rows: list, a) -> str:
     return "\n".join(lines)
 
 
+def _label(name: str, xs: list, ys: list) -> str:
+    return f"{name} (e={growth_exponent(xs, ys):.2f})" if len(xs) > 1 else f"{name} (one size)"
+
+
 def plot(rows: list, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -381,11 +385,14 @@ def plot(rows: list, path: Path) -> None:
     sp = [r for r in rows if "plaid_ms" in r]
     for ax, key, title in ((axes[0], "ms", "search, one query per call (median ms)"), (axes[1], "build", "build (s)")):
         ys = [r["ours_ms"][0] for r in rows] if key == "ms" else [r["ours_build"]["build_s"] for r in rows]
-        ax.loglog(xs, ys, "o-", label=f"ours (e={growth_exponent(xs, ys):.2f})")
+        ax.loglog(xs, ys, "o-", label=_label("ours", xs, ys))
+        every = list(ys)
         if sp:
             px = [r["docs"] for r in sp]
             py = [r["plaid_ms"][0] for r in sp] if key == "ms" else [r["plaid_build"]["build_s"] for r in sp]
-            ax.loglog(px, py, "s--", label=f"PLAID (e={growth_exponent(px, py):.2f})")
+            ax.loglog(px, py, "s--", label=_label("PLAID", px, py))
+            every += py
+        ax.set_ylim(min(every) / 3, max(every) * 3)  # a decade or more, so that slopes read true
         ax.set_xlabel("documents")
         ax.set_title(title)
         ax.legend()
