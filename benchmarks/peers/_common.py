@@ -26,35 +26,33 @@ def dir_bytes(path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
+def timed_pass(search_one, queries) -> tuple[list, list]:
+    """One pass over ``queries``, one call each: (ms per query, result per query)."""
+    ms, results = [], []
+    for q in queries:
+        t = time.perf_counter()
+        results.append(search_one(q))
+        ms.append(1000 * (time.perf_counter() - t))
+    return ms, results
+
+
 def time_one_at_a_time(search_one, queries, repeats: int = 3):
     """Warm-up pass over all queries, then ``repeats`` timed passes; per query the median over the passes (ms),
     and the result of the last pass."""
-    for q in queries:
-        search_one(q)
-    times = np.zeros((repeats, len(queries)))
-    results = [None] * len(queries)
-    for r in range(repeats):
-        for i, q in enumerate(queries):
-            t = time.perf_counter()
-            results[i] = search_one(q)
-            times[r, i] = 1000 * (time.perf_counter() - t)
-    return np.median(times, axis=0).tolist(), results
+    timed_pass(search_one, queries)
+    passes = [timed_pass(search_one, queries) for _ in range(repeats)]
+    return np.median(np.array([ms for ms, _ in passes]), axis=0).tolist(), passes[-1][1]
 
 
 def serve(search_one, queries, emit_pass) -> None:
-    """Answer requests on standard input, one per line, until ``quit``: ``pass`` runs one timed pass over
-    ``queries`` (no warm-up) and emits ``{"per_query_ms", "topk"}`` through ``emit_pass(ms, results)``."""
+    """Answer requests on standard input, one per line, until ``quit``: ``pass`` runs one :func:`timed_pass` over
+    ``queries`` (no warm-up) and emits it through ``emit_pass(ms, results)``."""
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "quit":
             return
         if cmd == "pass":
-            ms, results = [], []
-            for q in queries:
-                t = time.perf_counter()
-                results.append(search_one(q))
-                ms.append(1000 * (time.perf_counter() - t))
-            emit_pass(ms, results)
+            emit_pass(*timed_pass(search_one, queries))
 
 
 def emit(obj: dict) -> None:
