@@ -161,7 +161,7 @@ def run_ours(folder: Path, work: Path, nbits: int, repeats: int, codec: str = "p
     exhaustive = idx.retriever(num_results=K, mode="exhaustive", backend="numba").transform(qf)
     by_q_ex = {q: [pos[d] for d in g.sort_values("rank").docno] for q, g in exhaustive.groupby("qid", sort=False)}
     from pyterrier_lateint.index.search import SearchParams
-    sp = SearchParams().for_k(K)
+    sp = SearchParams().for_k(K, r.n_live)
     return {"system": "ours: ColBERTIndex (numba CPU)", "build_s": build_s,
             "index_bytes": int(sum(idx.size_bytes().values())), "n_vectors": int(offsets[-1]),
             "per_query_ms": np.median(times, axis=0).tolist(), "batched_ms_per_q": batched,

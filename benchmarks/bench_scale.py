@@ -230,7 +230,7 @@ def run_size(a, pool_dir: Path, pool: Pool, qidx: np.ndarray, size: int) -> dict
     work.mkdir(parents=True, exist_ok=True)
     queries = [pool.queries[i] for i in qidx]
     from pyterrier_lateint.index.search import SearchParams
-    d = SearchParams()
+    d = SearchParams().for_k(K, size)  # the defaults at this size
     row: dict = {"docs": size, "settings": f"{d.nprobe}:{d.ncandidates}:{d.nexact}", "noise": a.noise,
                  "passes": a.passes, "command": " ".join(sys.argv[1:])}
     cmd = [sys.executable, __file__, "_build", "--size", str(size), "--noise", str(a.noise), "--seed", str(a.seed),

@@ -56,7 +56,7 @@ def measure_stages(reader, queries: list, k: int, reps: int):
                                                 pad_queries, query_slice, select_top, stage_candidates,
                                                 stage_interaction)
     from pyterrier_lateint.index.simd import LANES
-    p, K = SearchParams().for_k(k), reader.codec.n_centroids
+    p, K = SearchParams().for_k(k, reader.n_live), reader.codec.n_centroids
     ivf, offsets = np.asarray(reader.ivf_offsets), np.asarray(reader.offsets)
     rows = []
     for q in queries:
@@ -92,15 +92,17 @@ def measure_stages(reader, queries: list, k: int, reps: int):
     return pd.DataFrame(rows)
 
 
-def simulate_stage1(n_docs: int, list_len: int, nq: int, k: int, runs: int = 15) -> float:
+def simulate_stage1(n_docs: int, list_len: int, nq: int, k: int, runs: int = 15,
+                    total_docs: int | None = None) -> float:
     """Median ms of stage 1's walk and candidate cut (probe selection excluded) in a synthetic shard of ``n_docs``
     documents whose probed posting lists hold ``list_len`` random sorted ids each: its postings hit two
     ``(n_docs,)`` accumulators at random (cache misses), which Vaswani's 11k documents cannot show. Random
-    centroid scores (2,048 centroids) for ``nq`` tokens; ``runs`` random queries after three warm-ups."""
+    centroid scores (2,048 centroids) for ``nq`` tokens; ``runs`` random queries after three warm-ups. The search
+    settings are the defaults for ``total_docs`` (the whole collection; default ``n_docs``)."""
     import numpy as np
     from pyterrier_lateint.index.search import (SearchParams, _probe_candidates, _scratch, _top_probes,
                                                 select_top_positions)
-    p, rng, K, times = SearchParams().for_k(k), np.random.default_rng(0), 2048, []
+    p, rng, K, times = SearchParams().for_k(k, total_docs or n_docs), np.random.default_rng(0), 2048, []
     for run in range(runs + 3):  # three warm-ups: the allocator settles on this array size
         St = rng.standard_normal((K, max(16, -(-nq // 16) * 16)), dtype=np.float32)
         probes = _top_probes(St, nq, p.nprobe)
@@ -133,13 +135,13 @@ def measure_encoding(model, texts: list[str], reps: int) -> float:
     return float(np.median(times))
 
 
-def merge_ms(n_shards: int, k: int) -> float:
+def merge_ms(n_shards: int, k: int, n_docs: int) -> float:
     """Median ms of the coordinator's merges (:func:`merge_candidates` of ``n_shards`` x ``ncandidates`` stage-1/2
     results, then :func:`merge_top_k` of ``nexact`` exact scores), on random scores."""
     import numpy as np
     from pyterrier_lateint.index.search import SearchParams
     from pyterrier_lateint.sharded.search import merge_candidates, merge_top_k
-    p, rng, times = SearchParams().for_k(k), np.random.default_rng(0), []
+    p, rng, times = SearchParams().for_k(k, n_docs), np.random.default_rng(0), []
     parts = [(np.arange(p.ncandidates, dtype=np.int64) + s * 10 ** 7, rng.random(p.ncandidates, dtype=np.float32),
               rng.random(p.ncandidates, dtype=np.float32)) for s in range(n_shards)]
     for _ in range(6):
@@ -171,7 +173,7 @@ def estimate(name: str, n_docs: float, n_vectors: float, dim: int, nq: int, enco
     (ns per unit) and the measured index geometry ``geo``."""
     from pyterrier_lateint.index.kmeans import default_n_centroids
     from pyterrier_lateint.index.search import SearchParams
-    p = SearchParams().for_k(args.k)
+    p = SearchParams().for_k(args.k, int(n_docs))  # the defaults at this collection's size
     K = default_n_centroids(int(n_vectors))
     nb, b = geo["nbits"], geo["bytes"]
     resid = dim * nb / 8 + geo["scale_byte"]
@@ -188,10 +190,10 @@ def estimate(name: str, n_docs: float, n_vectors: float, dim: int, nq: int, enco
     postings = nq * p.nprobe * list_len * c["skew"]  # walked per query and shard
     product = K * T * c["product ns/(centroid x padded token)"] * dim / geo["dim"] / 1e6
     probe = K * nq * c["probe selection ns/(centroid x token)"] / 1e6
-    s1 = simulate_stage1(int(n_docs / shards), round(list_len * c["skew"]), nq, args.k)
+    s1 = simulate_stage1(int(n_docs / shards), round(list_len * c["skew"]), nq, args.k, total_docs=int(n_docs))
     s2 = min(p.ncandidates, n_docs / shards) * vpp * c["stage 2 ns/vector"] / 1e6
     exact = p.nexact * vpp * (T // 16) * c["exact ns/(vector x lane group)"] * (resid / c["resid"]) / 1e6
-    merge = merge_ms(shards, args.k)
+    merge = merge_ms(shards, args.k, int(n_docs))
     round1, round2 = product + probe + s1 + s2, exact  # round 2 reuses round 1's centroid scores
     total = encode_ms + 2 * args.rtt_ms + round1 + merge + round2
     return {"scenario": name, "passages": f"{n_docs / 1e6:,.1f}M", "vectors": f"{n_vectors / 1e9:,.2f}B",
@@ -210,7 +212,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--index", type=Path, help="a built ColBERTIndex of Vaswani (default: experiments' cached one)")
     ap.add_argument("--reps", type=int, default=5, help="timed runs per query after one warm-up")
-    ap.add_argument("--k", type=int, default=10, help="results per query (SearchParams().for_k(k))")
+    ap.add_argument("--k", type=int, default=10, help="results per query (SearchParams().for_k(k, n_docs))")
     ap.add_argument("--ram-gb", type=float, default=64, help="RAM per machine, GiB")
     ap.add_argument("--ram-fraction", type=float, default=0.75, help="share of RAM the index may fill (page cache)")
     ap.add_argument("--rtt-ms", type=float, default=0.5, help="network round trip per search round, ms")
@@ -243,7 +245,7 @@ def main() -> None:
     unit_cols = [col for col in df.columns if "ns/" in col]
     mean_list = geo["n_postings"] / geo["K"]
     from pyterrier_lateint.index.search import SearchParams
-    p = SearchParams().for_k(args.k)
+    p = SearchParams().for_k(args.k, reader.n_live)
     skew = df["postings"] / (df["tokens"] * p.nprobe * mean_list)
     const = {col: float(df[col].median()) for col in unit_cols}
     const.update(skew=float(skew.median()), resid=geo["dim"] * geo["nbits"] / 8 + geo["scale_byte"])

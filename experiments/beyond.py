@@ -121,7 +121,7 @@ def run(name: str, model: ColBERT, figure: bool) -> str:
     ]
     # the approximate-score cutoff only bites when fewer than nexact documents are asked for (nexact >= num_results
     # always): top-10 retrieval, compared on nDCG@10 with the default nexact
-    default_nexact = SearchParams().nexact
+    default_nexact = SearchParams().for_k(10, len(full)).nexact
     cutoffs = [(f"top 10, nexact={n}" + (" (default)" if n == default_nexact else ""),
                 full.retriever(model, num_results=10, nexact=n), full) for n in (default_nexact, 32, 10)]
     table = _table(systems, topics, qrels, ["nDCG@10", "AP", "R@1000"])

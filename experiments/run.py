@@ -5,8 +5,10 @@ collections, one ``pt.Experiment`` table each (see ``pyterrier_lateint.experimen
     python experiments/run.py vaswani cacm med scifact     # every shared collection
     python experiments/run.py irds:beir/nfcorpus           # any ir_datasets collection (online)
 
-Each table is printed and written to ``experiments/results/NAME.md`` (``--results``), which the README includes
-(``python experiments/readme.py``). Runs are saved under ``--save-dir`` and reused when run again.
+Each table is printed and written to ``NAME.md`` in ``--results`` (default: ``$LATEINT_CACHE/results``, outside the
+repository, so that a user's run never changes a tracked file). The README's tables are refreshed deliberately:
+``python experiments/run.py --results experiments/results`` then ``python experiments/readme.py``. Runs are saved
+under ``--save-dir`` and reused when run again.
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ import logging
 from pathlib import Path
 
 from pyterrier_lateint.experiments.runner import SYSTEMS, ExperimentSettings, run_experiment
+from pyterrier_lateint.settings import cache_dir
 
-RESULTS = Path(__file__).resolve().parent / "results"
+README_RESULTS = Path(__file__).resolve().parent / "results"  # the tables the README includes
 
 
 def main() -> None:
@@ -28,8 +31,11 @@ def main() -> None:
     ap.add_argument("--rerank-depth", type=int, default=100)
     ap.add_argument("--save-dir", default="runs")
     ap.add_argument("--generator", default=None, help="doc2query generator folder: adds BM25 + doc2query rows")
-    ap.add_argument("--results", type=Path, default=RESULTS, help="folder for the markdown tables")
+    ap.add_argument("--results", type=Path, default=None,
+                    help=f"folder for the markdown tables (default: $LATEINT_CACHE/results; {README_RESULTS} "
+                         "to refresh the README's tables)")
     args = ap.parse_args()
+    args.results = args.results or cache_dir() / "results"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for name in args.collections:
         result = run_experiment(ExperimentSettings(collection=name, split=args.split, model=args.model,
@@ -41,6 +47,7 @@ def main() -> None:
         print("\n" + text, flush=True)
         args.results.mkdir(parents=True, exist_ok=True)
         (args.results / f"{result.meta['collection']}.md").write_text(text)
+        logging.getLogger("run").info("table written to %s", args.results / f"{result.meta['collection']}.md")
 
 
 if __name__ == "__main__":

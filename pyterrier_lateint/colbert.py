@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from .base import ConfigEquality, rank_results, text_column
+from .base import ConfigEquality, check_int, rank_results, text_column
 from .maxsim import maxsim_packed, pack
 from .models import LateInteractionEncoder, model_key
 
@@ -74,7 +74,7 @@ class _ModelTransformer(ConfigEquality, pt.Transformer):
 
     def __init__(self, model: LateInteractionEncoder, batch_size: Optional[int] = None, verbose: bool = False):
         self.model = model
-        self.batch_size = batch_size or model.batch_size
+        self.batch_size = check_int("batch_size", batch_size or model.batch_size)
         self.verbose = verbose
 
     def _config(self) -> tuple:
@@ -177,9 +177,9 @@ class MaxSimScorer(ConfigEquality, pt.Transformer):
                  verbose: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
                  divide_by_query_length: Optional[bool] = None):
         self.model = model
-        self.batch_size = batch_size or (model.batch_size if model is not None else 64)
+        self.batch_size = check_int("batch_size", batch_size or (model.batch_size if model is not None else 64))
         self.verbose = verbose
-        self.chunk_size = chunk_size
+        self.chunk_size = check_int("chunk_size", chunk_size)
         self.divide_by_query_length = bool(model.config.divide_by_query_length if model is not None and
                                            divide_by_query_length is None else divide_by_query_length)
 

@@ -1,6 +1,7 @@
 """The ``lateint`` command line: ``train``'s help documents every training setting once (dashed flags, boolean
 switches), a real run on a tiny model writes a loadable model, --config values are used with command-line flags
-overriding them; ``cleanup`` removes what killed index builds left."""
+overriding them; ``cleanup`` removes what killed index builds left. Every error is one line ``lateint: error: ...``
+with exit status 2 (``--debug``, before or after the command: the traceback), an interrupt exits with 130."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,9 +12,12 @@ import sys
 
 import pytest
 
+from cli_helpers import cli_error
 from training_fixtures import tiny_model_dir, toy_records, write_lines  # noqa: F401
 
 from pyterrier_lateint import ColBERT, cli
+from pyterrier_lateint.index import IndexNotFoundError, ModelMismatchError
+from pyterrier_lateint.index.integrity import IndexCorruptError
 from pyterrier_lateint.training import TrainingConfig
 
 FIELDS = dataclasses.fields(TrainingConfig)
@@ -107,7 +111,16 @@ class Recorder:
         return self
 
 
-def test_arguments_reach_the_trainer(tmp_path, monkeypatch):
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run in ``tmp_path``, where the training files the tests name exist."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("ex.json", "q.tsv", "c.tsv", "x.jsonl"):
+        (tmp_path / name).write_text("")
+    return tmp_path
+
+
+def test_arguments_reach_the_trainer(tmp_path, monkeypatch, in_tmp):
     rec = Recorder().patch(monkeypatch)
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"learning_rate": 0.5, "head_learning_rate": 0.25, "loss": "ce+kl", "kl_weight": 3.0}))
@@ -132,7 +145,7 @@ def test_arguments_reach_the_trainer(tmp_path, monkeypatch):
                                          (["--no-in-batch-negatives", "--no-gradient-checkpointing"], False),
                                          (["--in_batch_negatives", "--gradient_checkpointing"], True),
                                          ([], None)])
-def test_bool_switches(monkeypatch, flags, value):
+def test_bool_switches(monkeypatch, in_tmp, flags, value):
     rec = Recorder().patch(monkeypatch)
     cli.main(["train", "--data", "x.jsonl", *flags])
     defaults = TrainingConfig()
@@ -141,7 +154,7 @@ def test_bool_switches(monkeypatch, flags, value):
     assert rec.calls["train"][1]["resume"] is True
 
 
-def test_bool_flag_false_overrides_config_true(tmp_path, monkeypatch):
+def test_bool_flag_false_overrides_config_true(tmp_path, monkeypatch, in_tmp):
     rec = Recorder().patch(monkeypatch)
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"in_batch_negatives": True, "gradient_checkpointing": True}))
@@ -162,15 +175,137 @@ def test_bad_arguments_exit_with_usage(monkeypatch, capsys, args):
     assert rec.calls == {}
 
 
-def test_invalid_settings_are_refused(tmp_path, monkeypatch):
+def test_invalid_settings_are_refused(tmp_path, monkeypatch, capsys, in_tmp):
     rec = Recorder().patch(monkeypatch)
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"max_steps": 3, "epochs": 2}))
-    with pytest.raises(ValueError, match="epochs"):
-        cli.main(["train", "--data", "x.jsonl", "--config", str(cfg)])
-    with pytest.raises(ValueError, match="mixed_precision"):
-        cli.main(["train", "--data", "x.jsonl", "--mixed-precision", "fp8"])
+    assert "epochs" in cli_error(capsys, "train", "--data", "x.jsonl", "--config", cfg)
+    assert "mixed_precision" in cli_error(capsys, "train", "--data", "x.jsonl", "--mixed-precision", "fp8")
     assert "config" not in rec.calls
+
+
+def test_train_refuses_missing_files_and_bad_config(tmp_path, monkeypatch, capsys, in_tmp):
+    rec = Recorder().patch(monkeypatch)
+    assert cli_error(capsys, "train", "--data", "nothere.jsonl") == \
+        "--data nothere.jsonl does not exist; check the path"
+    assert cli_error(capsys, "train", "--data", "x.jsonl", "--queries", tmp_path) == \
+        f"--queries {tmp_path} is a folder; give a file"
+    assert cli_error(capsys, "train", "--data", "x.jsonl", "--config", "none.json") == \
+        "--config none.json does not exist; check the path"
+    (tmp_path / "bad.json").write_text('{"max_steps": 3,\n "seed": }')
+    assert cli_error(capsys, "train", "--data", "x.jsonl", "--config", "bad.json") == \
+        '--config bad.json:2: not valid JSON (Expecting value at column 10); the file holds one JSON object of ' \
+        'settings, e.g. {"max_steps": 1000}'
+    (tmp_path / "list.json").write_text('[3]')
+    assert cli_error(capsys, "train", "--data", "x.jsonl", "--config", "list.json") == \
+        '--config list.json holds a JSON list, not an object of settings; write e.g. {"max_steps": 1000}'
+    (tmp_path / "latin.json").write_bytes('{"output_dir": "café"}'.encode("latin-1"))
+    assert cli_error(capsys, "train", "--data", "x.jsonl", "--config", "latin.json").startswith(
+        "--config latin.json is not UTF-8 text (byte 0xe9 at offset 19); convert it, e.g. `iconv -f latin1 -t utf-8")
+    assert rec.calls == {}
+
+
+def test_doc2query_train_errors_are_one_line(tmp_path, capsys):
+    assert cli_error(capsys, "doc2query-train", "--output-dir", tmp_path / "x") == \
+        "doc2query-train: give exactly one of --pairs FILE and --collection NAME"
+    assert cli_error(capsys, "doc2query-train", "--pairs", tmp_path / "p.tsv", "--output-dir", tmp_path / "x") == \
+        f"--pairs {tmp_path / 'p.tsv'} does not exist; check the path"
+
+
+def test_cleanup_refuses_missing_folder_and_file(tmp_path, capsys):
+    from pyterrier_lateint.settings import cache_dir
+    assert cli_error(capsys, "cleanup", tmp_path / "none") == \
+        f"{tmp_path / 'none'} does not exist; give folders that hold indexes (default: {cache_dir()})"
+    (tmp_path / "afile").write_text("x")
+    assert cli_error(capsys, "cleanup", tmp_path / "afile", "--dry-run") == \
+        f"{tmp_path / 'afile'} is a file, not a folder; give folders that hold indexes (default: {cache_dir()})"
+
+
+def failing_cleanup(monkeypatch, ex: BaseException) -> None:
+    """``lateint cleanup`` raises ``ex``."""
+    def run(args):
+        raise ex
+    monkeypatch.setattr(cli, "_run_cleanup", run)
+
+
+def _open_and_decode(path) -> None:
+    with open(path, encoding="utf-8") as f:
+        f.read()
+
+
+@pytest.mark.parametrize("ex,expected", [
+    (IndexNotFoundError("no index at 'x'"), "no index at 'x'"),
+    (IndexCorruptError("index 'x': file 'codes.bin' is missing; rebuild the index (indexer(..., overwrite=True)) or "
+                       "restore 'x' from a copy; index.verify() checks every file"),
+     "index 'x': file 'codes.bin' is missing; rebuild the index (`lateint index COLLECTION_OR_JSONL --out INDEX "
+     "--overwrite`) or restore 'x' from a copy"),
+    (ModelMismatchError("built with another model"), "built with another model"),
+    (PermissionError(13, "Permission denied", "/root/x"),
+     "/root/x: Permission denied; check the permissions, or choose another path"),
+    (FileNotFoundError(2, "No such file or directory", "q.tsv"), "q.tsv: No such file or directory; check the path"),
+    (KeyError("3 docnos not in the collection"), "3 docnos not in the collection"),
+    (ValueError("a value\nover two lines"), "a value over two lines"),
+    (SystemExit("doc2query-train: give exactly one"), "doc2query-train: give exactly one"),
+], ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else "")
+def test_library_errors_are_one_line(monkeypatch, capsys, ex, expected):
+    failing_cleanup(monkeypatch, ex)
+    assert cli_error(capsys, "cleanup") == expected
+
+
+def test_undecodable_file_is_named(tmp_path, monkeypatch, capsys):
+    """A UnicodeDecodeError raised while a file is open names that file and suggests iconv."""
+    path = tmp_path / "corpus.jsonl"
+    path.write_bytes("caf\xe9".encode("latin-1"))
+
+    def run(args):
+        _open_and_decode(path)
+    monkeypatch.setattr(cli, "_run_cleanup", run)
+    assert cli_error(capsys, "cleanup") == \
+        f"{path} is not UTF-8 text (byte 0xe9 at offset 3); lateint reads UTF-8 only: convert it, e.g. `iconv -f " \
+        f"latin1 -t utf-8 {path} > {path}.utf8` and use (or rename) that"
+
+
+def test_unexpected_error_says_where_and_suggests_debug(monkeypatch, capsys):
+    failing_cleanup(monkeypatch, ZeroDivisionError("division by zero"))
+    message = cli_error(capsys, "cleanup")
+    assert message.startswith("internal error at test_cli.py:")
+    assert message.endswith("ZeroDivisionError: division by zero; re-run with --debug for the full traceback and "
+                            "report it")
+
+
+@pytest.mark.parametrize("argv", [["--debug", "cleanup"], ["cleanup", "--debug"]])
+def test_debug_before_or_after_the_command_raises(monkeypatch, argv):
+    failing_cleanup(monkeypatch, ZeroDivisionError("division by zero"))
+    with pytest.raises(ZeroDivisionError):
+        cli.main(argv)
+    failing_cleanup(monkeypatch, SystemExit("doc2query-train: give exactly one"))
+    with pytest.raises(SystemExit, match="give exactly one"):
+        cli.main(argv)
+
+
+def test_interrupt_exits_130(monkeypatch, capsys):
+    failing_cleanup(monkeypatch, KeyboardInterrupt())
+    caught = None
+    try:  # not pytest.raises: a KeyboardInterrupt escaping it would stop the whole session
+        cli.main(["cleanup"])
+    except BaseException as ex:  # noqa: B036
+        caught = ex
+    assert isinstance(caught, SystemExit) and caught.code == 130
+    assert capsys.readouterr().err == "lateint: interrupted\n"
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["cleanup", "--debug"])
+
+
+def test_command_line_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
+    """The installed command: status 2 and one line on stderr; with --debug, the traceback."""
+    proc = lateint("search", str(tmp_path / "afile.lateint"), "query", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == f"lateint: error: index {tmp_path / 'afile.lateint'} does not exist; build one with " \
+                          f"`lateint index COLLECTION_OR_JSONL --out {tmp_path / 'afile.lateint'}`\n"
+    proc = lateint("--debug", "search", str(tmp_path / "afile.lateint"), "query", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback (most recent call last)" in proc.stderr
+    assert proc.stderr.rstrip().endswith(f"CLIError: index {tmp_path / 'afile.lateint'} does not exist; build one "
+                                         f"with `lateint index COLLECTION_OR_JSONL --out {tmp_path / 'afile.lateint'}`")
 
 
 def test_cleanup_removes_only_dead_builds(tmp_path, capsys):

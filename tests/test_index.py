@@ -481,3 +481,22 @@ def test_search_settings_validated(index2, model):
         index2.retriever(model, nprobe=0)
     with pytest.raises(ValueError, match="nexact"):
         SearchParams(4, 512, 0)
+
+
+def test_default_settings_follow_the_collection_size():
+    from pyterrier_lateint.index.search import default_nexact
+    d = SearchParams()
+    assert d.ncandidates is None and d.nexact is None
+    assert d.for_k(10, 3_000) == SearchParams(8, 1024, 256)
+    assert d.for_k(10, 100_000) == SearchParams(8, 1536, 384)  # 256 * 10 ** 0.18 = 387.9 -> 384
+    assert default_nexact(1_000_000) == 576  # 256 * 100 ** 0.18 = 588.4 -> 576
+    assert [default_nexact(n) for n in (1, 10_000, 20_000, 300_000)] == [256, 256, 288, 480]
+    # given settings are kept; num_results still raises nexact, and ncandidates to 4 * nexact
+    assert SearchParams(2, 100, 50).for_k(10, 10 ** 6) == SearchParams(2, 200, 50)
+    assert SearchParams(nexact=64).for_k(1000, 10) == SearchParams(8, 4000, 1000)
+    assert SearchParams(ncandidates=5000).for_k(10, 100_000) == SearchParams(8, 5000, 384)
+
+
+def test_retriever_repr_names_automatic_settings(index2, model):
+    assert "nprobe=8, ncandidates=auto, nexact=auto" in repr(index2.retriever(model))
+    assert "nexact=64" in repr(index2.retriever(model, nexact=64))

@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from ..base import check_int
 from ..models import LateInteractionModel, check_model
-from .build import ColBERTIndexer
+from .build import ColBERTIndexer, check_target
+from .integrity import IndexCorruptError, corrupt, crc32_range
 from .layout import ARTIFACT_FORMAT, ARTIFACT_TYPE, META_FILE, PACKAGE_HINT, DocnoList, IndexReader
 from .retriever import ColBERTRetriever
 from .pruning import TokenPooler
@@ -78,10 +80,12 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         return self._reader_cache
 
     def built(self) -> bool:
-        """Whether a complete index exists at the path."""
+        """Whether a complete index exists at the path: False when nothing, a file, or a folder without a
+        complete index is there; a damaged index raises
+        :class:`~pyterrier_lateint.index.integrity.IndexCorruptError` rather than passing for absent."""
         try:
             self._reader()
-        except FileNotFoundError:
+        except FileNotFoundError:  # IndexNotFoundError: nothing, a file, a half-written or foreign folder
             return False
         return True
 
@@ -110,11 +114,19 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
                 (per-dimension buckets, the first indexes' codec); see :mod:`pyterrier_lateint.index.codec`.
             n_centroids: number of centroids (default: :func:`~pyterrier_lateint.index.kmeans.default_n_centroids`).
             store_token_ids: also store each vector's token id (needs a model or a ``doc_toks`` field).
-            overwrite: replace an existing index (otherwise ``FileExistsError``).
+            overwrite: replace an existing index (otherwise ``FileExistsError``). Whatever it says, a path holding
+                something other than an index (a file, a folder of other files) is refused, never deleted; an
+                empty folder is used.
             pool_factor: token pooling: each document keeps about ``1 / pool_factor`` of its vectors (similar ones
                 merged, :class:`~pyterrier_lateint.index.pruning.TokenPooler`); 1 (default) keeps them all. The
                 fraction removed is recorded in ``metadata()["pooling"]``.
         """
+        check_int("n_centroids", n_centroids, optional=True)
+        check_int("kmeans_iters", kmeans_iters, minimum=0)
+        check_int("batch_size", batch_size)
+        if kwargs.get("kmeans_sample") is not None:
+            check_int("kmeans_sample", kwargs["kmeans_sample"])
+        check_target(Path(self.path), overwrite)  # refuse a file, a foreign folder or an index now, not after encoding
         indexer = ColBERTIndexer(self, self._model(model), nbits=nbits, n_centroids=n_centroids,
                                  kmeans_iters=kmeans_iters, batch_size=batch_size, store_token_ids=store_token_ids,
                                  overwrite=overwrite, verbose=verbose, **kwargs)
@@ -172,8 +184,23 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
     def token_stats(self) -> "TokenStats":
         """Document / collection frequency per token id (:class:`~pyterrier_lateint.index.token_stats.TokenStats`);
         needs ``store_token_ids=True`` at indexing."""
-        from .token_stats import load_token_stats
-        return load_token_stats(self._reader(), repr(self))
+        import zipfile
+        from .token_stats import STATS_FILE, load_token_stats
+        r = self._reader()
+        try:
+            return load_token_stats(r, repr(self))
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as e:
+            if isinstance(e, IndexCorruptError):
+                raise
+            rec = r.meta.get("files", {}).get(STATS_FILE)  # read only here: check its checksum when it fails
+            if rec is not None and (Path(self.path) / STATS_FILE).exists():
+                start = 0
+                for end, crc in rec["crc32"]:
+                    if crc32_range(Path(self.path) / STATS_FILE, start, end) != crc:
+                        raise corrupt(Path(self.path), STATS_FILE, f"fails its checksum ({type(e).__name__}: "
+                                                                   f"{e})") from None
+                    start = end
+            raise
 
     def explain(self, query: str, docno: str, model: Optional[LateInteractionModel] = None) -> pd.DataFrame:
         """Which stored document token each query token matched: one row per query token (see
@@ -298,12 +325,18 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         many adds; otherwise the stored bytes are copied as they are (search results unchanged). Also upgrades a
         format-1 index."""
         from .mutation import compact_index
+        check_int("n_centroids", n_centroids, optional=True)
+        if n_centroids is not None and not retrain:
+            raise ValueError(f"n_centroids={n_centroids} needs compact(retrain=True): without retraining the index "
+                             f"keeps its {self._reader().codec.n_centroids} centroids")
         compact_index(self, retrain=retrain, n_centroids=n_centroids, verbose=verbose)
         self._reset()
 
     def verify(self) -> dict[str, Any]:
-        """Check every file's size and checksum; raises :class:`~pyterrier_lateint.index.integrity.IndexCorruptError`
-        naming the damaged file, else returns ``{"files": n, "bytes": n}``."""
+        """Check every file's size and checksum (and ``lateint.json``'s own); raises
+        :class:`~pyterrier_lateint.index.integrity.IndexCorruptError` naming the damaged file, else returns
+        ``{"files": n, "bytes": n}``. Opening the index already checks all but the per-vector data (codes,
+        residuals, token ids, postings; see :class:`~pyterrier_lateint.index.layout.IndexReader`)."""
         r = IndexReader(Path(self.path))
         n_bytes = r.verify()
         return {"files": len(r.meta["files"]), "bytes": n_bytes}
@@ -312,10 +345,19 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         """Vectors per document, int32 ``(n_docs,)`` (memory-mapped)."""
         return self._reader().doclens
 
+    def _doc_id(self, r: IndexReader, docno: str, who: str) -> int:
+        """The internal id of one ``docno``; ``TypeError`` for anything but one docno, ``KeyError`` if unknown."""
+        if not isinstance(docno, (str, np.str_, int, np.integer)) or isinstance(docno, bool):
+            raise TypeError(f"{self!r}.{who} takes one docno (a str), not {type(docno).__name__} {docno!r:.60}; for "
+                            f"many documents use index.vec_loader() on a frame with a 'docno' column")
+        return int(r.doc_ids([str(docno)], fix=f"check it first ({str(docno)!r} in index.docnos()); "
+                                               f"vec_loader(on_unknown='drop') skips unknown docnos in a frame")[0])
+
     def vectors(self, docno: str) -> np.ndarray:
-        """The decompressed vectors of ``docno``: float32 ``(n_tokens, dim)``; ``KeyError`` if unknown."""
+        """The decompressed vectors of ``docno``: float32 ``(n_tokens, dim)``; ``KeyError`` if unknown (or
+        deleted)."""
         r = self._reader()
-        vecs, _ = r.decompress_docs(r.doc_ids([docno]))
+        vecs, _ = r.decompress_docs(np.array([self._doc_id(r, docno, "vectors")], dtype=np.int64))
         return vecs
 
     def token_ids(self, docno: str) -> np.ndarray:
@@ -324,7 +366,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         if r.token_ids is None:
             raise ValueError(f"{self!r} stores no token ids (needed for token texts and statistics); re-index "
                              f"with indexer(model, store_token_ids=True)")
-        i = int(r.doc_ids([docno])[0])
+        i = self._doc_id(r, docno, "token_ids")
         return np.asarray(r.token_ids[r.offsets[i]:r.offsets[i + 1]])
 
     def metadata(self) -> dict:

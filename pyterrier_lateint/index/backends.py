@@ -13,6 +13,7 @@ from typing import Optional, Protocol
 
 import numpy as np
 
+from ..models.runtime import check_device
 from .layout import IndexReader
 from .search import SearchParams, exact_maxsim, search_exhaustive, search_plaid
 
@@ -93,7 +94,10 @@ def select_backend(backend: Optional[str] = None, device: Optional[str] = None) 
         if device is None:
             import torch
             return TorchBackend("cuda") if torch.cuda.is_available() else NumbaBackend()
-        return NumbaBackend() if device == "cpu" else TorchBackend(device)
+        if device == "cpu":
+            return NumbaBackend()
+        check_device(device)
+        return TorchBackend(device)
     if backend == "numba":
         if device not in (None, "cpu"):
             raise ValueError(f"backend='numba' runs on the CPU; for device={device!r} use backend='torch'")
@@ -101,4 +105,5 @@ def select_backend(backend: Optional[str] = None, device: Optional[str] = None) 
     if device is None:
         import torch
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    check_device(device)
     return TorchBackend(device)

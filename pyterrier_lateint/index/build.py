@@ -13,6 +13,9 @@ only when complete (``lateint.json``, the completion marker, last), so a crash n
 path. A temporary folder left by a killed build (its process gone) is removed by the next writer of that path, and
 a writer killed between the two renames that replace an existing index is rolled back (:func:`recover`). Phases 1,
 3 and 4 also build the segments that ``index.add`` appends (:mod:`.mutation`).
+
+The index path (:func:`check_target`) may be missing, an empty folder, or an index (replaced only with
+``overwrite=True``); anything else (a file, a folder of other files) is refused and never renamed or deleted.
 """
 from __future__ import annotations
 
@@ -24,19 +27,21 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import pandas as pd
 import pyterrier as pt
 
+from ..base import invalid_unicode
 from ..models import LateInteractionModel, check_model
 from .codec import DEFAULT_KIND, KINDS, SUPPORTED_NBITS, ResidualCodec
 from .commit import commit_meta, writer_lock
 from .docstore import write_docnos
 from .integrity import fsync_dir, fsync_file, record
 from .kmeans import assign_nearest, default_n_centroids, kmeans
-from .layout import ARTIFACT_FORMAT, ARTIFACT_TYPE, FORMAT_VERSION, META_FILE, PACKAGE_HINT
+from .layout import (ARTIFACT_FORMAT, ARTIFACT_TYPE, FORMAT_VERSION, META_FILE, PACKAGE_HINT, SHARDED_META_FILE,
+                     describe_entries, is_index_folder)
 from .pruning import pool_batch
 from .token_stats import write_token_stats
 from .vectorfile import VectorFile
@@ -97,12 +102,10 @@ class ColBERTIndexer(pt.Indexer):
         if isinstance(inp, pd.DataFrame):
             inp = inp.to_dict(orient="records")
         path = Path(self.index_ref.path)
+        check_target(path, self.overwrite)  # fail before taking the lock (and before reading any document)
         with writer_lock(path):
             recover(path)
-            occupied = path.is_file() or (path.is_dir() and any(path.iterdir()))
-            if occupied and not self.overwrite:
-                raise FileExistsError(f"an index already exists at {str(path)!r}; use indexer(..., overwrite=True) "
-                                      f"to replace it, or choose another path")
+            check_target(path, self.overwrite)
             tmp = new_temp_folder(path)
             try:
                 meta = _build(tmp, inp, self)
@@ -113,6 +116,30 @@ class ColBERTIndexer(pt.Indexer):
                 raise
         self.index_ref._reset()
         return self.index_ref
+
+
+def check_target(path: Path, overwrite: bool, is_index: Callable[[Path], bool] = is_index_folder) -> bool:
+    """Whether an index may be written at ``path``: nothing there, or an empty folder (returns False), or an index
+    (``is_index``) that ``overwrite`` allows to replace (returns True). Raises ``FileExistsError`` for an index
+    without ``overwrite``, and for anything that is not an index, whatever ``overwrite`` says: a file, a broken
+    link, or a folder of other files (never deleted)."""
+    path = Path(path)
+    if (path.is_symlink() and not path.exists()) or (path.exists() and not path.is_dir()):
+        what = "a broken symbolic link" if path.is_symlink() and not path.exists() else "a file"
+        raise FileExistsError(f"{str(path)!r} is {what}, not an index folder; choose another path or remove it "
+                              f"yourself (nothing was changed)")
+    if not path.exists():
+        return False
+    if is_index(path):
+        if not overwrite:
+            raise FileExistsError(f"an index already exists at {str(path)!r}; use indexer(..., overwrite=True) to "
+                                  f"replace it, or choose another path")
+        return True
+    if any(path.iterdir()):
+        raise FileExistsError(f"{str(path)!r} exists and is not a lateint index (it holds {describe_entries(path)});"
+                              f" choose another path or remove it yourself (overwrite=True only replaces an index; "
+                              f"nothing was changed)")
+    return False
 
 
 def new_temp_folder(path: Path) -> Path:
@@ -137,31 +164,38 @@ def finish_folder(tmp: Path, meta: dict[str, Any]) -> None:
     commit_meta(tmp, meta)
 
 
-def recover(path: Path) -> list[Path]:
+def recover(path: Path, markers: tuple[str, ...] = (META_FILE, SHARDED_META_FILE)) -> list[Path]:
     """Called by every writer, under the writer lock, before it writes: roll back a replacement that a killed
-    writer left between its two renames (the old index is back at ``path``), then remove stale temporary folders.
-    Returns the folders removed."""
+    writer left between its two renames (the old index, a folder holding one of the completion ``markers``, is
+    back at ``path``), then remove stale temporary folders. Returns the folders removed."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         olds = [p for p in stale_builds(path) if OLD_MARK in p.name]
-        complete = [p for p in olds if (p / META_FILE).exists()]
+        complete = [p for p in olds if any((p / m).exists() for m in markers)]
         if complete:
             logger.warning("rolling back an interrupted replacement of %s (restoring %s)", path, complete[-1])
             os.replace(complete[-1], path)
     return remove_stale_builds(path)
 
 
-def _move_into_place(tmp: Path, path: Path) -> None:
-    """Rename the complete folder ``tmp`` to ``path``, replacing what is there (two renames; a writer killed
-    between them is rolled back by :func:`recover`)."""
+def _move_into_place(tmp: Path, path: Path, is_index: Callable[[Path], bool] = is_index_folder) -> None:
+    """Rename the complete folder ``tmp`` to ``path``: nothing or an empty folder there is replaced by one rename;
+    an index (``is_index``) by two (a writer killed between them is rolled back by :func:`recover`), then deleted.
+    Anything else raises ``FileExistsError`` (:func:`check_target`) and is left as it is."""
     fsync_dir(tmp)
-    if path.exists():
+    if path.is_dir() and not path.is_symlink() and is_index(path):
         trash = path.parent / f".{path.name}{OLD_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         os.replace(path, trash)
         os.replace(tmp, path)
         shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
+        return
+    if path.exists() or path.is_symlink():
+        check_target(path, overwrite=True, is_index=is_index)  # a file or a folder of other files: refused
+    try:
+        os.replace(tmp, path)  # atomic; over an empty folder too (and fails if files appeared in it meanwhile)
+    except OSError as e:
+        raise FileExistsError(f"cannot move the new index into {str(path)!r} ({e}); choose another path or empty "
+                              f"it yourself") from None
 
 
 def _process_alive(pid: int) -> bool:
@@ -248,6 +282,9 @@ def _batch_vectors(batch: list[dict], cfg: ColBERTIndexer) -> tuple[list, Option
         if not isinstance(d.get("text"), str):
             raise TypeError(f"docno {d.get('docno')!r}: text must be a str, not {type(d.get('text')).__name__} "
                             f"({d.get('text')!r}); fill missing text first (e.g. df.text.fillna('')) or drop the row")
+        problem = invalid_unicode(d["text"])
+        if problem:
+            raise ValueError(f"docno {d.get('docno')!r}: text {problem}")
     texts = [d["text"] for d in batch]
     if cfg.store_token_ids:
         vecs, ids = cfg.model.encode_docs(texts, batch_size=cfg.batch_size, return_ids=True)

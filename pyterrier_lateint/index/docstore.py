@@ -16,6 +16,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .integrity import corrupt
+
 FILE_SUFFIXES = (".fwd.npy", ".sorted.npy", ".order.npy")
 
 
@@ -59,12 +61,47 @@ class _Inv:
         return self._owner._inv(np.asarray(docnos, dtype=object).reshape(-1))
 
 
-class DocnoStore:
-    """One segment's docnos (local ids), memory-mapped."""
+def load_npy(folder: Path, name: str, dtype_kind: Optional[str], shape: Optional[tuple[Optional[int], ...]] = None,
+             mmap: bool = True) -> np.ndarray:
+    """The array of the ``.npy`` file ``folder/name`` (memory-mapped when ``mmap``), checked: dtype kind
+    (``"i"``, ``"S"``, ``"f"``, ...; ``None``: any), ``shape`` (when given; ``None`` in it matches any length)
+    and, for a map, that the file holds exactly the header and the data. A file that numpy cannot read, or that
+    does not match, raises :class:`~.integrity.IndexCorruptError` naming it."""
+    path = Path(folder) / name
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise corrupt(folder, name, "is missing") from None
+    except PermissionError:
+        raise
+    except Exception as e:  # numpy's header parser raises ValueError, SyntaxError, tokenize errors, MemoryError...
+        raise corrupt(folder, name, f"is not a readable .npy array ({type(e).__name__}: {e})") from None
+    problem = None
+    if (dtype_kind and arr.dtype.kind != dtype_kind) or arr.dtype.hasobject:
+        problem = f"holds dtype {arr.dtype}, not kind {dtype_kind!r}"
+    elif shape is not None and (arr.ndim != len(shape) or any(w is not None and w != g
+                                                               for w, g in zip(shape, arr.shape))):
+        problem = f"has shape {arr.shape}, {tuple(shape)} expected"
+    elif isinstance(arr, np.memmap) and arr.offset + arr.nbytes != path.stat().st_size:
+        problem = (f"has {path.stat().st_size} bytes, but its header describes {arr.offset + arr.nbytes} "
+                   f"(header {arr.offset} + data {arr.nbytes})")
+    if problem:
+        raise corrupt(folder, name, f"{problem}: its header or content was altered")
+    return arr
 
-    def __init__(self, folder: Path, prefix: str):
-        self.fwd_arr, self.sorted_arr, self.order = (np.load(Path(folder) / (prefix + s), mmap_mode="r")
-                                                     for s in FILE_SUFFIXES)
+
+class DocnoStore:
+    """One segment's docnos (local ids), memory-mapped. ``n_docs``: the segment's documents, when known, checked
+    against the files' shapes (a mismatch raises :class:`~.integrity.IndexCorruptError` naming the file)."""
+
+    def __init__(self, folder: Path, prefix: str, n_docs: Optional[int] = None):
+        names = [prefix + s for s in FILE_SUFFIXES]
+        self.fwd_arr = load_npy(folder, names[0], "S", (n_docs,))
+        self.sorted_arr = load_npy(folder, names[1], "S", (len(self.fwd_arr),))
+        self.order = load_npy(folder, names[2], "i", (len(self.fwd_arr),))
+        if self.sorted_arr.dtype != self.fwd_arr.dtype:
+            raise corrupt(folder, names[1], f"holds {self.sorted_arr.dtype} docnos but {names[0]!r} holds "
+                                            f"{self.fwd_arr.dtype}: one header was altered")
         self.fwd, self.inv = _Fwd(self), _Inv(self)
 
     def __len__(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import math
 
+import numba
 import numpy as np
 
 logger = logging.getLogger(__name__)
@@ -80,21 +81,101 @@ def _torch_kmeans(x: np.ndarray, k: int, *, iters: int, seed: int) -> np.ndarray
     return np.ascontiguousarray(cent.numpy(), dtype=np.float32)
 
 
-ASSIGN_BLOCK = 2 ** 24  # similarities per block of the assignment: (rows x centroids) float32, 64 MiB
+ASSIGN_BLOCK = 2 ** 24  # similarities per block of the assignment: (rows x centroids), 64 MiB in float32
+SHORTLIST = 4  # candidates per vector kept from the bfloat16 scores and re-scored in float32
+BF16_MIN_CENTROIDS = 256  # below this the float32 product is cheap and the shortlist pays no dividend
 
 
-def assign_nearest(x: np.ndarray, centroids: np.ndarray, *, chunk: int = 65536) -> np.ndarray:
+def _fast_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX or AVX-512 BF16): there a bfloat16 product
+    ran 2.7x the float32 rate (385 vs 144 GFLOPS, 2 cores of a Xeon with AMX); elsewhere it is emulated and slower."""
+    import torch
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:  # a torch without these probes
+        return False
+
+
+@numba.njit(cache=True, nogil=True)
+def _top4_bf16(scores, out):
+    """Column indices of the 4 largest values of each row of ``scores`` ``(n, K)``, bfloat16 bit patterns viewed as
+    int16, into int64 ``out`` ``(n, 4)`` (any order among equals). ``b ^ ((b >> 15) & 0x7FFF)`` maps a
+    sign-magnitude pattern to an integer of the same order as the float it encodes."""
+    n, k = scores.shape
+    low = -(1 << 30)
+    for i in range(n):
+        b0 = low
+        b1 = low
+        b2 = low
+        b3 = low
+        i0 = 0
+        i1 = 0
+        i2 = 0
+        i3 = 0
+        for j in range(k):
+            b = np.int32(scores[i, j])
+            key = b ^ ((b >> 15) & 0x7FFF)
+            if key > b3:
+                if key > b1:
+                    if key > b0:
+                        b3, i3, b2, i2, b1, i1, b0, i0 = b2, i2, b1, i1, b0, i0, key, j
+                    else:
+                        b3, i3, b2, i2, b1, i1 = b2, i2, b1, i1, key, j
+                elif key > b2:
+                    b3, i3, b2, i2 = b2, i2, key, j
+                else:
+                    b3, i3 = key, j
+        out[i, 0] = i0
+        out[i, 1] = i1
+        out[i, 2] = i2
+        out[i, 3] = i3
+
+
+def assign_nearest(x: np.ndarray, centroids: np.ndarray, *, chunk: int = 65536,
+                   bf16: bool | None = None) -> np.ndarray:
     """Index of the L2-nearest centroid of each row of ``x`` ``(n, dim)``; returns int64 ``(n,)``.
 
     Rows go ``chunk`` at a time, fewer when the ``(rows, K)`` similarity block would exceed ``ASSIGN_BLOCK``
-    values (a 65,536 x 16,384 block was 4 GiB, the largest allocation of a large build)."""
+    values (a 65,536 x 16,384 block was 4 GiB, the largest allocation of a large build).
+
+    ``bf16`` (default: with at least ``BF16_MIN_CENTROIDS`` centroids on a CPU with bfloat16 hardware): score all
+    centroids in bfloat16, keep each row's ``SHORTLIST`` best and pick among them in float32. On 65,536 real token
+    vectors and 16,384 centroids this took 4.8 s instead of 10.0 s and chose the float32 nearest for all but 1 row,
+    whose centroid was no farther (``benchmarks/bench_assign.py``)."""
     import torch
-    chunk = max(1, min(chunk, ASSIGN_BLOCK // max(1, len(centroids))))
     c = torch.from_numpy(np.ascontiguousarray(centroids, dtype=np.float32))
     half_norms = 0.5 * (c * c).sum(1)
     out = np.empty(len(x), dtype=np.int64)
+    if bf16 is None:
+        bf16 = len(centroids) >= BF16_MIN_CENTROIDS and _fast_bf16()
+    if bf16 and len(centroids) >= SHORTLIST:
+        return _assign_shortlist(x, c, half_norms, out, chunk)
+    chunk = max(1, min(chunk, ASSIGN_BLOCK // max(1, len(centroids))))
     for s in range(0, len(x), chunk):
         xs = torch.from_numpy(np.ascontiguousarray(x[s:s + chunk], dtype=np.float32))
         # argmin |x - c|^2  ==  argmax <x, c> - |c|^2 / 2
         out[s:s + chunk] = torch.argmax(xs @ c.T - half_norms, dim=1).numpy()
+    return out
+
+
+def _assign_shortlist(x, c, half_norms, out: np.ndarray, chunk: int) -> np.ndarray:
+    """bfloat16 scores ``<[x, 1], [c, -|c|^2/2]>`` (one product, no pass to subtract the norms), the best
+    ``SHORTLIST`` of each row (numba, rows split over the thread pool), then exact float32 scores of those."""
+    import torch
+
+    from ._threads import pmap
+    from ..settings import n_threads
+    k, dim = c.shape
+    cb = torch.cat([c, -half_norms[:, None]], 1).to(torch.bfloat16)
+    chunk = max(1, min(chunk, 2 * ASSIGN_BLOCK // k))  # bfloat16: twice the rows of the float32 block
+    for s in range(0, len(x), chunk):
+        xs = torch.from_numpy(np.ascontiguousarray(x[s:s + chunk], dtype=np.float32))
+        scores = (torch.cat([xs, torch.ones(len(xs), 1)], 1).to(torch.bfloat16) @ cb.T).view(torch.int16).numpy()
+        top = np.empty((len(xs), SHORTLIST), dtype=np.int64)
+        bounds = np.linspace(0, len(xs), n_threads() + 1).astype(np.int64)
+        pmap(lambda j: _top4_bf16(scores[bounds[j]:bounds[j + 1]], top[bounds[j]:bounds[j + 1]]),
+             range(len(bounds) - 1))
+        tt = torch.from_numpy(top)
+        exact = torch.einsum("nd,nkd->nk", xs, c[tt]) - half_norms[tt]
+        out[s:s + chunk] = tt.gather(1, exact.argmax(1, keepdim=True)).squeeze(1).numpy()
     return out

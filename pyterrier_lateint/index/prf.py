@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from ..base import ConfigEquality, rank_results
+from ..base import ConfigEquality, check_int, rank_results
 from ..models import LateInteractionModel, check_model, model_key
 from .backends import SearchBackend, select_backend
 from .kmeans import assign_nearest, kmeans
@@ -93,8 +93,10 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
                  seed: int = 42, kmeans_iters: int = 20, mode: str = "plaid", nprobe: Optional[int] = None,
                  ncandidates: Optional[int] = None, nexact: Optional[int] = None, batch_size: int = 64,
                  backend: Optional[str] = None, device: Optional[str] = None, verbose: bool = False):
-        if fb_docs < 1 or k < 1 or num_results < 1:
-            raise ValueError(f"fb_docs, k and num_results must be >= 1, not {fb_docs}, {k} and {num_results}")
+        fb_docs, k = check_int("fb_docs", fb_docs), check_int("k", k)
+        num_results = check_int("num_results", num_results)
+        fb_embs, kmeans_iters = check_int("fb_embs", fb_embs, 0), check_int("kmeans_iters", kmeans_iters)
+        batch_size = check_int("batch_size", batch_size)
         if not 0 <= fb_embs <= k:
             raise ValueError(f"fb_embs ({fb_embs}) must be between 0 and the number of clusters k ({k})")
         if not beta >= 0:

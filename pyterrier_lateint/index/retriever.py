@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from ..base import ConfigEquality
+from ..base import ConfigEquality, check_int
 from ..models import LateInteractionModel, check_model, model_key
 from .backends import SearchBackend, select_backend
 from .pruning import check_query_pruning, pruned_query_vectors
@@ -29,11 +29,8 @@ def search_params(mode: str, num_results: int, nprobe: Optional[int], ncandidate
     ``num_results``)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    if num_results < 1:
-        raise ValueError(f"num_results must be >= 1, not {num_results}")
-    d = SearchParams()
-    return SearchParams(d.nprobe if nprobe is None else nprobe, d.ncandidates if ncandidates is None else ncandidates,
-                        d.nexact if nexact is None else nexact)
+    check_int("num_results", num_results)
+    return SearchParams(SearchParams().nprobe if nprobe is None else nprobe, ncandidates, nexact)
 
 
 def results_frame(batch: pd.DataFrame, vecs: list[np.ndarray], res, docnos_of: Callable[[np.ndarray], Any],
@@ -90,9 +87,9 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
         self.params = search_params(mode, num_results, nprobe, ncandidates, nexact)
         self.index = index
         self.model = check_model(model, "ColBERTRetriever")
-        self.num_results = num_results
+        self.num_results = int(num_results)
         self.mode = mode
-        self.batch_size = batch_size
+        self.batch_size = check_int("batch_size", batch_size)
         self.backend: SearchBackend = select_backend(backend, device)
         self.verbose = verbose
         check_query_pruning(query_pruning, query_pruning_by)
@@ -105,7 +102,7 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
 
     def __repr__(self) -> str:
         return (f"ColBERTRetriever({str(self.index.path)!r}, num_results={self.num_results}, mode={self.mode!r}, "
-                f"nprobe={self.params.nprobe}, ncandidates={self.params.ncandidates}, nexact={self.params.nexact})")
+                f"{self.params.describe()})")
 
     def fuse_rank_cutoff(self, k: int) -> Optional[pt.Transformer]:
         """``retriever % k`` -> the same retriever with ``num_results=k`` (when ``k`` is smaller)."""

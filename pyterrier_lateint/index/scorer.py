@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from ..base import ConfigEquality, rank_results
+from ..base import ConfigEquality, check_int, rank_results
 from ..models import LateInteractionModel, check_model, model_key
 from .backends import SearchBackend, select_backend
 from .queries import query_vectors, score_divisor, validate_results
@@ -70,7 +70,7 @@ class ColBERTScorer(ConfigEquality, pt.Transformer):
         self.index = index
         self.on_unknown = check_on_unknown(on_unknown)
         self.model = check_model(model, "ColBERTScorer")
-        self.batch_size = batch_size
+        self.batch_size = check_int("batch_size", batch_size)
         self.backend: SearchBackend = select_backend(backend, device)
         self.verbose = verbose
 

@@ -20,12 +20,14 @@ centroid scores as ``St = centroids @ Q.T`` ``(K, T)``, so the inner loops run o
 
 ``nexact`` and ``ncandidates`` are raised to at least ``num_results`` and ``4 * nexact`` (:meth:`SearchParams.for_k`).
 
-Defaults (``nprobe=4, ncandidates=1024, nexact=256``, with the default ``8 sqrt(n)`` centroids) come from the scale
-ladder (``benchmarks/bench_scale.py``: synthetic collections of real token vectors, real queries, never a
-collection's test queries) and the shared collections (``tests/test_default_recall.py``), where the goal is R@10 >= 0.99
-against exhaustive search over the same index. On 10,000 documents (863k vectors, 4,096 centroids) the former
-``512, 128`` gave 0.979 and ``1024, 256`` gives 0.990 at 1.45x the median latency; with the former ``4 sqrt(n)``
-centroids ``512, 128`` gave 0.954 (0.985 on the first 3,000 Vaswani documents).
+Defaults (``nprobe=8``, ``nexact`` by the collection's size, :func:`default_nexact`: 256 up to 10,000 documents, 384
+at 100,000; ``ncandidates = 4 * nexact``; the default ``8 sqrt(n)`` centroids) come from the scale ladder
+(``benchmarks/bench_scale.py``: synthetic collections of real token vectors, real queries, never a collection's test
+queries) and the shared collections (``tests/test_default_recall.py``), where the goal is R@10 >= 0.99 against
+exhaustive search over the same index. R@10 at 10,000 / 100,000 documents: ``nprobe=4, 1024, 256`` (the defaults
+of the first scale run) 0.990 / 0.987; ``8, 1024, 256`` 0.993 / 0.989; ``8, 1536, 384`` - / 0.9995, at 1.0x / 1.2x the
+median latency of ``4, 1024, 256`` (noisy; interleaved passes). Before issue 22: ``4, 512, 128`` with ``4 sqrt(n)``
+centroids: 0.954 at 10,000 documents (0.985 on the first 3,000 Vaswani documents).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ..base import check_int
 from ..maxsim import EMPTY_DOC_SCORE, maxsim_packed
 from ._threads import n_threads, pmap
 from .layout import IndexReader
@@ -47,32 +50,58 @@ from .simd import LANES, aligned_empty, doc_adc_maxsim, doc_adc_maxsim_scaled, d
 PARALLEL_MIN_WORK = 3_000_000
 
 
+NEXACT_BASE = 256  # default nexact up to NEXACT_BASE_DOCS documents
+NEXACT_BASE_DOCS = 10_000
+NEXACT_GROWTH = 0.18  # default nexact grows as documents ** NEXACT_GROWTH beyond NEXACT_BASE_DOCS
+
+
+def default_nexact(n_docs: int) -> int:
+    """Default ``nexact`` for a collection of ``n_docs`` documents: 256 up to 10,000 documents, then
+    ``256 * (n_docs / 10,000) ** 0.18`` rounded to a multiple of 32 (384 at 100,000; 576 at 1M, extrapolated).
+
+    Measured on the scale ladder (``benchmarks/bench_scale.py``, 200 real queries, R@10 against exhaustive search
+    over the same index, ``nprobe=8``, ``ncandidates = 4 * nexact``): 10,000 documents, ``nexact=256``: 0.993;
+    100,000 documents, 256: 0.989, 384: 0.9995. Stage 2 ranks candidates by centroids alone, so the exact
+    stage must look a little deeper as more documents crowd the same centroids."""
+    if n_docs <= NEXACT_BASE_DOCS:
+        return NEXACT_BASE
+    return int(32 * round(NEXACT_BASE * (n_docs / NEXACT_BASE_DOCS) ** NEXACT_GROWTH / 32))
+
+
 @dataclass(frozen=True)
 class SearchParams:
     """Knobs of the end-to-end search (defaults chosen on the scale ladder, ``benchmarks/bench_scale.py``; see the
     module docstring).
 
     - ``nprobe``: centroids probed per query token (stage 1).
-    - ``ncandidates``: documents kept by stage 1 for centroid interaction.
-    - ``nexact``: documents kept by stage 2 for exact MaxSim (scored from the compressed bytes).
+    - ``ncandidates``: documents kept by stage 1 for centroid interaction; ``None``: ``4 * nexact``.
+    - ``nexact``: documents kept by stage 2 for exact MaxSim (scored from the compressed bytes); ``None``: by the
+      collection's size, :func:`default_nexact`.
     """
-    nprobe: int = 4
-    ncandidates: int = 1024
-    nexact: int = 256
+    nprobe: int = 8
+    ncandidates: int | None = None
+    nexact: int | None = None
 
     def __post_init__(self) -> None:
-        if self.nprobe < 1:
-            raise ValueError(f"nprobe must be >= 1, not {self.nprobe}")
-        if self.ncandidates < 1 or self.nexact < 1:
-            raise ValueError(f"ncandidates and nexact must be >= 1, not {self.ncandidates} and {self.nexact}")
+        object.__setattr__(self, "nprobe", check_int("nprobe", self.nprobe))
+        object.__setattr__(self, "ncandidates", check_int("ncandidates", self.ncandidates, optional=True))
+        object.__setattr__(self, "nexact", check_int("nexact", self.nexact, optional=True))
 
-    def for_k(self, k: int) -> "SearchParams":
-        """Settings for a top-``k`` search: ``nexact >= k``, ``ncandidates >= 4 * nexact``.
+    def describe(self) -> str:
+        """``nprobe=8, ncandidates=auto, nexact=auto`` (``auto``: chosen by the collection's size)."""
+        def show(v):
+            return "auto" if v is None else v
+        return f"nprobe={self.nprobe}, ncandidates={show(self.ncandidates)}, nexact={show(self.nexact)}"
+
+    def for_k(self, k: int, n_docs: int = NEXACT_BASE_DOCS) -> "SearchParams":
+        """Concrete settings for a top-``k`` search over ``n_docs`` documents: defaults filled in, ``nexact >= k``,
+        ``ncandidates >= 4 * nexact``.
 
         Deep rankings lose recall in stage 2: on Vaswani, k=1000 gives R@1000 = 0.84 against exhaustive search;
         ``nexact=2000`` (``nprobe=8``) gives 0.98 at about 3x the time."""
-        nexact = max(self.nexact, k)
-        return SearchParams(self.nprobe, max(self.ncandidates, 4 * nexact), nexact)
+        nexact = max(default_nexact(n_docs) if self.nexact is None else self.nexact, k)
+        ncandidates = 4 * nexact if self.ncandidates is None else max(self.ncandidates, 4 * nexact)
+        return SearchParams(self.nprobe, ncandidates, nexact)
 
 
 def pad_queries(queries: list[np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -372,7 +401,7 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
 
     Scores are exact MaxSim over the stored vectors (no score divisor applied).
     """
-    p = params.for_k(k)
+    p = params.for_k(k, reader.n_live)
     n_q = len(queries)
     if n_q == 0:
         return []
@@ -395,7 +424,8 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
 def search_exhaustive(reader: IndexReader, queries: list[np.ndarray], k: int,
                       chunk_vectors: int = 2 ** 16) -> list[tuple[np.ndarray, np.ndarray]]:
     """Brute-force exact MaxSim of every query against every (decompressed) live document; same output as
-    :func:`search_plaid`. Decompresses each chunk once for the whole batch; deleted documents are skipped."""
+    :func:`search_plaid` (a query with no vectors gets no results). Decompresses each chunk once for the whole
+    batch; deleted documents are skipped."""
     n_q = len(queries)
     best = [(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in range(n_q)]
     if n_q == 0:
@@ -423,6 +453,8 @@ def search_exhaustive(reader: IndexReader, queries: list[np.ndarray], k: int,
             sims = Q @ vectors.T  # (T, n_vec)
             per_tok = np.maximum.reduceat(sims, offs[:-1][nonempty], axis=1)  # (T, n_nonempty)
             for qi in range(n_q):
+                if q_off[qi] == q_off[qi + 1]:  # a query without vectors retrieves nothing, as in search_plaid
+                    continue
                 s = np.full(len(ids), EMPTY_DOC_SCORE, dtype=np.float32)
                 s[nonempty] = per_tok[q_off[qi]:q_off[qi + 1]].sum(axis=0)
                 prev_ids, prev_scores = best[qi]

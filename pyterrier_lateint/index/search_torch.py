@@ -335,7 +335,7 @@ def search_plaid_torch(reader: IndexReader, queries: list[np.ndarray], k: int, p
     ti = TorchIndex.get(reader, device)
     if ti.n_docs == 0 or len(ti.centroids) == 0:
         return _empty(len(queries))
-    p = params.for_k(k)
+    p = params.for_k(k, reader.n_live)
     with torch.inference_mode():
         Q, mask, _ = ti.pad_queries(queries)
         St = ti.centroid_scores(Q)
@@ -369,7 +369,8 @@ def search_exhaustive_torch(reader: IndexReader, queries: list[np.ndarray], k: i
     """Torch version of :func:`.search.search_exhaustive`: every document's vectors, decoded chunk by chunk, go
     through one matrix product with all queries' tokens; each document's max per token (``index_reduce``) summed
     over the query's real tokens; a running top-``k`` per query. ``chunk_vectors``: vectors per chunk (default:
-    what :func:`work_budget` allows for the batch). No host sync until the results come back."""
+    what :func:`work_budget` allows for the batch). No host sync until the results come back. A query with no
+    vectors gets no results."""
     n_q = len(queries)
     if n_q == 0:
         return []
@@ -412,4 +413,6 @@ def search_exhaustive_torch(reader: IndexReader, queries: list[np.ndarray], k: i
             pos = _top_by_key(all_s, all_i, k)
             best_s, best_i = torch.gather(all_s, 1, pos), torch.gather(all_i, 1, pos)
             d0 = d1
-        return _results(best_i, best_s)
+        res = _results(best_i, best_s)
+    # a query without vectors retrieves nothing (as in search_plaid_torch), not every document at score 0
+    return [r if len(q) else _empty(1)[0] for r, q in zip(res, queries)]

@@ -19,7 +19,8 @@ from ..maxsim import maxsim
 from .config import EncodingConfig
 from .layouts import load_checkpoint, resolve
 from .protocol import model_key
-from .runtime import EncodePlan, Runtime, default_precision, encode_plan, make_runtime
+from ..base import check_int, invalid_unicode
+from .runtime import EncodePlan, Runtime, check_device, default_precision, encode_plan, make_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,9 @@ def _check_texts(texts: Sequence[Any], what: str) -> list[str]:
         if not isinstance(t, str):
             raise TypeError(f"{what} text #{i} is {type(t).__name__} ({t!r:.40}), not str; replace missing "
                             f"text with '' (e.g. df['text'].fillna('')) or convert it with astype(str)")
+        problem = invalid_unicode(t)
+        if problem:
+            raise ValueError(f"{what} text #{i} ({t!r:.40}) {problem}")
     return out
 
 
@@ -140,8 +144,10 @@ class LateInteractionEncoder:
         self.config = config
         self.name = name
         self.layout = layout
+        if device is not None:
+            check_device(str(device))  # a GPU that is not there fails here, not at the first encode
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.batch_size = batch_size
+        self.batch_size = check_int("batch_size", batch_size)
         self.precision = precision or default_precision(self.device)
         self._precision_given = precision is not None
         self.backend = backend

@@ -59,6 +59,34 @@ def _state_dict(folder: Path, stem: str = "model") -> dict[str, torch.Tensor]:
     raise FileNotFoundError(f"no weights ({stem}.safetensors or pytorch_model.bin) in {folder}")
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".index.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer.model", "sentencepiece.bpe.model", "spiece.model",
+                   "vocab.json", "tokenizer_config.json")
+
+
+def check_checkpoint_folder(path: Path) -> None:
+    """``FileNotFoundError`` naming what a checkpoint folder lacks (``config.json``, weights, tokenizer files),
+    instead of the first raw error of transformers or tokenizers. A ``.dnn`` file (ColBERT v1) passes."""
+    path = Path(path)
+    if not path.is_dir():
+        return
+    names = {p.name for p in path.iterdir()}
+    missing = []
+    if "config.json" not in names:
+        missing.append("config.json (the encoder's configuration)")
+    if not any(n.endswith(WEIGHT_SUFFIXES) for n in names):
+        missing.append("weights (model.safetensors or pytorch_model.bin)")
+    if not names & set(TOKENIZER_FILES):
+        missing.append("a tokenizer (tokenizer.json, or vocab.txt / sentencepiece.bpe.model with "
+                       "tokenizer_config.json)")
+    if missing:
+        held = ", ".join(sorted(names)[:8]) + (", ..." if len(names) > 8 else "") if names else "nothing"
+        raise FileNotFoundError(
+            f"{path} is not a complete checkpoint folder: it lacks {'; '.join(missing)} (it holds {held}). A model "
+            "folder is what `hf download NAME --local-dir DIR`, model.save(DIR) or save_pretrained(DIR) writes; "
+            "copy the missing files from the model's source")
+
+
 def detect_layout(path: Path) -> str:
     """Name the layout of a local checkpoint folder (or ``.dnn`` file)."""
     if (path / SAVED_CONFIG).exists():
@@ -237,6 +265,7 @@ def load_hf(path: Path | str, trust_remote_code: bool = False, dim: Optional[int
 def load_checkpoint(path: Path, layout: Optional[str] = None, trust_remote_code: bool = False,
                     dim: Optional[int] = None, head_init: str = "random") -> LoadedCheckpoint:
     """Load a local checkpoint, detecting its layout unless ``layout`` names one of :data:`LAYOUTS`."""
+    check_checkpoint_folder(path)
     layout = layout or detect_layout(path)
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
@@ -311,11 +340,24 @@ def save_checkpoint(path: Path, tokenizer: Any, backbone: nn.Module, head: Optio
     return path
 
 
+def _looks_local(name: str) -> bool:
+    """Whether ``name`` can only be a local path (a Hub id is ``name`` or ``org/name``)."""
+    return (name.startswith(("/", "./", "../", "~", "\\")) or name.count("/") > 1 or "\\" in name
+            or (len(name) > 1 and name[1] == ":"))
+
+
 def resolve(name: str) -> Path:
     """A local folder/file for ``name``: itself if it exists, else a Hugging Face Hub snapshot."""
     p = Path(os.path.expanduser(name))
     if p.exists():
         return p
+    if _looks_local(name):
+        parent = p.resolve().parent
+        near = f"; {parent} holds: {', '.join(sorted(x.name for x in parent.iterdir())[:8]) or 'nothing'}" \
+            if parent.is_dir() else f"; {parent} does not exist either"
+        raise FileNotFoundError(f"no checkpoint at {name!r} ({p.resolve()}): no such file or folder{near}. "
+                                "Give the folder a checkpoint was saved or downloaded to, or a Hugging Face Hub id "
+                                "such as 'colbert-ir/colbertv2.0'")
     try:
         from huggingface_hub import snapshot_download
         return Path(snapshot_download(name))

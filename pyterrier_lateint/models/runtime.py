@@ -37,6 +37,27 @@ from ..settings import PRECISION_ENV, cache_dir, forced_precision
 
 logger = logging.getLogger(__name__)
 
+def check_device(device: str) -> None:
+    """``ValueError`` naming the fix when ``device`` is not a torch device string or this torch cannot use it (a
+    ``cuda`` device on a CPU-only build or a machine without a GPU; an ``mps`` device off Apple silicon), so that a
+    retriever fails when it is made, not at its first search."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device={device!r} is not a torch device (examples: 'cpu', 'cuda', 'cuda:1'): {e}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+            raise ValueError(f"device={device!r}, but this torch ({torch.__version__}, {build}) sees no GPU; "
+                             "use device='cpu' (or leave device=None to choose automatically), or install a CUDA "
+                             "build of torch on a machine with a GPU")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}, but this machine has {torch.cuda.device_count()} GPU(s) "
+                             f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device={device!r}, but MPS is not available here; use device='cpu'")
+
+
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 BACKENDS = ("torch", "onnx")
 

@@ -30,6 +30,32 @@ def _stamp(path: Path) -> Optional[tuple]:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
+def _check_unique_docnos(index: "ShardedColBERTIndex", readers: list) -> None:
+    """``ValueError`` when a docno is live in two shards. Shards are built from disjoint documents and
+    :meth:`ShardedColBERTIndex.add` routes by docno, so only a shard changed directly (``index.shards()[i].add``)
+    can break uniqueness: the documents added to a shard after its build (its later segments) are looked up in
+    every other shard, a cost in the number of added documents."""
+    for s, r in enumerate(readers):
+        if len(r.segments) < 2:
+            continue
+        added = np.arange(int(r.segments[1]["start"]), r.n_docs, dtype=np.int64)
+        if r.deleted is not None:
+            added = added[~np.asarray(r.deleted)[added]]
+        if not len(added):
+            continue
+        docnos = np.asarray(r.docnos.fwd.lookup(added)).astype(str)
+        for o, other in enumerate(readers):
+            if o == s:
+                continue
+            dup = docnos[np.asarray(other.doc_ids(docnos, on_unknown="ignore")) >= 0]
+            if len(dup):
+                raise ValueError(
+                    f"docno {dup[0]!r} (and {len(dup) - 1} more) is live in shards {min(s, o)} and {max(s, o)} of "
+                    f"{index!r}: a shard was changed directly, and searches would return it twice. Delete the "
+                    f"extra copy (ColBERTIndex({str(r.path)!r}).delete({dup[:3].tolist()!r}), for every duplicate), "
+                    f"and change a sharded index with ShardedColBERTIndex.add / delete, which keep docnos unique")
+
+
 class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
     """A late-interaction index split into shards (each a :class:`~pyterrier_lateint.index.ColBERTIndex`) that
     share one codec, for collections beyond one machine: built by workers (:meth:`indexer`, on Ray with
@@ -74,6 +100,7 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
             codec_crcs = {json.dumps(r.meta.get("files", {}).get("centroids.npy", {}).get("crc32")) for r in readers}
             if len(codec_crcs) > 1:
                 raise ValueError(f"the shards of {self!r} hold different centroids; rebuild the index")
+            _check_unique_docnos(self, readers)
             stamp = (_stamp(root / META_FILE), tuple(_stamp(s.path / SHARD_META) for s in shards))
             self._state = (stamp, meta, shards, ShardTable.of([s.path for s in shards], readers))
         return self._state[1], self._state[2], self._state[3]
@@ -139,6 +166,61 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
         for pool in self._pools.values():
             pool.close()
         self._pools = {}
+
+    # --- changing the index ---------------------------------------------------------------------------------------
+    def add(self, docs: Union[Iterable[dict], pd.DataFrame], model: Optional[LateInteractionModel] = None, *,
+            replace: bool = False, batch_size: int = 64, verbose: bool = False) -> int:
+        """Add documents (``docno`` and ``text``, or ``doc_embs``), compressed with the shared codec; returns how many
+        were added. Docnos stay unique over the whole index: a docno live in any shard raises ``ValueError``
+        unless ``replace=True``, which replaces it in the shard that holds it; new docnos go to the shard with the
+        fewest live documents. Each shard commits its part on its own (:meth:`ColBERTIndex.add`): after an
+        interruption, some shards hold their part and others not; run the same call with ``replace=True`` to
+        finish it."""
+        frame = docs if isinstance(docs, pd.DataFrame) else pd.DataFrame(list(docs))
+        if "docno" not in frame.columns:
+            raise KeyError(f"documents need a 'docno' column; got {list(frame.columns)}")
+        if len(frame) == 0:
+            return 0
+        _, shards, table = self._open()
+        docnos = frame["docno"].astype(str).to_numpy()
+        ids = self._doc_ids(docnos, on_unknown="drop")
+        live = ids >= 0
+        if live.any() and not replace:
+            held = list(dict.fromkeys(docnos[live].tolist()))
+            raise ValueError(f"{len(held)} docno(s) already in {self!r}, e.g. {held[:5]}; pass replace=True to "
+                             "replace them, or delete them first")
+        owner = np.full(len(frame), -1, dtype=np.int64)
+        for s, pos in enumerate(table.split(ids[live])):
+            owner[np.flatnonzero(live)[pos]] = s
+        target = int(np.argmin([len(sh) for sh in shards]))
+        owner[~live] = target
+        added = 0
+        for s in np.unique(owner):  # each shard's part: its replacements and, for the target, the new documents
+            part = frame.iloc[np.flatnonzero(owner == s)]
+            added += shards[s].add(part, model if model is not None else self.model, replace=replace,
+                                   batch_size=batch_size, verbose=verbose)
+        self._reset()
+        return added
+
+    def delete(self, docnos: Union[str, Iterable[str]], on_unknown: str = "error") -> int:
+        """Delete documents from whichever shards hold them; returns how many were deleted. Unknown or already
+        deleted docnos raise ``KeyError`` (``on_unknown="ignore"`` skips them); nothing is deleted then."""
+        if on_unknown not in ("error", "ignore"):
+            raise ValueError(f"on_unknown must be 'error' or 'ignore', not {on_unknown!r}")
+        docnos = np.asarray([docnos] if isinstance(docnos, str) else list(docnos), dtype=object).astype(str)
+        _, shards, table = self._open()
+        ids = self._doc_ids(docnos, on_unknown="drop")
+        if on_unknown == "error" and (ids < 0).any():
+            missing = list(dict.fromkeys(docnos[ids < 0].tolist()))
+            raise KeyError(f"{len(missing)} docno(s) not in {self!r} (or deleted already), e.g. {missing[:5]}; "
+                           "nothing was deleted; use on_unknown='ignore' to skip them")
+        known = docnos[ids >= 0]
+        deleted = 0
+        for s, pos in enumerate(table.split(ids[ids >= 0])):
+            if len(pos):
+                deleted += shards[s].delete(list(dict.fromkeys(known[pos].tolist())))
+        self._reset()
+        return deleted
 
     # --- documents ------------------------------------------------------------------------------------------------
     def _docnos_of(self, ids: np.ndarray) -> np.ndarray:

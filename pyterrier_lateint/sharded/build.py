@@ -35,12 +35,12 @@ import pandas as pd
 import pyterrier as pt
 
 from ..index import ColBERTIndex
-from ..index.build import (BUCKET_SAMPLE, default_kmeans_sample, _move_into_place,
+from ..index.build import (BUCKET_SAMPLE, check_target, default_kmeans_sample, _move_into_place,
                            _train_codec, codec_of, new_temp_folder, recover)
 from ..index.codec import DEFAULT_KIND, KINDS, SUPPORTED_NBITS, ResidualCodec
 from ..index.commit import write_json_atomic, writer_lock
 from ..index.kmeans import default_n_centroids
-from ..index.layout import ARTIFACT_TYPE, PACKAGE_HINT
+from ..index.layout import ARTIFACT_TYPE, PACKAGE_HINT, is_index_folder
 from ..models import LateInteractionModel, check_model
 from .executors import LocalExecutor, RayExecutor, make_executor
 from .layout import (CODEC_DIR, DONE_FILE, INPUTS_DIR, META_FILE, PART_DOCS, PLAN_FILE, SHARDED_FORMAT, SHARDS_DIR,
@@ -114,19 +114,18 @@ class ShardedIndexer(pt.Indexer):
         root = Path(self.index_ref.path)
         with writer_lock(root):
             recover(root)
-            occupied = (root / META_FILE).exists() or (root.exists() and not (root / PLAN_FILE).exists()
-                                                       and any(root.iterdir()))
-            if occupied and not self.overwrite:
-                raise FileExistsError(f"an index already exists at {str(root)!r}; use indexer(..., overwrite=True) "
-                                      f"to replace it, or choose another path")
-            if not occupied:  # a new index, or the resumable rest of an interrupted build
+            # an index (sharded or not) is replaced with overwrite=True; an interrupted build of one (plan.json)
+            # resumes in place; a file or a folder of other files is refused, whatever overwrite says
+            resumable = root.is_dir() and (root / PLAN_FILE).is_file() and not (root / META_FILE).exists()
+            occupied = not resumable and check_target(root, self.overwrite, is_index=is_index_folder)
+            if not occupied:  # a new index (or an empty folder), or the resumable rest of an interrupted build
                 root.mkdir(parents=True, exist_ok=True)
                 self._build(root, inp)
             else:
                 tmp = new_temp_folder(root)
                 try:
                     self._build(tmp, inp)
-                    _move_into_place(tmp, root)
+                    _move_into_place(tmp, root, is_index=is_index_folder)
                 except BaseException:
                     shutil.rmtree(tmp, ignore_errors=True)
                     raise

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pyterrier as pt
 
-from ..base import ConfigEquality
+from ..base import ConfigEquality, check_int
 from ..index.queries import query_vectors, validate_queries, validate_results
 from ..index.retriever import retrieve_in_batches, search_params
 from ..index.scorer import check_on_unknown, score_in_batches
@@ -22,16 +22,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def search_sharded(pool, queries: list[np.ndarray], k: int, params: SearchParams, mode: str, dim: int) -> Results:
+def search_sharded(pool, queries: list[np.ndarray], k: int, params: SearchParams, mode: str, dim: int,
+                   n_docs: int) -> Results:
     """Search a batch of queries over a search pool (:mod:`.executors`); per query ``(global ids, scores)`` best
     first, equal to a single index's results (:mod:`.search`). ``plaid``: two rounds of calls to the workers;
-    ``exhaustive``: one."""
+    ``exhaustive``: one. ``n_docs``: documents of all shards (for the size-dependent default settings)."""
     if not queries:
         return []
     if mode == "exhaustive":
         parts = pool.exhaustive(queries, k)
         return [merge_top_k([w[qi] for w in parts], k) for qi in range(len(queries))]
-    p = params.for_k(k)
+    p = params.for_k(k, n_docs)
     Q, q_off, lens = pad_queries(queries, dim)
     cands = pool.candidates(Q, q_off, lens, p)  # [worker][query]
     chosen = [merge_candidates([w[qi] for w in cands], p) for qi in range(len(queries))]
@@ -54,9 +55,9 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
         self.params = search_params(mode, num_results, nprobe, ncandidates, nexact)
         self.index = index
         self.model = check_model(model, "ShardedRetriever")
-        self.num_results = num_results
+        self.num_results = int(num_results)
         self.mode = mode
-        self.batch_size = batch_size
+        self.batch_size = check_int("batch_size", batch_size)
         self.executor = executor
         self.executor_kwargs = executor_kwargs
         self.verbose = verbose
@@ -67,7 +68,7 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
 
     def __repr__(self) -> str:
         return (f"ShardedRetriever({str(self.index.path)!r}, num_results={self.num_results}, mode={self.mode!r}, "
-                f"nprobe={self.params.nprobe}, ncandidates={self.params.ncandidates}, nexact={self.params.nexact})")
+                f"{self.params.describe()})")
 
     def fuse_rank_cutoff(self, k: int) -> Optional[pt.Transformer]:
         """``retriever % k`` -> the same retriever with ``num_results=k`` (when ``k`` is smaller)."""
@@ -85,7 +86,7 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
         dim = self.index.dim
         return retrieve_in_batches(
             inp, self, lambda batch: query_vectors(self.model, batch, self.batch_size, dim),
-            lambda vecs: search_sharded(pool, vecs, self.num_results, self.params, self.mode, dim),
+            lambda vecs: search_sharded(pool, vecs, self.num_results, self.params, self.mode, dim, len(self.index)),
             self.index._docnos_of)
 
 
@@ -97,7 +98,7 @@ class ShardedScorer(ConfigEquality, pt.Transformer):
                  batch_size: int = 64, on_unknown: str = "error", verbose: bool = False):
         self.index = index
         self.model = check_model(model, "ShardedScorer")
-        self.batch_size = batch_size
+        self.batch_size = check_int("batch_size", batch_size)
         self.on_unknown = check_on_unknown(on_unknown)
         self.verbose = verbose
 
