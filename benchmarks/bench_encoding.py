@@ -3,12 +3,15 @@
     python benchmarks/bench_encoding.py                 # whole corpus (11,429 documents), all configurations
     python benchmarks/bench_encoding.py --limit 3000 --rounds 2                # speed only (no nDCG)
     python benchmarks/bench_encoding.py --configs bf16-torch --no-hf-loop      # fidelity of bf16 on the corpus
+    python benchmarks/bench_encoding.py --limit 600 --rounds 5 --no-hf-loop --configs bf16-torch bf16-torch-invariant
+                                                   # what batch-invariant encoding costs
 
 Side by side in one run, interleaved round by round (A B C ... A B C ...), so drift of a shared machine hits
 every configuration alike:
 - ``HF loop, sorted``: the reference a user would write — transformers ``AutoModel`` in batches of 64 texts taken
   in length order, fp32, vectors of non-special tokens, L2-normalised;
-- this package's ``encode_docs`` under each precision/backend.
+- this package's ``encode_docs`` under each precision/backend; with the suffix ``-invariant``, batch-invariant
+  (``batch_invariant=True``: every batch ``models.runtime.INVARIANT_ROWS`` rows of one 16-token width bucket).
 Reports documents/s (median over rounds) and the ratio to the HF loop; cosine similarity of every vector to its
 fp32 counterpart (min, mean); nDCG@10 of exhaustive exact MaxSim retrieval over the encoded documents (all 93
 queries, when the whole corpus is encoded); and query encoding latency at batch size 1 (median ms).
@@ -81,9 +84,12 @@ def main() -> None:
     texts, docnos = [d["text"] for d in corpus], [d["docno"] for d in corpus]
     full = args.limit is None or args.limit >= 11429
 
-    wanted = [tuple(c.split("-")) for c in dict.fromkeys(["fp32-torch", *args.configs])]
-    models = {cfg: ColBERT.from_pretrained(precision=cfg[0], backend=cfg[1], batch_size=args.batch_size)
-              for cfg in wanted}
+    wanted = [tuple(c.split("-", 2)) for c in dict.fromkeys(["fp32-torch", *args.configs])]
+    for cfg in wanted:
+        if len(cfg) > 2 and cfg[2] != "invariant":
+            raise SystemExit(f"unknown configuration {'-'.join(cfg)}: PRECISION-BACKEND[-invariant]")
+    models = {cfg: ColBERT.from_pretrained(precision=cfg[0], backend=cfg[1], batch_size=args.batch_size,
+                                           batch_invariant=len(cfg) > 2) for cfg in wanted}
     for m in models.values():  # warm-up (ONNX export, quantisation, first-call overheads)
         m.encode_docs(texts[:64])
     timings: dict = {} if args.no_hf_loop else {"HF loop, sorted": []}
@@ -106,8 +112,9 @@ def main() -> None:
         med = statistics.median(times)
         vecs = outputs[key]
         cos = np.concatenate([(a * b).sum(1) for a, b in zip(vecs, ref)])
-        name = key if isinstance(key, str) else f"encode_docs {key[0]} {key[1]}"
+        name = key if isinstance(key, str) else f"encode_docs {' '.join(key)}"
         row = {"configuration": name, "docs/s": round(len(texts) / med, 1),
+               "s per round": " ".join(f"{x:.1f}" for x in times),
                "x " + ("HF loop" if not args.no_hf_loop else "fp32"): round(base / med, 2),
                "cos min": round(float(cos.min()), 4), "cos mean": round(float(cos.mean()), 5)}
         if not isinstance(key, str):

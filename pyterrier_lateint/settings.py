@@ -6,6 +6,8 @@ Every environment variable the package reads is named here, so users find them i
 - ``LATEINT_DATA``: a folder holding test collections (``vaswani/``, ``scifact/``, ...), searched first.
 - ``LATEINT_PRECISION``: forces the encoding precision (``fp32``, ``bf16``, ``fp16``, ``int8``).
 - ``LATEINT_NUM_THREADS``: size of the CPU search thread pool; default the CPUs this process may use.
+- ``LATEINT_BATCH_INVARIANT``: ``1`` makes every model encode batch-invariantly by default (a text's vectors then do
+  not depend on the texts encoded with it, at every precision; see ``models.runtime.EncodePlan.rows``).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ CACHE_ENV = "LATEINT_CACHE"
 DATA_ENV = "LATEINT_DATA"
 PRECISION_ENV = "LATEINT_PRECISION"
 THREADS_ENV = "LATEINT_NUM_THREADS"
+BATCH_INVARIANT_ENV = "LATEINT_BATCH_INVARIANT"
 
 
 def cache_dir() -> Path:
@@ -34,6 +37,16 @@ def data_dir() -> Optional[Path]:
 def forced_precision() -> Optional[str]:
     """``$LATEINT_PRECISION``, or ``None`` when unset."""
     return os.environ.get(PRECISION_ENV) or None
+
+
+def batch_invariant_default() -> bool:
+    """``$LATEINT_BATCH_INVARIANT`` as a bool (``1``/``true``/``yes``; unset: False)."""
+    value = (os.environ.get(BATCH_INVARIANT_ENV) or "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"{BATCH_INVARIANT_ENV}={value!r}: use 1 or 0")
 
 
 def n_threads() -> int:

@@ -298,3 +298,32 @@ def test_truncated_header_and_swapped_files_name_the_file(tmp_path, pq_index):
     (work / "ivf.0.docs.npy").write_bytes((work / "ivf.0.docs.npy").read_bytes()[:20])
     with pytest.raises(IndexCorruptError, match="'ivf.0.docs.npy'.*truncated"):
         len(ColBERTIndex(work))
+
+
+def test_unreadable_token_stats_name_the_file_for_prf_and_pruning(tmp_path, model):
+    """PRF and query pruning read token_stats.npz through the same path as index.token_stats(): a damaged file is an
+    IndexCorruptError naming it (a BadZipFile or numpy error before), whether or not its checksum was recorded."""
+    idx = _build(tmp_path / "s.lateint", model, store_token_ids=True)
+    first = idx.retriever(model, num_results=5)(QUERIES)
+    stats = idx.path / "token_stats.npz"
+    good = stats.read_bytes()
+    for damaged, problem in ((good[: len(good) // 2], r"has \d+ bytes, \d+ expected \(truncated\)"),
+                             (good[:100] + bytes(len(good) - 100), r"cannot be read \(BadZipFile.*fails its checksum")):
+        stats.write_bytes(damaged)
+        for use in (lambda i: i.token_stats(), lambda i: i.prf(model, fb_docs=2)(first),
+                    lambda i: i.retriever(model, query_pruning=2)(QUERIES)):
+            with pytest.raises(IndexCorruptError, match=f"'token_stats.npz' {problem}"):
+                use(ColBERTIndex(idx.path, model))
+    stats.write_bytes(good)
+    assert len(ColBERTIndex(idx.path, model).prf(model, fb_docs=2)(first))
+
+
+def test_prf_names_feedback_documents_it_does_not_hold(pq_index, model):
+    """Feedback documents come from the input ranking: a docno this index does not hold (another index's ranking,
+    or deleted since) gets advice that fits PRF, not the scorers' on_unknown='drop'."""
+    first = pq_index.retriever(model, num_results=5)(QUERIES)
+    first.loc[first.index[0], "docno"] = "elsewhere"
+    for rerank in (False, True):
+        with pytest.raises(KeyError, match=r"'elsewhere'.*ColBERT-PRF reads the feedback documents") as e:
+            pq_index.prf(model, fb_docs=3, rerank=rerank)(first)
+        assert "on_unknown" not in str(e.value)

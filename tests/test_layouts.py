@@ -147,10 +147,13 @@ def test_stanford_attention_to_mask_tokens_matters(stanford_v2, stanford_v2_atte
 
 
 def test_stanford_without_metadata_uses_colbert_defaults(stanford_v2_no_metadata):
+    """An HF_ColBERT folder without artifact.metadata: colbert-ai's ColBERTConfig defaults (query_maxlen 32,
+    doc_maxlen 220, mask_punctuation True), as colbert-ai's Checkpoint loads it."""
     assert detect_layout(stanford_v2_no_metadata.path) == "stanford"
     m = ColBERT.from_pretrained(str(stanford_v2_no_metadata.path), device="cpu")
     assert m.layout == "stanford"
-    assert (m.config.query_maxlen, m.config.doc_maxlen) == (32, 180)
+    assert (m.config.query_maxlen, m.config.doc_maxlen) == (32, 220)
+    assert set(string.punctuation) <= set(m.config.doc_skiplist)
     assert m.config.query_expansion
     assert len(m.encode_queries(["x"])[0]) == 32
 
@@ -231,6 +234,45 @@ def test_pylate_unsupported_activation_is_refused(pylate, tmp_path):
     cfg["activation_function"] = "torch.nn.modules.activation.Tanh"
     (folder / "1_Dense" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="Tanh"):
+        ColBERT.from_pretrained(str(folder), device="cpu")
+
+
+@pytest.mark.parametrize("residual_weight", [True, False], ids=["residual-linear", "identity-residual"])
+def test_pylate_dense_with_residual(pylate, tmp_path, residual_weight):
+    """PyLate's ``Dense(use_residual=True)``: linear(x) + residual(x) (a bias-free linear when the sizes differ,
+    x itself when they agree), folded into one head."""
+    import json
+    import shutil
+    from safetensors.torch import load_file, save_file
+    folder = tmp_path / "pylate_residual"
+    shutil.copytree(pylate.path, folder)
+    cfg = json.loads((folder / "1_Dense" / "config.json").read_text())
+    state = load_file(str(folder / "1_Dense" / "model.safetensors"))
+    torch.manual_seed(13)
+    if residual_weight:  # 32 -> 16: PyLate adds a residual linear
+        extra = torch.randn(cfg["out_features"], cfg["in_features"]) * 0.1
+        state["residual.weight"] = extra
+    else:  # a square head: the residual is x itself
+        state["linear.weight"] = torch.randn(cfg["in_features"], cfg["in_features"]) * 0.1
+        cfg["out_features"] = cfg["in_features"]
+        extra = torch.eye(cfg["in_features"])
+    cfg["use_residual"] = True
+    (folder / "1_Dense" / "config.json").write_text(json.dumps(cfg))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "1_Dense" / "model.safetensors"))
+    model = ColBERT.from_pretrained(str(folder), device="cpu")
+    torch.testing.assert_close(model.module.head.weight.detach(), state["linear.weight"] + extra)
+    text = DOCS[0]
+    tok = model.tokenise([text], is_query=False)
+    with torch.no_grad():  # the hidden states, through the head by hand
+        h = pylate.backbone(input_ids=torch.from_numpy(tok.ids[0])[None],
+                            attention_mask=torch.from_numpy(tok.attention[0]).long()[None]).last_hidden_state[0]
+    expected = normalize(h @ state["linear.weight"].T + h @ extra.T)[tok.keep[0]]
+    np.testing.assert_allclose(model.encode_docs([text])[0], expected, atol=ATOL, rtol=0)
+    if not residual_weight:
+        return
+    del state["residual.weight"]
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "1_Dense" / "model.safetensors"))
+    with pytest.raises(ValueError, match="residual.weight"):
         ColBERT.from_pretrained(str(folder), device="cpu")
 
 

@@ -240,6 +240,13 @@ def remove_stale_builds(path: Path) -> list[Path]:
     return removed
 
 
+# Documents given to one encode_docs call by a batch-invariant model (batch_invariant=True, see
+# models.runtime.EncodePlan.rows): each width bucket's last batch of a call is filled with filler rows, so larger
+# calls waste less (at most rows - 1 filler rows per width bucket per call). Other models get ``batch_size``
+# documents per call, as before (their bf16 vectors depend on the call's batches).
+ENCODE_GROUP = 512
+
+
 def _batches(it: Iterable[dict], n: int) -> Iterator[list[dict]]:
     batch: list[dict] = []
     for d in it:
@@ -302,7 +309,8 @@ def _stream_vectors(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer, allow_e
     encode_s = 0.0
     with open(tmp / "raw.f16", "wb") as raw_out, open(tmp / "raw.tokids", "wb") as tid_out:
         pbar = pt.tqdm(desc="indexing", unit="doc", disable=not cfg.verbose)
-        for batch in _batches(inp, cfg.batch_size):
+        group = max(cfg.batch_size, ENCODE_GROUP) if getattr(cfg.model, "batch_invariant", False) else cfg.batch_size
+        for batch in _batches(inp, group):
             vecs, ids_list, seconds = _batch_vectors(batch, cfg)
             encode_s += seconds
             for j, (d, v) in enumerate(zip(batch, vecs)):

@@ -42,7 +42,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STALE_FILES = ("token_stats.npy",)  # derived from all documents: dropped by add/delete, rebuilt by compact
+# token_stats.npz (counted at build and compact) stays referenced after add/delete: it records the documents,
+# vectors and token-id fingerprint it counted, and load_token_stats counts afresh when they differ (or when documents
+# are deleted), so it never describes another state; readers of an older generation may still be reading it.
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
@@ -102,8 +104,7 @@ def _records(docs: Union[Iterable[dict], pd.DataFrame]) -> list[dict]:
 def _new_meta(meta: dict[str, Any], files: dict[str, dict], **changes: Any) -> dict[str, Any]:
     out = dict(meta, **changes)
     out["generation"] = int(meta.get("generation", 0)) + 1
-    out["files"] = {k: v for k, v in files.items() if k not in STALE_FILES}
-    out["has_token_stats"] = False if any(k in files for k in STALE_FILES) else meta.get("has_token_stats", False)
+    out["files"] = dict(files)
     return out
 
 

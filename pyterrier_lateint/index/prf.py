@@ -33,6 +33,11 @@ from .queries import query_vectors, score_divisor, validate_results
 from .retriever import search_params
 from .token_stats import TokenStats, load_token_stats
 
+# the advice when the feedback documents are not (live) documents of this index
+PRF_DOCNO_FIX = ("ColBERT-PRF reads the feedback documents' vectors from its own index: put it after a retriever "
+                 "of the same index (index.retriever() >> index.prf()), and re-run the retriever after deleting "
+                 "documents")
+
 if TYPE_CHECKING:
     from .artifact import ColBERTIndex
 
@@ -158,7 +163,7 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
         expanded, toks, weights = [], [], []
         it = pt.tqdm(qids, desc=repr(self), unit="query", disable=not self.verbose)
         for q, qv in zip(it, q_vecs):
-            fb = reader.doc_ids(order["docno"].to_numpy()[groups[q][:self.fb_docs]])
+            fb = reader.doc_ids(order["docno"].to_numpy()[groups[q][:self.fb_docs]], fix=PRF_DOCNO_FIX)
             vecs, offs = reader.decompress_docs(np.sort(fb))
             ids = np.concatenate([np.asarray(reader.token_ids[reader.offsets[d]:reader.offsets[d + 1]])
                                   for d in np.sort(fb)])
@@ -196,7 +201,7 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
 
     def _rerank(self, inp: pd.DataFrame, per_query: pd.DataFrame, divisors: list, reader,
                 out_cols: list) -> pd.DataFrame:
-        ids = reader.doc_ids(inp["docno"].to_numpy())
+        ids = reader.doc_ids(inp["docno"].to_numpy(), fix=PRF_DOCNO_FIX)
         scores = np.empty(len(inp), dtype=np.float64)
         rows_of = inp.groupby("qid", sort=False).indices
         for i, (q, qv) in enumerate(zip(per_query["qid"], per_query["query_embs"])):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 import weakref
+import zipfile
 import zlib
 from typing import Any, Optional
 
@@ -111,6 +112,30 @@ class TokenStats:
 _CACHE: "weakref.WeakKeyDictionary[Any, TokenStats]" = weakref.WeakKeyDictionary()
 
 
+def _read_stats_file(reader: Any) -> Optional[np.ndarray]:
+    """``stats`` of the index's :data:`STATS_FILE` when it counted exactly the stored token ids, else None. A file
+    that cannot be read (search never reads it, so it is checked here, when used) raises
+    :class:`~.integrity.IndexCorruptError` naming it, whether or not its CRC-32 still matches the record."""
+    from .integrity import corrupt, crc32_range
+    path = Path(reader.path)
+    try:
+        with np.load(path / STATS_FILE) as f:
+            if int(f["n_docs"]) == reader.n_docs and int(f["n_vectors"]) == reader.n_vectors and \
+                    "fingerprint" in f.files and int(f["fingerprint"]) == fingerprint(reader.token_ids, reader.offsets):
+                return np.asarray(f["stats"])
+        return None
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as e:
+        problem = f"cannot be read ({type(e).__name__}: {e})"
+        rec = getattr(reader, "meta", {}).get("files", {}).get(STATS_FILE)
+        if rec is not None:
+            start, failed = 0, False
+            for end, crc in rec["crc32"]:
+                failed |= crc32_range(path / STATS_FILE, start, end) != crc
+                start = end
+            problem += ": it fails its checksum" if failed else ", though its checksum matches"
+        raise corrupt(path, STATS_FILE, problem) from None
+
+
 def load_token_stats(reader: Any, who: str = "this") -> TokenStats:
     """The :class:`TokenStats` of an open index (an :class:`~.layout.IndexReader`: one committed state), cached per
     reader. The file written at indexing is used while the index is as built; after documents were added or
@@ -126,10 +151,7 @@ def load_token_stats(reader: Any, who: str = "this") -> TokenStats:
     n_live = reader.n_docs - (int(deleted.sum()) if deleted is not None else 0)
     stats = None
     if (path / STATS_FILE).exists() and deleted is None:
-        with np.load(path / STATS_FILE) as f:
-            if int(f["n_docs"]) == reader.n_docs and int(f["n_vectors"]) == reader.n_vectors and \
-                    "fingerprint" in f.files and int(f["fingerprint"]) == fingerprint(reader.token_ids, reader.offsets):
-                stats = f["stats"]
+        stats = _read_stats_file(reader)
     if stats is None:
         logger.info("%s: counting token statistics from the stored token ids (index changed since it was built, "
                     "or built without %s)", path, STATS_FILE)

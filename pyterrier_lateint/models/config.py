@@ -8,6 +8,23 @@ from typing import Any, Literal, Optional
 
 PUNCTUATION: tuple[str, ...] = tuple(string.punctuation)
 
+# What a Stanford checkpoint leaves out of its metadata defaults to what the library that reads it would use.
+# - colbert-ai (ColBERT v2, the reader of HF_ColBERT folders and artifact.metadata): ColBERTConfig's defaults
+#   (colbert/infra/config/settings.py: doc_maxlen 220, mask_punctuation True).
+# - ColBERT v0.2 (the writer of v1 ``.dnn`` files, whose ``arguments`` are its argparse flags): doc_maxlen 180 and
+#   ``--mask-punctuation`` off (colbert/utils/parser.py). pyterrier_colbert's ColBERTFactory, the usual reader of
+#   ``.dnn`` files, ignores the file's arguments altogether and uses 32 / 180 / mask_punctuation=False.
+# - The base model of a ``.dnn`` (its configuration and tokenizer; the weights are in the file): colbert-ai reads
+#   ``arguments['model']``; ColBERT v0.2 always loads ``bert-base-uncased``.
+COLBERT_AI_DEFAULTS: dict[str, Any] = {"query_maxlen": 32, "doc_maxlen": 220, "mask_punctuation": True,
+                                       "attend_to_mask_tokens": False, "query_token_id": "[unused0]",
+                                       "doc_token_id": "[unused1]"}
+COLBERT_V02_DEFAULTS: dict[str, Any] = {"query_maxlen": 32, "doc_maxlen": 180, "mask_punctuation": False,
+                                        "attend_to_mask_tokens": False, "query_token_id": "[unused0]",
+                                        "doc_token_id": "[unused1]"}
+DNN_BASE_MODEL_KEYS: tuple[str, ...] = ("model", "bert_model")  # arguments that may name a .dnn's base model
+DNN_DEFAULT_BASE_MODEL = "bert-base-uncased"
+
 
 @dataclass(frozen=True)
 class EncodingConfig:

@@ -20,6 +20,7 @@ from .config import EncodingConfig
 from .layouts import load_checkpoint, resolve
 from .protocol import model_key
 from ..base import check_int, invalid_unicode
+from ..settings import batch_invariant_default
 from .runtime import EncodePlan, Runtime, check_device, default_precision, encode_plan, make_runtime
 
 logger = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class LateInteractionEncoder:
 
     def __init__(self, module: LateInteractionModule, tokenizer: Any, config: EncodingConfig, *, name: str,
                  layout: str, device: Optional[Union[str, torch.device]] = None, batch_size: int = 64,
-                 precision: Optional[str] = None, backend: str = "torch"):
+                 precision: Optional[str] = None, backend: str = "torch", batch_invariant: Optional[bool] = None):
         self.module = module
         self.tokenizer = tokenizer
         self.config = config
@@ -151,7 +152,9 @@ class LateInteractionEncoder:
         self.precision = precision or default_precision(self.device)
         self._precision_given = precision is not None
         self.backend = backend
-        self.plan: EncodePlan = encode_plan(self.device)  # how texts are batched and fed to the device
+        # batch_invariant: each text's vectors independent of the texts encoded with it (EncodePlan.rows)
+        self.batch_invariant = batch_invariant_default() if batch_invariant is None else bool(batch_invariant)
+        self.plan: EncodePlan = encode_plan(self.device, self.batch_invariant)  # how texts are batched
         self.module.to(self.device).eval()
         self._runtime: Optional[Runtime] = None
         self.runtime  # noqa: B018 -- fail now, not at the first encode, on a bad precision/backend
@@ -174,7 +177,7 @@ class LateInteractionEncoder:
         self.device = torch.device(device)
         if not self._precision_given:
             self.precision = default_precision(self.device)
-        self.plan = encode_plan(self.device)
+        self.plan = encode_plan(self.device, self.batch_invariant)
         self.module.to(self.device)
         self._runtime = None
         return self
@@ -191,14 +194,20 @@ class LateInteractionEncoder:
     def from_pretrained(cls, name: Optional[str] = None, *, layout: Optional[str] = None, dim: Optional[int] = None,
                         device: Optional[str] = None, trust_remote_code: bool = False, batch_size: int = 64,
                         precision: Optional[str] = None, backend: str = "torch", head_init: str = "random",
+                        base_model: Optional[str] = None, batch_invariant: Optional[bool] = None,
                         **config: Any) -> "LateInteractionEncoder":
         """Load a checkpoint by Hugging Face Hub name or local path; ``None`` loads the offline default
         (:data:`DEFAULT_MODEL`: all-MiniLM-L6-v2 token vectors, CLS/SEP dropped, documents cut at 180 tokens).
 
         ``layout`` forces one of ``stanford``, ``pylate``, ``bge-m3``, ``hf`` (detected otherwise); ``dim`` adds a
         new projection head to a plain encoder (``head_init``: ``random`` or ``identity``); ``precision`` (``fp32``, ``bf16``, ``fp16``, ``int8``) and
-        ``backend`` (``torch``, ``onnx``) choose how encoding runs (:mod:`.runtime`); keyword settings
+        ``backend`` (``torch``, ``onnx``) choose how encoding runs (:mod:`.runtime`); ``batch_invariant=True``
+        (default ``$LATEINT_BATCH_INVARIANT``, else False) encodes each text in a batch shape set by its own length,
+        so its vectors are the same bit for bit whatever is encoded with it (at bf16 they otherwise move by up to
+        ~2e-3; see the README's Guarantees), at a cost in speed; keyword settings
         (``doc_maxlen``, ``query_maxlen``, ``long_docs``, ...) override the checkpoint's :class:`EncodingConfig`.
+        ``base_model`` (Hub name or local folder) gives a ColBERT v1 ``.dnn`` file its base model's configuration
+        and tokenizer (default: the file's ``arguments['model']``, else ``bert-base-uncased``).
         """
         if name is None:
             path, name = default_model_path(), DEFAULT_MODEL
@@ -207,11 +216,11 @@ class LateInteractionEncoder:
             if Path(os.path.expanduser(name)).exists():  # a local path: one spelling for one folder
                 name = str(path.resolve())
         loaded = load_checkpoint(path, layout=layout, trust_remote_code=trust_remote_code, dim=dim,
-                                 head_init=head_init)
+                                 head_init=head_init, base_model=base_model)
         enc_config = loaded.config.replace(**config) if config else loaded.config
         module = LateInteractionModule(loaded.backbone, loaded.head, enc_config.normalize)
         return cls(module, loaded.tokenizer, enc_config, name=str(name), layout=loaded.layout, device=device,
-                   batch_size=batch_size, precision=precision, backend=backend)
+                   batch_size=batch_size, precision=precision, backend=backend, batch_invariant=batch_invariant)
 
     def _prepare_tokens(self) -> None:
         tok = self.tokenizer
@@ -263,8 +272,11 @@ class LateInteractionEncoder:
 
     def save_pretrained(self, path: Union[str, Path]) -> Path:
         """Save weights, tokenizer and encoding settings; ``ColBERT.from_pretrained(path)`` gives back the same
-        vectors. The layout is sentence-transformers/PyLate's (PyLate loads the weights; its own conventions for
-        markers and special tokens then apply)."""
+        vectors. The layout is sentence-transformers/PyLate's, with our settings in PyLate's terms (a model without
+        a head gets an identity ``1_Dense``), so PyLate's ``models.ColBERT(path)`` gives the same vectors too, except
+        where PyLate has no equivalent setting: then a warning names the difference (e.g. the default model's
+        queries, whose [CLS]/[SEP] vectors PyLate keeps) and ``lateint_config.json`` records it
+        (:func:`~pyterrier_lateint.models.layouts.save_checkpoint`)."""
         from .layouts import save_checkpoint
         return save_checkpoint(Path(path), self.tokenizer, self.module.backbone, self.module.head, self.config,
                                self.layout)
@@ -332,9 +344,15 @@ class LateInteractionEncoder:
 
         Yields ``("chunk", owners, kept_ids)`` before a chunk's batches (the text of each of its sequences, and
         with ``return_ids`` their kept token ids), then ``("batch", seqs, ids, att, keep)``: global sequence
-        numbers ``(B,)`` and numpy arrays ``(B, W)``, ``W`` the longest length rounded up to ``plan.bucket``."""
+        numbers ``(B,)`` and numpy arrays ``(R, W)``. Without ``plan.rows``, ``R = B`` and ``W`` is the longest
+        length rounded up to ``plan.bucket``. With ``plan.rows`` (batch-invariant encoding), every batch holds
+        sequences of one width, ``W`` = each one's own length rounded up to ``plan.bucket``, and ``R = plan.rows``
+        (``plan.query_rows`` for queries)
+        (rows past ``B`` repeat the first sequence, kept nowhere): a sequence's batch shape depends on its own length
+        only, so its vectors do not depend on the texts encoded with it."""
         chunk = plan.chunk or max(len(texts), 1)
         maxlen = self.config.query_maxlen if is_query else self.config.doc_maxlen
+        rows = (plan.query_rows or plan.rows) if is_query else plan.rows
         n_seq = 0
         for start in range(0, len(texts), chunk):
             tokens = self.tokenise(texts[start:start + chunk], is_query)
@@ -342,20 +360,29 @@ class LateInteractionEncoder:
             kept = [i[k].astype(np.int32) for i, k in zip(tokens.ids, tokens.keep)] if return_ids else None
             yield "chunk", owners, kept
             lengths = np.fromiter((len(x) for x in tokens.ids), dtype=np.int64, count=len(tokens.ids))
-            order = np.argsort(-lengths, kind="stable")  # longest first: padding only within similar lengths
+            widths = np.minimum(-(-lengths // plan.bucket) * plan.bucket, np.maximum(lengths, maxlen))
+            order = np.argsort(-(widths if rows else lengths), kind="stable")  # longest first
+            sorted_neg_widths = -widths[order]
             s = 0
             while s < len(order):
-                longest = int(lengths[order[s]])
-                width = min(-(-longest // plan.bucket) * plan.bucket, max(longest, maxlen))
-                size = max(batch_size, plan.tokens_per_batch // width) if plan.tokens_per_batch else batch_size
-                batch = order[s:s + size]
+                width = int(widths[order[s]])
+                if rows:
+                    run = int(np.searchsorted(sorted_neg_widths, -width, side="right"))  # end of this width's run
+                    batch = order[s:min(s + rows, run)]
+                    n_rows = rows
+                else:
+                    size = max(batch_size, plan.tokens_per_batch // width) if plan.tokens_per_batch else batch_size
+                    batch = order[s:s + size]
+                    n_rows = len(batch)
                 s += len(batch)
-                ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
-                att = np.zeros((len(batch), width), dtype=np.int64)
-                keep = np.zeros((len(batch), width), dtype=bool)
+                ids = np.full((n_rows, width), self._pad_id, dtype=np.int64)
+                att = np.zeros((n_rows, width), dtype=np.int64)
+                keep = np.zeros((n_rows, width), dtype=bool)
                 for r, k in enumerate(batch):
                     n = lengths[k]
                     ids[r, :n], att[r, :n], keep[r, :n] = tokens.ids[k], tokens.attention[k], tokens.keep[k]
+                if n_rows > len(batch):  # filler rows: a real sequence (no all-masked rows), nothing kept
+                    ids[len(batch):], att[len(batch):] = ids[0], att[0]
                 yield "batch", n_seq + batch, ids, att, keep
             n_seq += len(order)
 

@@ -25,7 +25,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from .config import PUNCTUATION, EncodingConfig
+from .config import (COLBERT_AI_DEFAULTS, COLBERT_V02_DEFAULTS, DNN_BASE_MODEL_KEYS, DNN_DEFAULT_BASE_MODEL,
+                     PUNCTUATION, EncodingConfig)
 
 logger = logging.getLogger(__name__)
 
@@ -141,22 +142,68 @@ def _linear(weight: torch.Tensor, bias: Optional[torch.Tensor]) -> nn.Linear:
     return lin
 
 
-def load_stanford(path: Path, trust_remote_code: bool = False, base_model: str = "bert-base-uncased") -> LoadedCheckpoint:
-    """Stanford ColBERT v1/v2: ``[Q]``/``[D]`` markers, ``[MASK]`` query augmentation, punctuation masking."""
+def dnn_base_model(meta: dict, base_model: Optional[str] = None) -> tuple[str, str]:
+    """The base model of a ColBERT v1 ``.dnn`` (whose configuration and tokenizer its weights need) and where that
+    name came from: ``base_model`` when given, else ``arguments['model']`` (colbert-ai's key),
+    ``arguments['bert_model']``, else ``bert-base-uncased`` (what ColBERT v0.2 always loads)."""
+    if base_model is not None:
+        return str(base_model), "base_model="
+    for key in DNN_BASE_MODEL_KEYS:
+        if isinstance(meta.get(key), str) and meta[key]:
+            return meta[key], f"the file's arguments['{key}']"
+    return DNN_DEFAULT_BASE_MODEL, "ColBERT v0.2's fixed base model; the file's arguments name none"
+
+
+def _load_dnn_base(path: Path, base: str, source: str, trust_remote_code: bool):
+    """Tokenizer and (untrained) backbone of a ``.dnn``'s base model, or one ``OSError`` that names the fix."""
+    from transformers import AutoConfig, AutoModel
+    try:
+        tokenizer = _load_tokenizer(base, trust_remote_code)
+        backbone = AutoModel.from_config(AutoConfig.from_pretrained(base, trust_remote_code=trust_remote_code),
+                                         trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as ex:
+        reason = str(ex).strip().splitlines()[0][:200] if str(ex).strip() else type(ex).__name__
+        raise OSError(
+            f"{path} is a ColBERT v1 .dnn file: its weights need the configuration and tokenizer of their base model "
+            f"{base!r} ({source}), which could not be loaded ({reason}). Pass a local copy of that model: "
+            f"ColBERT.from_pretrained({str(path)!r}, base_model=DIR), DIR a folder with its config.json and tokenizer "
+            f"files (`hf download {base} --local-dir DIR` on a machine with network access; the weights are not "
+            "needed)") from None
+    return tokenizer, backbone
+
+
+def load_stanford(path: Path, trust_remote_code: bool = False, base_model: Optional[str] = None) -> LoadedCheckpoint:
+    """Stanford ColBERT: ``[Q]``/``[D]`` markers, ``[MASK]`` query augmentation, punctuation masking.
+
+    A folder (ColBERT v2, ``HF_ColBERT``) is read as colbert-ai reads it: settings from ``artifact.metadata``, the
+    rest colbert-ai's defaults (:data:`COLBERT_AI_DEFAULTS`). A v1 ``.dnn`` file is read as ColBERT v0.2 wrote it:
+    settings from its ``arguments``, the rest v0.2's defaults (:data:`COLBERT_V02_DEFAULTS`: punctuation kept); its
+    base model from ``base_model``, ``arguments['model']`` or ``arguments['bert_model']``, else
+    ``bert-base-uncased`` (:func:`dnn_base_model`)."""
     meta: dict[str, Any] = {}
     if path.is_file():  # ColBERT v1 .dnn: {'model_state_dict': {...}, 'arguments': {...}}
         blob = torch.load(path, map_location="cpu", weights_only=False)
         state = {k.removeprefix("module."): v for k, v in blob["model_state_dict"].items()}
-        meta = dict(blob.get("arguments", {}))
-        from transformers import AutoConfig, AutoModel
-        base = meta.get("bert_model", base_model) if isinstance(meta.get("bert_model"), str) else base_model
-        tokenizer = _load_tokenizer(base, trust_remote_code)
-        backbone = AutoModel.from_config(AutoConfig.from_pretrained(base))
+        meta = dict(blob.get("arguments") or {})
+        defaults = COLBERT_V02_DEFAULTS
+        base, source = dnn_base_model(meta, base_model)
+        tokenizer, backbone = _load_dnn_base(path, base, source, trust_remote_code)
         bert_state = {k.removeprefix("bert."): v for k, v in state.items() if k.startswith("bert.")}
+        own = backbone.state_dict()
+        wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in bert_state.items()
+                 if k in own and own[k].shape != v.shape]
+        if wrong:
+            raise ValueError(f"{path}: its weights do not fit the base model {base!r} ({source}): {wrong[0]}"
+                             f"{' and %d more' % (len(wrong) - 1) if len(wrong) > 1 else ''}; pass "
+                             "base_model= the model the .dnn was trained from")
         missing, _ = backbone.load_state_dict(bert_state, strict=False)
-        if [m for m in missing if "pooler" not in m]:
+        if [m for m in missing if "pooler" not in m and "position_ids" not in m]:
             raise ValueError(f"{path}: weights missing for {missing[:5]}...")
     else:
+        if base_model is not None:
+            raise ValueError(f"base_model= applies to ColBERT v1 .dnn files, whose weights need a base model's "
+                             f"configuration and tokenizer; {path} is a folder with its own")
+        defaults = COLBERT_AI_DEFAULTS
         if (path / "artifact.metadata").exists():
             meta = _read_json(path / "artifact.metadata")
             meta = {**meta.get("config", {}), **meta}  # some versions nest settings under "config"
@@ -166,15 +213,16 @@ def load_stanford(path: Path, trust_remote_code: bool = False, base_model: str =
     if "linear.weight" not in state:
         raise ValueError(f"{path}: no 'linear.weight' projection in a Stanford ColBERT checkpoint")
     head = _linear(state["linear.weight"], None)
+    meta = {**defaults, **{k: v for k, v in meta.items() if v is not None}}
     config = EncodingConfig(
-        query_maxlen=int(meta.get("query_maxlen", 32)),
-        doc_maxlen=int(meta.get("doc_maxlen", 180)),
-        query_marker=meta.get("query_token_id", "[unused0]"),
-        doc_marker=meta.get("doc_token_id", "[unused1]"),
+        query_maxlen=int(meta["query_maxlen"]),
+        doc_maxlen=int(meta["doc_maxlen"]),
+        query_marker=meta["query_token_id"],
+        doc_marker=meta["doc_token_id"],
         query_expansion=True,
-        attend_to_mask_tokens=bool(meta.get("attend_to_mask_tokens", False)),
+        attend_to_mask_tokens=bool(meta["attend_to_mask_tokens"]),
         drop_special_tokens=False,
-        doc_skiplist=PUNCTUATION if meta.get("mask_punctuation", True) else (),
+        doc_skiplist=PUNCTUATION if meta["mask_punctuation"] else (),
     )
     return LoadedCheckpoint("stanford", tokenizer, backbone, head, config)
 
@@ -204,7 +252,14 @@ def load_pylate(path: Path, trust_remote_code: bool = False) -> LoadedCheckpoint
         if not act.endswith("Identity"):
             raise ValueError(f"{dpath}: Dense activation {act} is not supported (only Identity, as PyLate uses)")
         state = _state_dict(dpath)
-        layers.append(_linear(state["linear.weight"], state.get("linear.bias")))
+        weight = state["linear.weight"]
+        if dcfg.get("use_residual"):  # PyLate's Dense: linear(x) + x, or + residual(x) when the sizes differ
+            residual = state.get("residual.weight")
+            if residual is None and weight.shape[0] != weight.shape[1]:
+                raise ValueError(f"{dpath}: use_residual with {weight.shape[1]} -> {weight.shape[0]} features "
+                                 "needs a 'residual.weight', which the weights lack")
+            weight = weight + (residual if residual is not None else torch.eye(weight.shape[0], dtype=weight.dtype))
+        layers.append(_linear(weight, state.get("linear.bias")))
     head = layers[0]
     for extra in layers[1:]:  # fold a chain of linear maps into one
         w = extra.weight @ head.weight
@@ -263,8 +318,10 @@ def load_hf(path: Path | str, trust_remote_code: bool = False, dim: Optional[int
 
 
 def load_checkpoint(path: Path, layout: Optional[str] = None, trust_remote_code: bool = False,
-                    dim: Optional[int] = None, head_init: str = "random") -> LoadedCheckpoint:
-    """Load a local checkpoint, detecting its layout unless ``layout`` names one of :data:`LAYOUTS`."""
+                    dim: Optional[int] = None, head_init: str = "random",
+                    base_model: Optional[str] = None) -> LoadedCheckpoint:
+    """Load a local checkpoint, detecting its layout unless ``layout`` names one of :data:`LAYOUTS`.
+    ``base_model``: the base model (Hub name or local folder) of a ColBERT v1 ``.dnn`` file."""
     check_checkpoint_folder(path)
     layout = layout or detect_layout(path)
     if layout not in LAYOUTS:
@@ -272,9 +329,12 @@ def load_checkpoint(path: Path, layout: Optional[str] = None, trust_remote_code:
     if dim is not None and layout != "hf":
         raise ValueError(f"dim={dim} adds a new head, which only applies to plain encoders; {path} is a "
                          f"{layout} checkpoint with its own head (pass layout='hf' to replace it)")
+    if base_model is not None and not (layout == "stanford" and Path(path).is_file()):
+        raise ValueError(f"base_model= applies to ColBERT v1 .dnn files, whose weights need a base model's "
+                         f"configuration and tokenizer; {path} is a {layout} checkpoint folder with its own")
     logger.info("loading %s checkpoint from %s", layout, path)
     if layout == "stanford":
-        return load_stanford(path, trust_remote_code)
+        return load_stanford(path, trust_remote_code, base_model=base_model)
     if layout == "pylate":
         return load_pylate(path, trust_remote_code)
     if layout == "bge-m3":
@@ -286,12 +346,14 @@ def load_checkpoint(path: Path, layout: Optional[str] = None, trust_remote_code:
 
 def load_saved(path: Path, trust_remote_code: bool = False) -> LoadedCheckpoint:
     """A checkpoint written by :func:`save_checkpoint`: sentence-transformers/PyLate modules plus the exact
-    :class:`EncodingConfig` in ``lateint_config.json``."""
+    :class:`EncodingConfig` in ``lateint_config.json``. The identity head written only for PyLate's sake (a model
+    without a head) is dropped again, so the module is the one that was saved."""
     saved = _read_json(path / SAVED_CONFIG)
     inner = load_pylate(path, trust_remote_code) if detect_layout_modules(path) == "pylate" else \
         load_hf(path, trust_remote_code)
+    head = None if saved.get("pylate_identity_head") else inner.head
     config = EncodingConfig(**{**saved["config"], "doc_skiplist": tuple(saved["config"].get("doc_skiplist", ()))})
-    return LoadedCheckpoint(saved.get("layout", inner.layout), inner.tokenizer, inner.backbone, inner.head, config)
+    return LoadedCheckpoint(saved.get("layout", inner.layout), inner.tokenizer, inner.backbone, head, config)
 
 
 def detect_layout_modules(path: Path) -> str:
@@ -304,29 +366,73 @@ def detect_layout_modules(path: Path) -> str:
     return "hf"
 
 
+def pylate_skiplist(tokenizer: Any, config: EncodingConfig) -> list[str]:
+    """The ``skiplist_words`` that make PyLate drop exactly the document vectors we drop: the vocabulary token of
+    every one-token ``doc_skiplist`` word (PyLate looks words up with ``convert_tokens_to_ids``) and, with
+    ``drop_special_tokens``, the tokenizer's special tokens ([CLS]/[SEP], <s>/</s>)."""
+    words: list[str] = []
+    for word in config.doc_skiplist:
+        ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if len(ids) == 1:
+            words.append(tokenizer.convert_ids_to_tokens(ids[0]))
+    if config.drop_special_tokens:
+        words += [t for t in (tokenizer.cls_token, tokenizer.sep_token, tokenizer.bos_token, tokenizer.eos_token)
+                  if t]
+    return list(dict.fromkeys(words))
+
+
+def pylate_differences(config: EncodingConfig) -> list[str]:
+    """What PyLate's ``models.ColBERT(folder)`` cannot reproduce of a checkpoint saved with ``config`` (PyLate has no
+    setting for these); empty when its vectors are ours."""
+    out = []
+    if config.drop_special_tokens:
+        out.append("its query vectors keep [CLS]/[SEP] (PyLate drops skiplist tokens from documents only), so each "
+                   "query has 2 more vectors than ours and MaxSim differs; its document vectors are ours")
+    if config.drop_first_token:
+        out.append("it keeps the first token's vector (drop_first_token)")
+    if config.divide_by_query_length:
+        out.append("it does not divide scores by the query length")
+    if not config.normalize:
+        out.append("it L2-normalises the vectors (normalize=False here)")
+    if config.long_docs == "split":
+        out.append("it truncates documents at document_length (long_docs='split' here)")
+    return out
+
+
 def save_checkpoint(path: Path, tokenizer: Any, backbone: nn.Module, head: Optional[nn.Linear],
                     config: EncodingConfig, layout: str) -> Path:
     """Write a checkpoint that ``ColBERT.from_pretrained(path)`` loads with identical encoding, in the
     sentence-transformers / PyLate layout (Transformer at the root, ``1_Dense`` head,
-    ``config_sentence_transformers.json``) so PyLate can load the weights too."""
+    ``config_sentence_transformers.json``) so that PyLate's ``models.ColBERT(path)`` loads it too.
+
+    A model without a head gets an identity ``1_Dense`` (hidden -> hidden, no bias; PyLate would otherwise add a
+    random 128-d head), dropped again by :func:`load_saved`. The PyLate settings are ours: markers as prefixes (``""``
+    for none), lengths, expansion, and a skiplist of our dropped document tokens, special tokens included
+    (:func:`pylate_skiplist`). What PyLate still cannot reproduce (:func:`pylate_differences`; e.g. the default
+    model's queries, whose [CLS]/[SEP] vectors PyLate keeps) is logged as a warning and written to
+    ``lateint_config.json`` under ``pylate_differences``."""
     from safetensors.torch import save_file
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     backbone.save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]
-    if head is not None:
-        dense = path / "1_Dense"
-        dense.mkdir(exist_ok=True)
-        with open(dense / "config.json", "w") as f:
-            json.dump({"in_features": head.in_features, "out_features": head.out_features,
-                       "bias": head.bias is not None,
-                       "activation_function": "torch.nn.modules.linear.Identity"}, f, indent=2)
-        tensors = {"linear.weight": head.weight.detach().cpu().contiguous()}
-        if head.bias is not None:
-            tensors["linear.bias"] = head.bias.detach().cpu().contiguous()
-        save_file(tensors, str(dense / "model.safetensors"))
-        modules.append({"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"})
+    identity = head is None
+    if identity:
+        hidden = backbone.config.hidden_size
+        weight, bias = torch.eye(hidden), None
+    else:
+        weight, bias = head.weight.detach(), (head.bias.detach() if head.bias is not None else None)
+    dense = path / "1_Dense"
+    dense.mkdir(exist_ok=True)
+    with open(dense / "config.json", "w") as f:
+        json.dump({"in_features": weight.shape[1], "out_features": weight.shape[0], "bias": bias is not None,
+                   "activation_function": "torch.nn.modules.linear.Identity"}, f, indent=2)
+    tensors = {"linear.weight": weight.float().cpu().contiguous() if identity else weight.cpu().contiguous()}
+    if bias is not None:
+        tensors["linear.bias"] = bias.cpu().contiguous()
+    save_file(tensors, str(dense / "model.safetensors"))
+    modules.append({"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"})
     with open(path / "modules.json", "w") as f:
         json.dump(modules, f, indent=2)
     with open(path / "config_sentence_transformers.json", "w") as f:
@@ -334,9 +440,15 @@ def save_checkpoint(path: Path, tokenizer: Any, backbone: nn.Module, head: Optio
                    "document_prefix": config.doc_marker or "", "query_length": config.query_maxlen,
                    "document_length": config.doc_maxlen, "do_query_expansion": config.query_expansion,
                    "attend_to_expansion_tokens": config.attend_to_mask_tokens,
-                   "skiplist_words": list(config.doc_skiplist), "similarity_fn_name": "MaxSim"}, f, indent=2)
+                   "skiplist_words": pylate_skiplist(tokenizer, config), "similarity_fn_name": "MaxSim"}, f,
+                  indent=2)
+    differences = pylate_differences(config)
     with open(path / SAVED_CONFIG, "w") as f:
-        json.dump({"layout": layout, "config": config.to_dict()}, f, indent=2)
+        json.dump({"layout": layout, "config": config.to_dict(), "pylate_identity_head": identity,
+                   "pylate_differences": differences}, f, indent=2)
+    if differences:
+        logger.warning("%s: PyLate's models.ColBERT() loads this folder, but unlike ColBERT.from_pretrained(): %s",
+                       path, "; ".join(differences))
     return path
 
 

@@ -13,7 +13,8 @@ Runtimes that copy weights (int8, onnx) are rebuilt by ``ColBERT.reset_runtime()
 
 :class:`EncodePlan` says how texts are batched and fed to the device (:func:`encode_plan`): on a GPU, length
 buckets (few distinct shapes), token-budget batches, tokenisation in a background thread and pinned-memory copies;
-on a CPU, exactly the former plan. The CUDA default precision is :data:`CUDA_DEFAULT_PRECISION`, to be set from
+on a CPU, length-sorted batches; with ``batch_invariant=True``, batches whose shape depends on each text's own length
+only, so a text's vectors do not depend on the texts encoded with it. The CUDA default precision is :data:`CUDA_DEFAULT_PRECISION`, to be set from
 ``benchmarks/bench_gpu.py``'s measurement.
 """
 from __future__ import annotations
@@ -108,35 +109,54 @@ class EncodePlan:
       device sees few distinct shapes (kernels tuned once per shape); 1 = exactly the longest.
     - ``tokens_per_batch``: batches hold ``max(batch_size, tokens_per_batch // width)`` sequences, so short
       sequences fill the device; 0 = ``batch_size`` sequences.
+    - ``rows``: batch-invariant encoding. Every batch then has exactly ``rows`` rows (filler rows past the last
+      sequence) and holds sequences whose own length rounds up to the same width, so the shape a sequence is encoded
+      in depends on its length only: bf16 matrix products pick their kernels (and so their summation order) by
+      shape, and a text encoded alone or among others then gets the same vectors, bit for bit. ``batch_size`` and
+      ``tokens_per_batch`` are not used; 0 = off. ``query_rows``: the same for queries (0 = ``rows``); one row
+      keeps a single query as fast as without invariance.
     - ``chunk``: texts tokenised and length-sorted together (0 = all at once); ``background``: tokenise and
       assemble the next batches in a thread while the device encodes; ``pinned``: page-locked host buffers with
       asynchronous copies (CUDA).
-
-    The CPU plan (the default ``EncodePlan()``) encodes exactly as before: sorted by length over all texts,
-    ``batch_size`` sequences per batch, no padding beyond the longest.
     """
     bucket: int = 1
     tokens_per_batch: int = 0
+    rows: int = 0
+    query_rows: int = 0
     chunk: int = 0
     background: bool = False
     pinned: bool = False
 
     def __post_init__(self) -> None:
-        if self.bucket < 1 or self.tokens_per_batch < 0 or self.chunk < 0:
-            raise ValueError(f"EncodePlan needs bucket >= 1, tokens_per_batch >= 0 and chunk >= 0, not {self}")
+        if self.bucket < 1 or min(self.tokens_per_batch, self.chunk, self.rows, self.query_rows) < 0:
+            raise ValueError(f"EncodePlan needs bucket >= 1, tokens_per_batch >= 0, rows >= 0, query_rows >= 0 and "
+                             f"chunk >= 0, not {self}")
 
+
+# The plan on a CPU: length-sorted batches of ``batch_size`` texts, padded to their longest. Fastest, but at bf16 a
+# text's vectors move (by up to ~2e-3, tests/test_encoding_determinism.py) with the texts encoded with it.
+CPU_PLAN = EncodePlan()
+
+# Rows of every document / query batch when encoding batch-invariantly (``batch_invariant=True``,
+# ``$LATEINT_BATCH_INVARIANT=1``). What it costs: ``python benchmarks/bench_encoding.py --configs bf16-torch
+# bf16-torch-invariant`` (README, "Encoding").
+INVARIANT_ROWS = 32
+INVARIANT_QUERY_ROWS = 1
 
 # The plan on GPUs (and other accelerators). Not yet tuned by a GPU measurement: benchmarks/bench_gpu.py reports
 # encode_docs documents/s with it.
 ACCELERATOR_PLAN = EncodePlan(bucket=16, tokens_per_batch=32768, chunk=2048, background=True, pinned=True)
 
 
-def encode_plan(device: torch.device) -> EncodePlan:
-    """The default :class:`EncodePlan` on ``device``: the CPU's (as before) on a CPU, :data:`ACCELERATOR_PLAN`
-    elsewhere (pinned memory only on CUDA)."""
-    if device.type == "cpu":
-        return EncodePlan()
-    return dataclasses.replace(ACCELERATOR_PLAN, pinned=ACCELERATOR_PLAN.pinned and device.type == "cuda")
+def encode_plan(device: torch.device, batch_invariant: bool = False) -> EncodePlan:
+    """The default :class:`EncodePlan` on ``device``: :data:`CPU_PLAN` on a CPU, :data:`ACCELERATOR_PLAN`
+    elsewhere (pinned memory only on CUDA); ``batch_invariant``: the same with ``rows=``:data:`INVARIANT_ROWS` and
+    16-token width buckets."""
+    plan = CPU_PLAN if device.type == "cpu" else \
+        dataclasses.replace(ACCELERATOR_PLAN, pinned=ACCELERATOR_PLAN.pinned and device.type == "cuda")
+    if batch_invariant:
+        plan = dataclasses.replace(plan, bucket=16, rows=INVARIANT_ROWS, query_rows=INVARIANT_QUERY_ROWS)
+    return plan
 
 
 def make_runtime(module: nn.Module, precision: str, backend: str, device: torch.device) -> Runtime:
