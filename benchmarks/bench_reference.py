@@ -11,7 +11,7 @@ first 200 distinct documents), the largest vector difference, the largest MaxSim
 tau of each query's 100 scores (mean), top-10 overlap (mean), nDCG@10 of both rankings, and the wall time of one
 re-ranking of the whole frame by the library's re-ranker and by ours at its default precision (alternating passes
 after a warm-up, median). The default run (5 queries x 100 documents per collection, CACM for punctuation-rich
-text) took 30 minutes on a shared 2-core CPU (about 1,500 tokens/s through MiniLM).
+text) took 20 to 40 minutes on a shared 2-core CPU.
 The libraries run in their own environments (``benchmarks/peers/setup.sh``; ``$PEER_VENVS``), one at a time, each
 with ``BENCH_THREADS`` (2) torch threads, as ours. Prints one markdown table.
 
