@@ -30,7 +30,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -58,22 +57,87 @@ PHASES = ("seconds_pass1", "seconds_sample", "seconds_kmeans", "seconds_quantise
 
 
 # --- building -------------------------------------------------------------------------------------------------------
+class RssSampler:
+    """Resident memory of this process over time, from ``/proc/self/status``: anonymous (heap, arrays) and
+    file-backed (mapped files, libraries) kB, sampled every ``every`` seconds on a thread."""
+
+    def __init__(self, every: float = 0.2):
+        import threading
+        self.every, self.samples, self._stop = every, [], threading.Event()
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def now() -> tuple[int, int]:
+        """(RssAnon, RssFile + RssShmem) in kB; (0, 0) where ``/proc`` does not say."""
+        fields = {}
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(("RssAnon:", "RssFile:", "RssShmem:")):
+                        name, value = line.split(":", 1)
+                        fields[name] = int(value.split()[0])
+        except OSError:
+            pass
+        return fields.get("RssAnon", 0), fields.get("RssFile", 0) + fields.get("RssShmem", 0)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter() - self._t0, *self.now()))
+            self._stop.wait(self.every)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peaks(self, windows: dict[str, tuple[float, float]]) -> dict[str, list[float]]:
+        """Peak ``[anon, file]`` MiB of each named ``(start, end)`` window (seconds since the sampler started)."""
+        out = {}
+        for name, (a, b) in windows.items():
+            inside = [(an, fi) for t, an, fi in self.samples if a <= t <= b] or [(0, 0)]
+            out[name] = [max(x[0] for x in inside) / 1024, max(x[1] for x in inside) / 1024]
+        return out
+
+
+def _phase_windows(build: dict, start: float) -> dict[str, tuple[float, float]]:
+    """The build's phases as ``(start, end)`` seconds on the sampler's clock, from the timings in ``lateint.json``
+    (the assignment and quantisation alternate chunk by chunk: one window, "compress")."""
+    names = [("spill", "seconds_pass1"), ("sample", "seconds_sample"), ("k-means", "seconds_kmeans"),
+             ("quantiser", "seconds_quantiser"), ("compress", "seconds_compress")]
+    out, t = {}, start
+    for name, key in names:
+        d = float(build.get(key) or 0.0)
+        out[name] = (t, t + d)
+        t += d
+    out["rest"] = (t, float("inf"))
+    return out
+
+
 def build_ours(pool_dir: Path, size: int, noise: float, seed: int, path: Path, indexer_kw: dict) -> dict:
-    """Build our index of ``size`` synthetic documents at ``path`` (run in a child process); returns its figures."""
+    """Build our index of ``size`` synthetic documents at ``path`` (run in a child process); returns its figures,
+    with the peak resident memory of each phase (anonymous and file-backed, MiB) to say where the peak comes from."""
     import torch
 
     from pyterrier_lateint.index import ColBERTIndex
     torch.set_num_threads(THREADS)
+    rss = RssSampler()
     corpus = SyntheticCorpus(Pool.load(pool_dir), size, noise, seed)
     index = ColBERTIndex(path)
     t = time.perf_counter()
+    start = t - rss._t0
     index.indexer(None, overwrite=True, verbose=False, batch_size=1024, **indexer_kw).index(corpus.documents())
     wall = time.perf_counter() - t
+    rss.stop()
     meta = index.metadata()
     sizes = index.size_bytes()
-    return {"build_s": wall, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    windows = {"before": (0.0, start), **_phase_windows(meta["build"], start)}
+    from peers._common import peak_rss_mib
+    return {"build_s": wall, "peak_rss_mib": peak_rss_mib(), "peak_rss_source": "VmHWM",  # not ru_maxrss
+            "rss_phases_mib": rss.peaks(windows),
             "n_docs": meta["n_docs"], "n_vectors": meta["n_vectors"], "n_centroids": meta["n_centroids"],
-            "kmeans_sample": meta["build"]["kmeans_sample"], "index_bytes": int(sum(sizes.values())),
+            "kmeans_sample": meta["build"]["kmeans_sample"], "kmeans_sample_dtype": "float16",  # as the spill
+            "index_bytes": int(sum(sizes.values())),
             "bytes_per_vector": sum(sizes.values()) / meta["n_vectors"],
             "phases": {k: meta["build"].get(k) for k in PHASES}}
 
@@ -235,14 +299,23 @@ def run_size(a, pool_dir: Path, pool: Pool, qidx: np.ndarray, size: int) -> dict
                  "passes": a.passes, "command": " ".join(sys.argv[1:])}
     cmd = [sys.executable, __file__, "_build", "--size", str(size), "--noise", str(a.noise), "--seed", str(a.seed),
            "--index", str(work / "ours.lateint"), "--pool", str(pool_dir)]
-    logger.info("building ours: %s", " ".join(cmd))
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    row["ours_build"] = json.loads(out.strip().splitlines()[-1])
+    saved = work / "ours_build.json"  # the build's figures, kept beside the index for --reuse
+    from pyterrier_lateint.index import ColBERTIndex
+    if a.reuse and saved.exists() and ColBERTIndex(work / "ours.lateint").built():
+        row["ours_build"] = json.loads(saved.read_text())
+        logger.info("reusing the index built earlier at %s (--reuse)", work / "ours.lateint")
+    else:
+        logger.info("building ours: %s", " ".join(cmd))
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        row["ours_build"] = json.loads(out.strip().splitlines()[-1])
+        saved.write_text(json.dumps(row["ours_build"]))
     logger.info("ours built: %s", row["ours_build"])
-    corpus = SyntheticCorpus(pool, size, a.noise, a.seed)
-    t = time.perf_counter()
-    exact = exact_fp32(corpus, queries)
-    row["exact_fp32_s"] = time.perf_counter() - t
+    exact = None
+    if size <= a.exact_max:
+        corpus = SyntheticCorpus(pool, size, a.noise, a.seed)
+        t = time.perf_counter()
+        exact = exact_fp32(corpus, queries)
+        row["exact_fp32_s"] = time.perf_counter() - t
     ours = Ours(work / "ours.lateint", queries)
     plaid = None
     if "plaid" in a.peers and size <= a.plaid_max:
@@ -273,15 +346,17 @@ def run_size(a, pool_dir: Path, pool: Pool, qidx: np.ndarray, size: int) -> dict
     row["exhaustive_ms"], exh = ours.exhaustive()
     _, top100 = Ours(work / "ours.lateint", queries, k=DEPTH, warm_up=False).batched()  # recall only, untimed
     row["ours_R10_exh"], row["ours_R100_exh"] = recall(ours_top, exh, 10), recall(top100, exh, 100)
-    row["ours_R10_fp32"] = recall(ours_top, exact, 10)
-    row["exh_R10_fp32"] = recall(exh, exact, 10)
+    if exact is not None:
+        row["ours_R10_fp32"] = recall(ours_top, exact, 10)
+        row["exh_R10_fp32"] = recall(exh, exact, 10)
     if plaid is not None:
         row["plaid_ms_per_pass"] = [pcts(ms) for ms, _ in passes["plaid"]]
         row["plaid_ms"] = pcts([x for ms, _ in passes["plaid"] for x in ms])
         ratios = [(pcts(pm)[0] / pcts(om)[0], pcts(pm)[1] / pcts(om)[1])
                   for (om, _), (pm, _) in zip(passes["ours"], passes["plaid"])]
         row["speedup_per_pass"] = ratios  # PLAID / ours, (median, p95), one pair per pass
-        row["plaid_R10_fp32"] = recall(passes["plaid"][-1][1], exact, 10)
+        if exact is not None:
+            row["plaid_R10_fp32"] = recall(passes["plaid"][-1][1], exact, 10)
         row["plaid_R10_exh"] = recall(passes["plaid"][-1][1], exh, 10)
     if a.sweep:
         row["sweep"] = sweep(work / "ours.lateint", queries, exh, exact, a.sweep)
@@ -298,12 +373,18 @@ def sweep(path: Path, queries: list, exh: list, exact: list, settings: list) -> 
         o = Ours(path, queries, nprobe=nprobe, ncandidates=ncand, nexact=nexact)
         ms, top = o.one_pass()
         ms2, _ = o.one_pass()
-        out.append({"setting": s, "R10_exh": recall(top, exh, 10), "R10_fp32": recall(top, exact, 10), "ms": pcts(ms + ms2)})
+        out.append({"setting": s, "R10_exh": recall(top, exh, 10), "ms": pcts(ms + ms2),
+                    "R10_fp32": recall(top, exact, 10) if exact is not None else None})
         logger.info("sweep %s: %s", s, out[-1])
     return out
 
 
 # --- report ---------------------------------------------------------------------------------------------------------
+def _f3(x: float | None) -> str:
+    """Three decimals, or "n/a" for a figure not measured at that size (e.g. beyond ``--exact-max``)."""
+    return "n/a" if x is None else f"{x:.3f}"
+
+
 def table(rows: list, a) -> str:
     runs = "; ".join(f"`python benchmarks/bench_scale.py {r['command']}`" for r in rows if r.get("command"))
     lines = [f"Synthetic collections of real token vectors (`benchmarks/scale_corpus.py`: the four shared "
@@ -323,19 +404,31 @@ def table(rows: list, a) -> str:
             f"{r['docs']:,}", f"{b['n_vectors']:,}", f"{b['n_centroids']:,}", "ours", f"{b['build_s']:.0f}",
             f"{b['peak_rss_mib'] / 1024:.2f}", f"{b['bytes_per_vector']:.1f}", f"{r['ours_ms'][0]:.1f}",
             f"{r['ours_ms'][1]:.1f}", f"{r['ours_batched_ms']:.1f}", f"{r['ours_R10_exh']:.3f}",
-            f"{r['ours_R100_exh']:.3f}", f"{r['ours_R10_fp32']:.3f}", f"{r['exhaustive_ms']:.0f}"]) + " |")
+            f"{r['ours_R100_exh']:.3f}", _f3(r.get('ours_R10_fp32')), f"{r['exhaustive_ms']:.0f}"]) + " |")
         if "plaid_build" in r:
             pb = r["plaid_build"]
             lines.append("| " + " | ".join([
                 "", "", "", "PLAID", f"{pb['build_s']:.0f}",
                 f"{pb['peak_rss_mib'] / 1024:.2f}" if "peak_rss_mib" in pb else "", f"{pb['bytes_per_vector']:.1f}",
                 f"{r['plaid_ms'][0]:.1f}", f"{r['plaid_ms'][1]:.1f}", "", f"{r['plaid_R10_exh']:.3f}", "",
-                f"{r['plaid_R10_fp32']:.3f}", ""]) + " |")
+                _f3(r.get('plaid_R10_fp32')), ""]) + " |")
     lines.append("")
     phases = ["spill", "sample", "k-means", "quantiser", "assign", "quantise", "IVF"]
     lines += ["Build phases (ours, seconds): " + "; ".join(
         f"{r['docs']:,} docs: " + ", ".join(f"{n} {r['ours_build']['phases'][p]:.1f}" for n, p in zip(phases, PHASES)
                                             if r["ours_build"]["phases"].get(p) is not None) for r in rows) + ".", ""]
+    old_rss = [r for r in rows if r["ours_build"].get("peak_rss_source") != "VmHWM"]
+    if old_rss:
+        lines += ["Peak RSS of the " + ", ".join(f"{r['docs']:,}" for r in old_rss) + "-document build(s): "
+                  "getrusage's ru_maxrss of the build process, which also holds the benchmark process's resident "
+                  "memory at the moment the build was started (a child started by fork + exec keeps its parent's "
+                  "peak there); later runs report the build's own peak (VmHWM).", ""]
+    mem = [r for r in rows if r["ours_build"].get("rss_phases_mib")]
+    if mem:
+        lines += ["Peak resident memory of each build phase (ours, GiB: anonymous + file-backed; sampled every 0.2 s): "
+                  + "; ".join(f"{r['docs']:,} docs: " + ", ".join(
+                      f"{n} {v[0] / 1024:.2f} + {v[1] / 1024:.2f}"
+                      for n, v in r["ours_build"]["rss_phases_mib"].items()) for r in mem) + ".", ""]
     speed = [r for r in rows if "speedup_per_pass" in r]
     for r in speed:
         med = [x[0] for x in r["speedup_per_pass"]]
@@ -366,7 +459,7 @@ def table(rows: list, a) -> str:
                   "|---|" + "---|" * len(sweeps)]
         for i, s in enumerate(settings):
             lines.append(f"| {s} | " + " | ".join(
-                f"{r['sweep'][i]['R10_exh']:.3f} / {r['sweep'][i]['R10_fp32']:.3f} / {r['sweep'][i]['ms'][0]:.1f}"
+                f"{r['sweep'][i]['R10_exh']:.3f} / {_f3(r['sweep'][i].get('R10_fp32'))} / {r['sweep'][i]['ms'][0]:.1f}"
                 for r in sweeps) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -425,6 +518,8 @@ def main() -> None:
     p.add_argument("--passes", type=int, default=5)
     p.add_argument("--peers", nargs="*", default=[], choices=["plaid"])
     p.add_argument("--plaid-max", type=int, default=100_000, help="largest size PLAID is run at")
+    p.add_argument("--exact-max", type=int, default=100_000,
+                   help="largest size at which the exact fp32 MaxSim reference runs (725 s at 100,000 documents)")
     p.add_argument("--venvs", type=Path, default=Path(os.environ.get("PEER_VENVS") or
                                                       Path.home() / ".cache" / "pyterrier_lateint" / "peer-venvs"))
     p.add_argument("--sweep", nargs="*", default=[], help="search settings NPROBE:NCANDIDATES:NEXACT to sweep")
@@ -434,6 +529,9 @@ def main() -> None:
     p.add_argument("--json", type=Path, help="every figure")
     p.add_argument("--inputs", type=Path, nargs="*", default=[], help="report: the --json files of earlier runs")
     p.add_argument("--keep", action="store_true", help="keep the indexes and vectors under --work")
+    p.add_argument("--reuse", action="store_true",
+                   help="search an index kept by an earlier --keep run of the same size (its build figures are read "
+                        "from ours_build.json beside it) instead of building it again")
     # _build (child process)
     p.add_argument("--size", type=int)
     p.add_argument("--index", type=Path)

@@ -9,6 +9,15 @@ documents). Only the "measured" table is measured; every "estimate" is arithmeti
 
     python benchmarks/estimate_scale.py                    # the cached Vaswani index of experiments/run.py
     python benchmarks/estimate_scale.py --index PATH --out experiments/results/scale_estimate.md
+
+``ladder``: the same kind of arithmetic re-fitted on the measured scale ladder (``bench_scale.py --json`` files):
+each build phase's cost per unit of the work it grows with, search latency as a power of the collection size, peak
+memory as a line in the vectors; predictions for held-out rungs (``--check``, set against their measurement), for a
+million documents and for MS MARCO's 8.8M passages on one machine.
+
+    python benchmarks/estimate_scale.py ladder --fit experiments/results/scale_10k.json \
+        experiments/results/scale_100k.json --check experiments/results/scale_300k.json \
+        --out experiments/results/scale_fit.md
 """
 from __future__ import annotations
 
@@ -208,7 +217,206 @@ def estimate(name: str, n_docs: float, n_vectors: float, dim: int, nq: int, enco
             "core-ms/query (all shards)": f"{encode_ms + shards * round1 + merge + round2:,.0f}"}
 
 
+# --- ladder: re-fitted on the measured scale ladder ----------------------------------------------------------------
+LADDER_PHASES = (  # (key in the build's timings, name, what the phase's work grows with)
+    ("seconds_pass1", "spill", "vectors"),
+    ("seconds_sample", "k-means sample", "sample"),
+    ("seconds_kmeans", "k-means", "sample x centroids"),
+    ("seconds_quantiser", "quantiser", "centroids"),
+    ("seconds_assign", "assign", "vectors x centroids"),
+    ("seconds_quantise", "quantise", "vectors"),
+    ("seconds_ivf", "IVF", "vectors"),
+    ("rest", "rest (token statistics, files)", "vectors"),
+)
+
+
+def _ladder_units(n_vectors: float, k: float, sample: float) -> dict[str, float]:
+    return {"vectors": n_vectors, "sample": sample, "sample x centroids": sample * k, "centroids": k,
+            "vectors x centroids": n_vectors * k}
+
+
+def _rung(row: dict) -> dict:
+    """The figures of one ``bench_scale.py`` row that the fit uses."""
+    b = row["ours_build"]
+    phases = {key: float(b["phases"].get(key) or 0.0) for key, _, _ in LADDER_PHASES if key != "rest"}
+    phases["rest"] = max(0.0, float(b["build_s"]) - sum(phases.values()))
+    sampled = b.get("rss_phases_mib", {}).values()
+    anon = [v[0] for v in sampled]
+    # the build's own peak: VmHWM, else the sampled peak; older rows' ru_maxrss held the benchmark's memory too
+    peak = float(b["peak_rss_mib"]) / 1024 if b.get("peak_rss_source") == "VmHWM" else \
+        max(v[0] + v[1] for v in sampled) / 1024 if anon else None
+    by_phase = b.get("rss_phases_mib", {})
+    others = [v[0] for k, v in by_phase.items() if k not in ("before", "sample", "k-means")]
+    return {"docs": int(row["docs"]), "vectors": int(b["n_vectors"]), "centroids": int(b["n_centroids"]),
+            "sample": int(b["kmeans_sample"]), "phases": phases, "build_s": float(b["build_s"]),
+            "peak_rss_gib": peak, "peak_anon_gib": max(anon) / 1024 if anon else None,
+            "kmeans_anon_gib": by_phase["k-means"][0] / 1024 if "k-means" in by_phase else None,
+            "other_anon_gib": max(others) / 1024 if others else None,
+            "file_gib": max(v[1] for v in by_phase.values()) / 1024 if by_phase else None,
+            "sample_value_bytes": 2 if b.get("kmeans_sample_dtype") == "float16" else 4,
+            "bytes_per_vector": float(b["bytes_per_vector"]), "search_ms": float(row["ours_ms"][0]),
+            "search_p95_ms": float(row["ours_ms"][1]), "exhaustive_ms": float(row["exhaustive_ms"])}
+
+
+def _power_fit(xs: list[float], ys: list[float], min_exponent: float | None = None) -> tuple[float, float]:
+    """``y = a x^e`` by least squares in log-log; one point gives ``e = 0``. ``min_exponent``: ``e`` is raised to it
+    when the fit is lower (and ``a`` re-fitted), for costs that cannot fall as the collection grows."""
+    import numpy as np
+    if len(xs) < 2:
+        return float(ys[0]), 0.0
+    e, log_a = np.polyfit(np.log(xs), np.log(ys), 1)
+    if min_exponent is not None and e < min_exponent:
+        e = min_exponent
+        log_a = float(np.mean(np.log(ys) - e * np.log(xs)))
+    return float(np.exp(log_a)), float(e)
+
+
+def _line_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """``y = a + b x`` by least squares; one point gives ``b = 0``."""
+    import numpy as np
+    if len(xs) < 2:
+        return float(ys[0]), 0.0
+    b, a = np.polyfit(xs, ys, 1)
+    return float(a), float(b)
+
+
+def fit_ladder(rungs: list[dict], dim: int = 384) -> dict:
+    """Unit costs (seconds per unit, ratio of sums over ``rungs``) of each build phase; power laws in documents
+    for search median, p95 and exhaustive search; a line in vectors for peak RSS; mean bytes/vector and
+    vectors/document. Memory: the k-means phase's anonymous peak is a base plus its sample (``dim`` values of 2
+    bytes each in this version's float16 sample; 4 in rungs built before it), every other phase's is bounded by a
+    chunk and taken as the largest measured; file-backed pages (libraries) as measured."""
+    units = [_ladder_units(r["vectors"], r["centroids"], r["sample"]) for r in rungs]
+    cost = {key: sum(r["phases"][key] for r in rungs) / sum(u[unit] for u in units) for key, _, unit in LADDER_PHASES}
+    docs = [r["docs"] for r in rungs]
+    mem = [r for r in rungs if r["kmeans_anon_gib"] is not None]
+    return {"cost": cost, "search": _power_fit(docs, [r["search_ms"] for r in rungs], 0.0),
+            "p95": _power_fit(docs, [r["search_p95_ms"] for r in rungs], 0.0),
+            "exhaustive": _power_fit(docs, [r["exhaustive_ms"] for r in rungs], 0.0),
+            "raw_exponents": {k: _power_fit(docs, [r[k] for r in rungs])[1]
+                              for k in ("search_ms", "search_p95_ms", "exhaustive_ms")},
+            # memory: k-means holds its sample (float16 now) on top of a base; the other phases hold one chunk
+            "kmeans_base_gib": (sum(r["kmeans_anon_gib"] - r["sample"] * dim * r["sample_value_bytes"] / GiB
+                                    for r in mem) / len(mem)) if mem else None,
+            "other_anon_gib": max(r["other_anon_gib"] for r in mem) if mem else None,
+            "file_gib": max(r["file_gib"] for r in mem) if mem else None, "mem_from": [r["docs"] for r in mem],
+            "dim": dim,
+            "bytes_per_vector": sum(r["bytes_per_vector"] for r in rungs) / len(rungs),
+            "vectors_per_doc": sum(r["vectors"] for r in rungs) / sum(docs), "from": docs}
+
+
+def predict_ladder(fit: dict, docs: float, vectors: float | None = None, sample_value_bytes: int = 2) -> dict:
+    """Predicted build phases, build time, memory, bytes and latencies for ``docs`` documents (``vectors``:
+    default the ladder's vectors per document), with the defaults the indexer would choose; ``sample_value_bytes``:
+    2 for this version's float16 k-means sample, 4 to check a rung built before it."""
+    from pyterrier_lateint.index.build import default_kmeans_sample
+    from pyterrier_lateint.index.kmeans import default_n_centroids
+    n = vectors if vectors is not None else docs * fit["vectors_per_doc"]
+    k = default_n_centroids(int(n))
+    sample = min(n, default_kmeans_sample(k))
+    u = _ladder_units(n, k, sample)
+    phases = {key: fit["cost"][key] * u[unit] for key, _, unit in LADDER_PHASES}
+    (a_s, e_s), (a_p, e_p), (a_x, e_x) = fit["search"], fit["p95"], fit["exhaustive"]
+    out = {"docs": docs, "vectors": n, "centroids": k, "sample": sample, "phases": phases,
+           "build_s": sum(phases.values()),
+           "peak_rss_gib": None,
+           "index_gib": n * fit["bytes_per_vector"] / GiB, "search_ms": a_s * docs ** e_s,
+           "search_p95_ms": a_p * docs ** e_p, "exhaustive_ms": a_x * docs ** e_x}
+    if fit["kmeans_base_gib"] is not None:
+        out["kmeans_anon_gib"] = fit["kmeans_base_gib"] + sample * fit["dim"] * sample_value_bytes / GiB
+        out["peak_anon_gib"] = max(out["kmeans_anon_gib"], fit["other_anon_gib"])
+        out["peak_rss_gib"] = out["peak_anon_gib"] + fit["file_gib"]
+    return out
+
+
+def ladder_report(fit: dict, checks: list[dict], targets: list[tuple[str, float, float | None]],
+                  command: str) -> str:
+    """Markdown: the fitted constants, then predicted (and, for held-out rungs, measured) figures per size."""
+    import pandas as pd
+
+    def t(x: float) -> str:
+        return f"{x:,.0f}" if x >= 100 else f"{x:,.3g}"
+
+    def hours(x: float) -> str:
+        return f"{x:,.0f} s" if x < 3600 else f"{x:,.0f} s ({x / 3600:.1f} h)"
+    lines = [f"Printed by `{command}`: fitted on the rungs of {', '.join(f'{d:,}' for d in fit['from'])} "
+             f"documents; every figure below that is not marked measured is arithmetic on the fit.", "",
+             "Fitted constants (build phases: seconds of the fit rungs / their units of work):", ""]
+    rows = [{"build phase": name, "grows with": unit, "ns per unit": f"{fit['cost'][key] * 1e9:.4g}"}
+            for key, name, unit in LADDER_PHASES]
+    lines += [pd.DataFrame(rows).to_markdown(index=False), ""]
+    (a_s, e_s), (a_p, e_p), (a_x, e_x) = fit["search"], fit["p95"], fit["exhaustive"]
+    raw = fit["raw_exponents"]
+    rss = (f"resident memory (GiB): k-means phase {fit['kmeans_base_gib']:.2f} + its float16 sample, other phases "
+           f"{fit['other_anon_gib']:.2f} (anonymous), + {fit['file_gib']:.2f} file-backed (from the per-phase peaks of "
+           f"the builds of {', '.join(f'{d:,}' for d in fit['mem_from'])} documents)") \
+        if fit["kmeans_base_gib"] is not None else "no per-phase memory in the fit rungs"
+    lines += [f"Search median ms = {a_s:.3g} docs^{e_s:.3f}; p95 = {a_p:.3g} docs^{e_p:.3f}; exhaustive ms = "
+              f"{a_x:.3g} docs^{e_x:.3f} (least-squares exponents {raw['search_ms']:.3f}, {raw['search_p95_ms']:.3f}, "
+              f"{raw['exhaustive_ms']:.3f}, raised to 0 where below: more documents never make a query cheaper); "
+              f"{rss}; {fit['bytes_per_vector']:.1f} B/vector; {fit['vectors_per_doc']:.1f} vectors/document.", ""]
+    cols: dict[str, dict[str, str]] = {}
+    keys = [("vectors", "vectors"), ("centroids", "centroids"), ("sample", "k-means sample")]
+    keys += [(("phase", key), f"{name} s") for key, name, _ in LADDER_PHASES]
+    keys += [("build_s", "build s"), ("peak_rss_gib", "peak RSS GiB"), ("peak_anon_gib", "peak anonymous GiB"),
+             ("kmeans_anon_gib", "k-means phase anonymous GiB"),
+             ("index_gib", "index GiB"), ("search_ms", "search median ms"), ("search_p95_ms", "search p95 ms"),
+             ("exhaustive_ms", "exhaustive ms/query")]
+
+    def get(d: dict, key):
+        if isinstance(key, tuple):
+            return d["phases"].get(key[1])
+        if key == "index_gib" and "index_gib" not in d and "bytes_per_vector" in d:
+            return d["vectors"] * d["bytes_per_vector"] / GiB
+        return d.get(key)
+    for m in checks:
+        pr = predict_ladder(fit, m["docs"], m["vectors"], m["sample_value_bytes"])
+        col = {}
+        for key, label in keys:
+            pv, mv = get(pr, key), get(m, key)
+            if pv is None or mv is None:
+                col[label] = "" if mv is None else f"measured {t(mv)}"
+            elif key in ("vectors", "centroids", "sample"):
+                col[label] = t(mv)
+            else:
+                col[label] = f"{t(pv)} / {t(mv)} ({100 * (pv - mv) / mv:+.0f}%)"
+        cols[f"{m['docs']:,} docs: predicted / measured"] = col
+    for name, docs, vectors in targets:
+        pr = predict_ladder(fit, docs, vectors)
+        cols[f"{name}: predicted"] = {label: (hours(get(pr, key)) if key == "build_s" else t(get(pr, key)))
+                                      for key, label in keys if get(pr, key) is not None}
+    lines += [pd.DataFrame(cols).fillna("").to_markdown(), ""]
+    return "\n".join(lines)
+
+
+def ladder_main(argv: list[str]) -> None:
+    """Fit the ladder model on measured rungs, check it on held-out rungs, predict 1M documents and MS MARCO."""
+    import json
+    ap = argparse.ArgumentParser(prog="estimate_scale.py ladder", description=ladder_main.__doc__)
+    ap.add_argument("--fit", type=Path, nargs="+", required=True, help="bench_scale.py --json files to fit on")
+    ap.add_argument("--check", type=Path, nargs="*", default=[], help="held-out rungs: predicted against measured")
+    ap.add_argument("--msmarco-vectors-per-passage", type=float, default=None,
+                    help="vectors per MS MARCO passage (default: the ladder's vectors per document)")
+    ap.add_argument("--dim", type=int, default=384, help="vector dimensions of the ladder (the default model's)")
+    ap.add_argument("--out", type=Path, help="also write the markdown here")
+    a = ap.parse_args(argv)
+
+    def rungs(files: list[Path]) -> list[dict]:
+        return [_rung(r) for f in files for r in json.loads(f.read_text())]
+    fit = fit_ladder(rungs(a.fit), a.dim)
+    mm = a.msmarco_vectors_per_passage
+    targets = [("1,000,000 docs", 1e6, None),
+               ("MS MARCO v1 (8.8M passages)", COLBERTV2_PASSAGES, COLBERTV2_PASSAGES * mm if mm else None)]
+    text = ladder_report(fit, rungs(a.check), targets, "python benchmarks/estimate_scale.py " + " ".join(sys.argv[1:]))
+    print(text)
+    if a.out:
+        a.out.write_text(text)
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "ladder":
+        ladder_main(sys.argv[2:])
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--index", type=Path, help="a built ColBERTIndex of Vaswani (default: experiments' cached one)")
     ap.add_argument("--reps", type=int, default=5, help="timed runs per query after one warm-up")

@@ -232,8 +232,18 @@ class IrdsCollection:
         for d in self.dataset.get_corpus_iter(verbose=verbose):
             yield {"docno": d["docno"], "text": d["text"] if "title" not in d else _clean(f"{d['title']} {d['text']}")}
 
-    def get_topics(self, split: str = "test") -> pd.DataFrame:
-        return self._split(split).get_topics()[["qid", "query"]]
+    def get_topics(self, split: str = "test", variant: Optional[str] = None) -> pd.DataFrame:
+        """Topics ``qid``, ``query`` of ``split``. ``variant``: the query field that becomes ``query`` when the
+        queries have several (BEIR's ``text`` and ``url``; TREC's ``title``, ``description``, ...); default its
+        ``query``, ``text`` or ``title`` field, else the first (PyTerrier itself makes no ``query`` column then)."""
+        ds = self._split(split)
+        fields = list(ds.irds_ref().queries_cls()._fields[1:]) if hasattr(ds, "irds_ref") else []
+        if variant is None and len(fields) > 1:
+            variant = next((f for f in ("query", "text", "title") if f in fields), fields[0])
+        if variant is not None and fields and variant not in fields:
+            raise ValueError(f"{self.irds_name} has no query field {variant!r}; its fields: {', '.join(fields)}")
+        topics = ds.get_topics(variant) if variant is not None else ds.get_topics()
+        return topics[["qid", "query"]]
 
     def get_qrels(self, split: str = "test") -> pd.DataFrame:
         return self._split(split).get_qrels()[["qid", "docno", "label"]]

@@ -236,3 +236,36 @@ def test_fallback_to_ir_datasets_when_not_on_disk(tmp_path, monkeypatch, collect
     assert result.table["AP"][0] == pytest.approx(ref["map"][0], abs=1e-4)
     with pytest.raises(FileNotFoundError, match="irds:NAME"):
         get_dataset("cacm-nowhere")
+
+
+def test_irds_topics_with_several_query_fields_take_the_text(tmp_path):
+    """BEIR queries carry ``text`` and metadata (``url``): PyTerrier's get_topics() then makes no ``query`` column,
+    so IrdsCollection picks the text field (or the ``variant=`` asked for) instead of failing with a KeyError."""
+    import json
+
+    import ir_datasets
+    from ir_datasets.datasets import beir
+    from ir_datasets.datasets.base import Dataset
+    from ir_datasets.util import LocalDownload
+
+    from pyterrier_lateint.data import IrdsCollection
+    (tmp_path / "corpus.jsonl").write_text(json.dumps({"_id": "d1", "title": "t", "text": "x",
+                                                       "metadata": {"url": "u"}}) + "\n")
+    (tmp_path / "queries.jsonl").write_text("".join(
+        json.dumps({"_id": q, "text": text, "metadata": {"url": f"https://example.org/{q}"}}) + "\n"
+        for q, text in (("q1", "statins and cancer"), ("q2", "vitamin d"))))
+    name = "lateint-test/beir-two-query-fields"
+    docs = beir.BeirDocs("nfcorpus", LocalDownload(tmp_path / "corpus.jsonl"), beir.BeirTitleUrlDoc)
+    queries = beir.BeirQueries("nfcorpus", LocalDownload(tmp_path / "queries.jsonl"), beir.BeirUrlQuery)
+    ir_datasets.registry._registered.pop(name, None)
+    ir_datasets.registry.register(name, Dataset(docs, queries))
+    try:
+        coll = IrdsCollection(name)
+        topics = coll.get_topics()
+        assert list(topics.columns) == ["qid", "query"]
+        assert topics.set_index("qid")["query"].to_dict() == {"q1": "statins and cancer", "q2": "vitamin d"}
+        assert coll.get_topics(variant="url")["query"].tolist() == ["https://example.org/q1", "https://example.org/q2"]
+        with pytest.raises(ValueError, match="no query field 'title'.*text, url"):
+            coll.get_topics(variant="title")
+    finally:
+        ir_datasets.registry._registered.pop(name, None)

@@ -107,12 +107,7 @@ def stub_cache(tmp_path_factory) -> Path:
 
 # blocks that fail through a known bug of the package: a key the block contains -> (what its error output holds,
 # the bug). The test then xfails on that error only, and fails once the block passes (remove the entry).
-KNOWN_BUGS = {
-    'get_dataset("irds:beir/nfcorpus")': (
-        "KeyError: \"['query'] not in index\"",
-        "pyterrier_lateint.data.IrdsCollection.get_topics selects a 'query' column, which PyTerrier's get_topics() "
-        "does not make when the queries have several fields (BEIR nfcorpus: text, url)"),
-}
+KNOWN_BUGS: dict[str, tuple[str, str]] = {}
 
 
 @pytest.mark.parametrize("code,line", ONLINE, ids=[f"line{line}" for _, line in ONLINE])

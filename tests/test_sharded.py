@@ -376,3 +376,26 @@ def test_ray_build_and_search(tmp_path, ray_cluster):
     assert_same(single.retriever(num_results=10)(QUERIES.iloc[:1]),
                 sh.retriever(num_results=10, executor="ray", workers=2)(QUERIES.iloc[:1]), 10)
     sh.close()
+
+
+def test_tasks_get_absolute_paths(tmp_path, monkeypatch):
+    """A sharded index opened by a relative path: its build tasks run elsewhere (Ray workers: another process, maybe
+    another machine or folder), so they are given the absolute path, and the index is built where the caller meant."""
+    from pyterrier_lateint.sharded.executors import LocalExecutor
+
+    class Elsewhere(LocalExecutor):
+        """Runs each task from another working directory, as a remote worker would."""
+
+        def run(self, fn, calls, desc="tasks"):
+            here = os.getcwd()
+            os.chdir(tmp_path / "elsewhere")
+            try:
+                return super().run(fn, calls, desc)
+            finally:
+                os.chdir(here)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    sh = ShardedColBERTIndex("rel").indexer(n_shards=2, n_centroids=16, executor=Elsewhere(),
+                                            verbose=False).index(DOCS[:100])
+    assert len(sh) == 100 and (tmp_path / "rel" / META_FILE).exists()
+    assert not (tmp_path / "elsewhere" / "rel").exists()

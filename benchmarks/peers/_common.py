@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -20,6 +21,22 @@ def load(folder: str):
     offsets = np.load(folder / "offsets.npy")
     Q, qoff = np.load(folder / "queries.npy"), np.load(folder / "qoffsets.npy")
     return vectors, offsets, [Q[qoff[i]:qoff[i + 1]] for i in range(len(qoff) - 1)]
+
+
+def peak_rss_mib() -> float:
+    """This process's own peak resident memory, MiB: ``VmHWM`` of ``/proc/self/status`` (anonymous and file-backed
+    pages). Not ``getrusage``'s ``ru_maxrss``: a process started by (v)fork + exec keeps its parent's peak there, so
+    a benchmark's child reported the benchmark's own memory when that was larger (2 GB of a parent's arrays showed as
+    a child's 1.9 GiB ``ru_maxrss`` against its own 13 MiB ``VmHWM``)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: the best there is
 
 
 def dir_bytes(path) -> int:
@@ -44,15 +61,25 @@ def time_one_at_a_time(search_one, queries, repeats: int = 3):
     return np.median(np.array([ms for ms, _ in passes]), axis=0).tolist(), passes[-1][1]
 
 
-def serve(search_one, queries, emit_pass) -> None:
-    """Answer requests on standard input, one per line, until ``quit``: ``pass`` runs one :func:`timed_pass` over
-    ``queries`` (no warm-up) and emits it through ``emit_pass(ms, results)``."""
+def serve(search_one: Callable[[Any], Any], queries: Sequence, emit_pass: Callable[[list, list], None],
+          extras: Callable[[], dict] | None = None) -> None:
+    """Answer requests on standard input, one per line, until ``quit`` (or the end of the input):
+
+    - ``pass``: one :func:`timed_pass` over ``queries`` (no warm-up), emitted through ``emit_pass(ms, results)``;
+    - ``extras``: ``extras()``, emitted as one result: what the driver measures besides the interleaved passes
+      (batched timing, variant settings); ``{}`` when the driver has none;
+    - anything else: a result ``{"error": ...}``, so that a caller waiting for a result is never left hanging.
+    """
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "quit":
             return
         if cmd == "pass":
             emit_pass(*timed_pass(search_one, queries))
+        elif cmd == "extras":
+            emit(extras() if extras is not None else {})
+        elif cmd:
+            emit({"error": f"unknown request {cmd!r} (expected pass, extras or quit)"})
 
 
 def emit(obj: dict) -> None:

@@ -11,8 +11,8 @@ PLAID's defaults for k <= 10 apply: ncells=1, centroid_score_threshold=0.5, ndoc
     $PEER_VENVS/plaid/bin/python benchmarks/peers/plaid_driver.py VECTORS_DIR WORK_DIR [--nbits 2]
 
 ``--serve``: emit the build's figures after one warm-up pass, then answer ``pass`` requests on standard input (one
-timed pass over the queries each, ``_common.serve``) until ``quit``: ``bench_scale.py`` interleaves these passes with
-its own.
+timed pass over the queries each, ``_common.serve``) and ``extras`` (the ``--variants``, timed as without
+``--serve``) until ``quit``: ``bench_scale.py`` and ``bench_peers.py`` interleave these passes with their own.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # colbert-ai first asks the Hub for the checkpoint's metadata
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import THREADS, dir_bytes, emit, load, serve, time_one_at_a_time  # noqa: E402
+from _common import THREADS, dir_bytes, emit, load, peak_rss_mib, serve, time_one_at_a_time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -103,37 +103,48 @@ def main() -> None:
         def one(q):
             pids, _, _ = searcher.dense_search(torch.from_numpy(np.ascontiguousarray(q)).unsqueeze(0), k=a.k)
             return pids
+        # None: colbert-ai chooses them by k at the first search (ncells=1, centroid_score_threshold=0.5, ndocs=256 for
+        # k <= 10); variants() restores this state
+        defaults = (searcher.config.ncells, searcher.config.centroid_score_threshold, searcher.config.ndocs)
+
+        def variants() -> list[dict]:
+            """The ``--variants`` on the same index, each timed by ``time_one_at_a_time``; defaults restored."""
+            extra = []
+            for v in a.variants:
+                ncells, thr, ndocs = v.split(":")
+                searcher.configure(ncells=int(ncells), centroid_score_threshold=float(thr), ndocs=int(ndocs))
+                vq, vres = time_one_at_a_time(one, queries, a.repeats)
+                extra.append({"settings": f"nbits={a.nbits}, ncells={ncells}, centroid_score_threshold={thr}, "
+                                          f"ndocs={ndocs} (tuned up, same index)", "per_query_ms": vq,
+                              "batched_ms_per_q": None, "topk": [[int(d) for d in r] for r in vres]})
+            searcher.configure(ncells=defaults[0], centroid_score_threshold=defaults[1], ndocs=defaults[2])
+            return extra
+        import importlib.metadata as md
+        system = f"PLAID colbert-ai {md.version('colbert-ai')} (torch {torch.__version__})"
+
+        def settings() -> str:
+            """The search settings in force (after a first search, which sets colbert-ai's defaults for k)."""
+            c = searcher.config
+            return (f"nbits={a.nbits}, kmeans_niters=4 (default), its 16*sqrt(n) centroid heuristic, defaults for "
+                    f"k={a.k}: ncells={c.ncells}, centroid_score_threshold={c.centroid_score_threshold}, "
+                    f"ndocs={c.ndocs}; no batched API (search_all loops over queries)")
         if a.serve:
-            import resource
             for q in queries:  # warm-up: JIT-compiled kernels, page cache
                 one(q)
-            emit({"system": "PLAID colbert-ai", "build_s": build_s, "searcher_load_s": load_s,
+            emit({"system": system, "build_s": build_s, "searcher_load_s": load_s,
                   "index_bytes": dir_bytes(index_dir), "n_vectors": int(OFFSETS[-1]),
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "settings": f"nbits={a.nbits}, defaults for k={a.k}: ncells={searcher.config.ncells}, "
-                              f"centroid_score_threshold={searcher.config.centroid_score_threshold}, "
-                              f"ndocs={searcher.config.ndocs}"})
+                  "peak_rss_mib": peak_rss_mib(),
+                  "settings": settings(), "threads": torch.get_num_threads()})
             serve(one, queries, lambda ms, res: emit({"per_query_ms": ms,
-                                                      "topk": [[int(d) for d in r] for r in res]}))
+                                                      "topk": [[int(d) for d in r] for r in res]}),
+                  extras=lambda: {"batched_ms_per_q": None, "extra": variants()})
             return
         per_q, res = time_one_at_a_time(one, queries, a.repeats)
-        defaults = (searcher.config.ncells, searcher.config.centroid_score_threshold, searcher.config.ndocs)
-        extra = []
-        for v in a.variants:
-            ncells, thr, ndocs = v.split(":")
-            searcher.configure(ncells=int(ncells), centroid_score_threshold=float(thr), ndocs=int(ndocs))
-            vq, vres = time_one_at_a_time(one, queries, a.repeats)
-            extra.append({"settings": f"nbits={a.nbits}, ncells={ncells}, centroid_score_threshold={thr}, "
-                                      f"ndocs={ndocs} (tuned up, same index)", "per_query_ms": vq,
-                          "batched_ms_per_q": None, "topk": [[int(d) for d in r] for r in vres]})
-    import importlib.metadata as md
-    emit({"system": f"PLAID colbert-ai {md.version('colbert-ai')} (torch {torch.__version__})",
-          "build_s": build_s, "searcher_load_s": load_s, "index_bytes": dir_bytes(index_dir),
+        setting = settings()
+        extra = variants()
+    emit({"system": system, "build_s": build_s, "searcher_load_s": load_s, "index_bytes": dir_bytes(index_dir),
           "n_vectors": int(OFFSETS[-1]), "per_query_ms": per_q, "batched_ms_per_q": None,
-          "topk": [[int(d) for d in r] for r in res],
-          "settings": f"nbits={a.nbits}, kmeans_niters=4 (default), its 16*sqrt(n) centroid heuristic, k<=10 "
-                      f"defaults: ncells={defaults[0]}, centroid_score_threshold={defaults[1]}, ndocs={defaults[2]}; "
-                      f"no batched API (search_all loops over queries)",
+          "topk": [[int(d) for d in r] for r in res], "settings": setting,
           "threads": torch.get_num_threads(), "extra": extra})
 
 

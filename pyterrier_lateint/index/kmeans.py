@@ -39,12 +39,13 @@ def _have_faiss() -> bool:
 
 
 def kmeans(x: np.ndarray, k: int, *, iters: int = 8, seed: int = 0, use_faiss: bool | None = None) -> np.ndarray:
-    """Cluster ``x`` ``(n, dim)`` float32 into ``k`` centroids; returns float32 ``(k, dim)``.
+    """Cluster ``x`` ``(n, dim)`` (float32, or float16: kept as it is, converted a chunk at a time, so a build's
+    k-means sample costs half the memory) into ``k`` centroids; returns float32 ``(k, dim)``.
 
     Centroids are cluster means (not re-normalised): ``<q, centroid>`` is then the expected ``<q, v>`` of the
     cluster's vectors, the best centroid-only estimate. Empty clusters are re-seeded with random points.
     """
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float16 if np.asarray(x).dtype == np.float16 else np.float32)
     n, dim = x.shape
     if k <= 0:
         raise ValueError(f"k must be positive, not {k}")
@@ -56,27 +57,32 @@ def kmeans(x: np.ndarray, k: int, *, iters: int = 8, seed: int = 0, use_faiss: b
         import faiss
         km = faiss.Kmeans(dim, k, niter=iters, seed=seed, verbose=False, spherical=False,
                           max_points_per_centroid=max(256, -(-n // k)))
-        km.train(x)
+        km.train(np.ascontiguousarray(x, dtype=np.float32))
         return np.ascontiguousarray(km.centroids, dtype=np.float32)
     return _torch_kmeans(x, k, iters=iters, seed=seed)
+
+
+KMEANS_SUM_CHUNK = 2 ** 16  # rows added to the cluster sums per step (float16 samples are converted per step)
 
 
 def _torch_kmeans(x: np.ndarray, k: int, *, iters: int, seed: int) -> np.ndarray:
     import torch
     gen = np.random.default_rng(seed)
-    xt = torch.from_numpy(x)
-    cent = xt[torch.from_numpy(gen.choice(len(x), k, replace=False))].clone()
+    cent = torch.from_numpy(np.asarray(x[gen.choice(len(x), k, replace=False)], dtype=np.float32))
     chunk = max(1, 2 ** 26 // max(k, 1))  # bound the (chunk, k) similarity block to ~256 MB
     for it in range(iters):
         assign = assign_nearest(x, cent.numpy(), chunk=chunk)
         a = torch.from_numpy(assign)
-        sums = torch.zeros_like(cent).index_add_(0, a, xt)
+        sums = torch.zeros_like(cent)
+        for s in range(0, len(x), KMEANS_SUM_CHUNK):
+            rows = torch.from_numpy(np.asarray(x[s:s + KMEANS_SUM_CHUNK], dtype=np.float32))
+            sums.index_add_(0, a[s:s + KMEANS_SUM_CHUNK], rows)
         counts = torch.bincount(a, minlength=k).to(torch.float32)
         empty = counts == 0
         cent = sums / counts.clamp_min(1).unsqueeze(1)
         if bool(empty.any()):
             n_empty = int(empty.sum())
-            cent[empty] = xt[torch.from_numpy(gen.choice(len(x), n_empty, replace=False))]
+            cent[empty] = torch.from_numpy(np.asarray(x[gen.choice(len(x), n_empty, replace=False)], dtype=np.float32))
             logger.debug("k-means iteration %d: re-seeded %d empty clusters", it, n_empty)
     return np.ascontiguousarray(cent.numpy(), dtype=np.float32)
 

@@ -17,31 +17,78 @@ TRAIN_SAMPLE = 2 ** 15  # residuals the codebooks are learnt from (128 per codew
 ENCODE_CHUNK = 8192  # vectors per task of the thread pool
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+ENCODE_BLOCK = 256  # rows encoded together: the kernel runs across rows, so each step is one vector instruction
+
+
+@numba.njit(cache=True, nogil=True)
 def _encode_rows(x, books_t, half_norms, out):
-    """Nearest codeword of each sub-vector of ``x`` ``(n, M * per)``: ``books_t`` ``(M, per, 256)`` (codeword
-    index last, so the distance loop runs over contiguous codewords), ``half_norms`` ``(M, 256)`` = |c|^2 / 2;
-    writes uint8 ``out`` ``(n, M)``. argmin |x - c|^2 = argmin |c|^2 / 2 - <x, c>; ties: the lower codeword.
-    Two passes over the 256 distances (a vectorised min, then the first index holding it) instead of a branchy
-    running argmin."""
-    n = x.shape[0]
+    """Nearest codeword of each sub-vector of ``x`` ``(n, M * per)``: ``books_t`` ``(M, per, 256)``, ``half_norms``
+    ``(M, 256)`` = |c|^2 / 2; writes uint8 ``out`` ``(n, M)``. argmin |x - c|^2 = argmin |c|^2 / 2 - <x, c>;
+    ties: the lower codeword.
+
+    Rows go ``ENCODE_BLOCK`` at a time, transposed (``(dim, block)``), so that the loops run across rows with
+    contiguous loads and a compare-and-select per row, which the compiler turns into vector instructions (the loop
+    over codewords of one row is a serial argmin). Each row's distance is the same sequence of float32 operations
+    (``h - x0 c0 - x1 c1 - ...``, no fused multiply-adds) whatever block it is in, so a vector's code does not
+    depend on its companions. Against the row-at-a-time loop it replaces (``benchmarks/bench_pq_encode.py``: 131,072
+    residuals of real 384-d token vectors, ``per`` = 4, 2 threads, 3 interleaved runs each): 0.78, 0.82, 0.84 s
+    against 5.0, 5.5, 6.0 s, the same codes but for 3 of 12.6M sub-vectors (float32 near-ties, which the old
+    loop's fused multiply-adds rounded the other way)."""
+    n, dim = x.shape
     M, per, K = books_t.shape
-    dist = np.empty(K, dtype=np.float32)
-    for i in range(n):
+    B = ENCODE_BLOCK
+    xt = np.zeros((dim, B), dtype=np.float32)
+    best = np.empty(B, dtype=np.float32)
+    arg = np.empty(B, dtype=np.int32)
+    d = np.empty(B, dtype=np.float32)
+    for r0 in range(0, n, B):
+        nb = min(B, n - r0)
+        for i in range(nb):
+            for c in range(dim):
+                xt[c, i] = x[r0 + i, c]
+        for i in range(nb, B):
+            for c in range(dim):
+                xt[c, i] = 0.0
         for p in range(M):
-            for j in range(K):
-                dist[j] = half_norms[p, j]
-            for k in range(per):
-                xv = x[i, p * per + k]
+            for i in range(B):
+                best[i] = np.inf
+                arg[i] = 0
+            if per == 4:
+                a0, a1, a2, a3 = xt[4 * p], xt[4 * p + 1], xt[4 * p + 2], xt[4 * p + 3]
                 for j in range(K):
-                    dist[j] -= xv * books_t[p, k, j]
-            bv = np.float32(np.inf)
-            for j in range(K):
-                bv = min(bv, dist[j])
-            best = K
-            for j in range(K):
-                best = min(best, j if dist[j] == bv else K)
-            out[i, p] = best
+                    h = half_norms[p, j]
+                    c0, c1, c2, c3 = books_t[p, 0, j], books_t[p, 1, j], books_t[p, 2, j], books_t[p, 3, j]
+                    for i in range(B):
+                        v = h - a0[i] * c0 - a1[i] * c1 - a2[i] * c2 - a3[i] * c3
+                        if v < best[i]:
+                            best[i] = v
+                            arg[i] = j
+            elif per == 2:
+                a0, a1 = xt[2 * p], xt[2 * p + 1]
+                for j in range(K):
+                    h = half_norms[p, j]
+                    c0, c1 = books_t[p, 0, j], books_t[p, 1, j]
+                    for i in range(B):
+                        v = h - a0[i] * c0 - a1[i] * c1
+                        if v < best[i]:
+                            best[i] = v
+                            arg[i] = j
+            else:  # any other sub-vector size: the same operations, one pass over the block per dimension
+                for j in range(K):
+                    h = half_norms[p, j]
+                    for i in range(B):
+                        d[i] = h
+                    for k in range(per):
+                        ck = books_t[p, k, j]
+                        a = xt[p * per + k]
+                        for i in range(B):
+                            d[i] = d[i] - a[i] * ck
+                    for i in range(B):
+                        if d[i] < best[i]:
+                            best[i] = d[i]
+                            arg[i] = j
+            for i in range(nb):
+                out[r0 + i, p] = arg[i]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -111,7 +111,7 @@ class ShardedIndexer(pt.Indexer):
         the old index as it was."""
         if isinstance(inp, pd.DataFrame):
             inp = inp.to_dict(orient="records")
-        root = Path(self.index_ref.path)
+        root = Path(self.index_ref.path).absolute()  # tasks may run in other processes, folders or machines
         with writer_lock(root):
             recover(root)
             # an index (sharded or not) is replaced with overwrite=True; an interrupted build of one (plan.json)

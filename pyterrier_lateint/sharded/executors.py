@@ -210,7 +210,8 @@ class RaySearchPool:
         actor = ray.remote(_ShardActor).options(num_cpus=executor.cpus_per_worker, runtime_env=executor._env())
         self.groups = [list(range(w, len(paths), self.n)) for w in range(self.n)]
         t0 = time.perf_counter()
-        self.actors = [actor.remote([str(paths[s]) for s in g], [int(bases[s]) for s in g]) for g in self.groups]
+        self.actors = [actor.remote([str(Path(paths[s]).absolute()) for s in g], [int(bases[s]) for s in g])
+                       for g in self.groups]  # absolute: actors run in processes of their own
         try:
             ray.get([a.ready.remote() for a in self.actors], timeout=ACTOR_START_TIMEOUT)
         except ray.exceptions.GetTimeoutError:
