@@ -47,6 +47,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, os.environ.get("LATEINT_SRC", str(HERE.parent)))
 
 from scale_corpus import DEFAULT_NOISE, Pool, SyntheticCorpus, build_pool, cache_root  # noqa: E402
+from peers._common import peak_rss_mib, proc_status_kb  # noqa: E402
 
 logger = logging.getLogger("bench_scale")
 THREADS = 2
@@ -71,20 +72,16 @@ class RssSampler:
     @staticmethod
     def now() -> tuple[int, int]:
         """(RssAnon, RssFile + RssShmem) in kB; (0, 0) where ``/proc`` does not say."""
-        fields = {}
-        try:
-            with open("/proc/self/status") as f:
-                for line in f:
-                    if line.startswith(("RssAnon:", "RssFile:", "RssShmem:")):
-                        name, value = line.split(":", 1)
-                        fields[name] = int(value.split()[0])
-        except OSError:
-            pass
-        return fields.get("RssAnon", 0), fields.get("RssFile", 0) + fields.get("RssShmem", 0)
+        f = proc_status_kb("RssAnon", "RssFile", "RssShmem")
+        return f.get("RssAnon", 0), f.get("RssFile", 0) + f.get("RssShmem", 0)
+
+    def elapsed(self) -> float:
+        """Seconds since the sampler started (the clock of ``samples`` and of :meth:`peaks`' windows)."""
+        return time.perf_counter() - self._t0
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.perf_counter() - self._t0, *self.now()))
+            self.samples.append((self.elapsed(), *self.now()))
             self._stop.wait(self.every)
 
     def stop(self) -> None:
@@ -92,11 +89,13 @@ class RssSampler:
         self._thread.join()
 
     def peaks(self, windows: dict[str, tuple[float, float]]) -> dict[str, list[float]]:
-        """Peak ``[anon, file]`` MiB of each named ``(start, end)`` window (seconds since the sampler started)."""
+        """Peak ``[anon, file]`` MiB of each named ``(start, end)`` window (seconds since the sampler started);
+        a window shorter than the sampling interval, with no sample in it, is left out."""
         out = {}
         for name, (a, b) in windows.items():
-            inside = [(an, fi) for t, an, fi in self.samples if a <= t <= b] or [(0, 0)]
-            out[name] = [max(x[0] for x in inside) / 1024, max(x[1] for x in inside) / 1024]
+            inside = [(an, fi) for t, an, fi in self.samples if a <= t <= b]
+            if inside:
+                out[name] = [max(x[0] for x in inside) / 1024, max(x[1] for x in inside) / 1024]
         return out
 
 
@@ -124,15 +123,13 @@ def build_ours(pool_dir: Path, size: int, noise: float, seed: int, path: Path, i
     rss = RssSampler()
     corpus = SyntheticCorpus(Pool.load(pool_dir), size, noise, seed)
     index = ColBERTIndex(path)
-    t = time.perf_counter()
-    start = t - rss._t0
+    start, t = rss.elapsed(), time.perf_counter()
     index.indexer(None, overwrite=True, verbose=False, batch_size=1024, **indexer_kw).index(corpus.documents())
     wall = time.perf_counter() - t
     rss.stop()
     meta = index.metadata()
     sizes = index.size_bytes()
     windows = {"before": (0.0, start), **_phase_windows(meta["build"], start)}
-    from peers._common import peak_rss_mib
     return {"build_s": wall, "peak_rss_mib": peak_rss_mib(), "peak_rss_source": "VmHWM",  # not ru_maxrss
             "rss_phases_mib": rss.peaks(windows),
             "n_docs": meta["n_docs"], "n_vectors": meta["n_vectors"], "n_centroids": meta["n_centroids"],

@@ -271,15 +271,6 @@ def _power_fit(xs: list[float], ys: list[float], min_exponent: float | None = No
     return float(np.exp(log_a)), float(e)
 
 
-def _line_fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    """``y = a + b x`` by least squares; one point gives ``b = 0``."""
-    import numpy as np
-    if len(xs) < 2:
-        return float(ys[0]), 0.0
-    b, a = np.polyfit(xs, ys, 1)
-    return float(a), float(b)
-
-
 def fit_ladder(rungs: list[dict], dim: int = 384) -> dict:
     """Unit costs (seconds per unit, ratio of sums over ``rungs``) of each build phase; power laws in documents
     for search median, p95 and exhaustive search; a line in vectors for peak RSS; mean bytes/vector and

@@ -23,18 +23,29 @@ def load(folder: str):
     return vectors, offsets, [Q[qoff[i]:qoff[i + 1]] for i in range(len(qoff) - 1)]
 
 
+def proc_status_kb(*names: str) -> dict[str, int]:
+    """The kB fields ``names`` (``"VmHWM"``, ``"RssAnon"``, ...) of ``/proc/self/status``: those it has; none
+    where there is no ``/proc``."""
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name in names:
+                    out[name] = int(value.split()[0])
+    except OSError:
+        pass
+    return out
+
+
 def peak_rss_mib() -> float:
     """This process's own peak resident memory, MiB: ``VmHWM`` of ``/proc/self/status`` (anonymous and file-backed
     pages). Not ``getrusage``'s ``ru_maxrss``: a process started by (v)fork + exec keeps its parent's peak there, so
     a benchmark's child reported the benchmark's own memory when that was larger (2 GB of a parent's arrays showed as
     a child's 1.9 GiB ``ru_maxrss`` against its own 13 MiB ``VmHWM``)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    hwm = proc_status_kb("VmHWM").get("VmHWM")
+    if hwm is not None:
+        return hwm / 1024
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: the best there is
 
