@@ -36,7 +36,7 @@ setup(
         "notebooks": ["matplotlib>=3.6", "nbclient>=0.8", "nbformat>=5.7", "ipykernel>=6"],
         "test": ["pytest>=7", "ray>=2.40,<3", "hypothesis>=6.50,<7", "tensorboard>=2.10", "onnxruntime>=1.17", "onnx>=1.15", "import-linter>=2.1,<3",
                  "pyterrier-dr>=0.7,<1", "sacrebleu>=2,<3", "rouge-score>=0.1.2", "matplotlib>=3.6", "nbclient>=0.8",
-                 "nbformat>=5.7", "ipykernel>=6"],
+                 "nbformat>=5.7", "ipykernel>=6", "sphinx>=7,<10"],
         "tensorboard": ["tensorboard>=2.10"],
         "ray": ["ray>=2.40,<3"],
         "wandb": ["wandb>=0.15"],

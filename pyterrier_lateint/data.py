@@ -32,7 +32,11 @@ _TOP_RE = re.compile(r"<top>\s*<num>\s*(.*?)\s*</num>\s*<title>(.*?)</title>\s*<
 
 def data_roots() -> list[Path]:
     """Folders searched for collections, in order: ``$LATEINT_DATA``; ``shared/data`` in the working directory, then
-    beside it; ``shared/data`` in the package's checkout, then beside it. Nothing further up."""
+    beside it; ``shared/data`` in the package's checkout, then beside it. Nothing further up.
+
+    Returns:
+        list: the folders (``pathlib.Path``), duplicates removed; they need not exist.
+    """
     roots = [data_dir()] if data_dir() else []
     checkout = Path(__file__).resolve().parents[1]
     for base in (Path.cwd(), checkout):
@@ -41,8 +45,17 @@ def data_roots() -> list[Path]:
 
 
 def find_collection(name: str) -> Optional[Path]:
-    """The local folder of collection ``name`` (or ``name`` itself if it is a folder), or ``None``. The folder
-    used is logged (a warning when it was found beside the working directory or the checkout, not in it)."""
+    """The local folder of collection ``name`` (or ``name`` itself if it is a folder).
+
+    The folder used is logged (a warning when it was found beside the working directory or the checkout, not in
+    it).
+
+    Args:
+        name: a collection name (a folder under one of :func:`data_roots`) or a folder path.
+
+    Returns:
+        pathlib.Path: the folder, or ``None`` when there is none.
+    """
     if Path(name).is_dir():
         return Path(name)
     roots = data_roots()
@@ -67,7 +80,23 @@ class Collection:
 
     TREC layout: ``doc-text.trec``, ``query-text.trec``, ``qrels``. BEIR layout: ``corpus.jsonl``,
     ``queries.jsonl``, ``qrels/<split>.tsv`` (documents' text is ``title + " " + text``). Texts are parsed
-    with regular expressions, so unescaped ``<`` and ``&`` in documents are read as they are.
+    with regular expressions, so unescaped ``<`` and ``&`` in documents are read as they are. Usually made by
+    :func:`load_collection`.
+
+    Args:
+        path: the collection's folder.
+
+    Raises:
+        FileNotFoundError: when the folder holds neither ``doc-text.trec`` nor ``corpus.jsonl``.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.data import load_collection
+
+            vaswani = load_collection("vaswani")            # a Collection
+            topics, qrels = vaswani.get_topics(), vaswani.get_qrels()
+            pipeline = bm25 >> vaswani.text_loader() >> model.text_scorer()
     """
 
     def __init__(self, path: Union[str, Path]):
@@ -90,7 +119,14 @@ class Collection:
         return f"Collection({str(self.path)!r})"
 
     def get_corpus_iter(self, verbose: bool = False) -> Iterator[dict[str, str]]:
-        """Yield ``{"docno", "text"}`` records in file order."""
+        """The documents as ``{"docno", "text"}`` records in file order.
+
+        Args:
+            verbose: show a progress bar.
+
+        Returns:
+            Iterator: ``{"docno", "text"}`` dicts.
+        """
         it = self._iter_trec() if self.layout == "trec" else self._iter_beir()
         return pt.tqdm(it, desc=f"{self.path.name} corpus", unit="doc") if verbose else it
 
@@ -107,14 +143,29 @@ class Collection:
                     yield {"docno": str(d["_id"]), "text": _clean(f"{d.get('title', '')} {d.get('text', '')}")}
 
     def splits(self) -> List[str]:
-        """Query splits with judgements (``["test"]`` for TREC layout)."""
+        """Query splits with judgements (``["test"]`` for TREC layout).
+
+        Returns:
+            list: the split names (BEIR: the ``qrels/*.tsv`` file names, sorted).
+        """
         if self.layout == "trec":
             return ["test"]
         return sorted(p.stem for p in (self.path / "qrels").glob("*.tsv"))
 
     def get_topics(self, split: str = "test") -> pd.DataFrame:
-        """Query frame ``(qid, query)``; for BEIR, only the queries judged in ``split`` (``metadata`` is never
-        returned: in SciFact it holds the gold labels)."""
+        """Query frame ``(qid, query)``; for BEIR, only the queries judged in ``split``.
+
+        ``metadata`` is never returned: in SciFact it holds the gold labels.
+
+        Args:
+            split: the query split (default ``"test"``; see :meth:`splits`).
+
+        Returns:
+            pandas.DataFrame: ``qid``, ``query``.
+
+        Raises:
+            FileNotFoundError: when the collection has no such split.
+        """
         self._check_split(split)
         if self.layout == "trec":
             content = (self.path / "query-text.trec").read_text(encoding="utf-8", errors="replace")
@@ -131,7 +182,17 @@ class Collection:
         return pd.DataFrame(rows, columns=["qid", "query"])
 
     def get_qrels(self, split: str = "test") -> pd.DataFrame:
-        """Qrels frame ``(qid, docno, label)``."""
+        """Qrels frame ``(qid, docno, label)``.
+
+        Args:
+            split: the query split (default ``"test"``).
+
+        Returns:
+            pandas.DataFrame: ``qid``, ``docno`` (str), ``label`` (int).
+
+        Raises:
+            FileNotFoundError: when the collection has no such split.
+        """
         self._check_split(split)
         if self.layout == "trec":
             q = pd.read_csv(self.path / "qrels", sep=r"\s+", header=None, names=["qid", "iter", "docno", "label"],
@@ -148,13 +209,28 @@ class Collection:
                                        if self.layout == "trec" else ""))
 
     def texts(self) -> dict[str, str]:
-        """docno -> text (read once, then cached)."""
+        """docno -> text (read once, then cached).
+
+        Returns:
+            dict: every document's text by docno.
+        """
         if self._texts is None:
             self._texts = {d["docno"]: d["text"] for d in self.get_corpus_iter()}
         return self._texts
 
     def text_loader(self, fields: Union[List[str], str, Literal["*"]] = "*", *, verbose: bool = False) -> pt.Transformer:
-        """Transformer adding ``text`` by ``docno`` (makes ``pt.text.get_text(collection)`` work)."""
+        """Transformer adding ``text`` by ``docno`` (makes ``pt.text.get_text(collection)`` work).
+
+        Args:
+            fields: ``"*"`` (default) or ``"text"``: the only field.
+            verbose: accepted for PyTerrier's ``text_loader`` interface; unused.
+
+        Returns:
+            TextLoader: the transformer.
+
+        Raises:
+            ValueError: for any field other than ``text``.
+        """
         wanted = [fields] if isinstance(fields, str) and fields != "*" else fields
         if wanted != "*" and list(wanted) != ["text"]:
             raise ValueError(f"{self} has only the field 'text', not {wanted}")
@@ -162,12 +238,34 @@ class Collection:
 
 
 class TextLoader(pt.Transformer):
-    """Adds ``text`` to a frame with ``docno`` from a :class:`Collection`; unknown docnos are an error."""
+    """Adds ``text`` to a frame with ``docno`` from a :class:`Collection`; unknown docnos are an error.
+
+    Made by :meth:`Collection.text_loader`.
+
+    Args:
+        collection: the collection whose texts are added.
+
+    Example:
+        .. code-block:: python
+
+            pipeline = bm25 >> pt.text.get_text(collection, "text") >> model.text_scorer()
+    """
 
     def __init__(self, collection: Collection):
         self.collection = collection
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Add each row's document text.
+
+        Args:
+            inp: a frame with ``docno``.
+
+        Returns:
+            pandas.DataFrame: ``inp`` with ``text``.
+
+        Raises:
+            KeyError: for docnos not in the collection.
+        """
         pt.validate.columns(inp, includes=["docno"])
         texts = self.collection.texts()
         missing = [d for d in inp["docno"].unique() if d not in texts]
@@ -192,7 +290,26 @@ def _not_found(name: str) -> FileNotFoundError:
 
 
 def load_collection(name: str) -> Collection:
-    """A local collection by name (``vaswani``, ``cacm``, ``med``, ``scifact``) or folder path."""
+    """A local collection by name (``vaswani``, ``cacm``, ``med``, ``scifact``) or folder path.
+
+    Args:
+        name: the collection's name (a folder under one of :func:`data_roots`) or a folder path.
+
+    Returns:
+        Collection: the collection.
+
+    Raises:
+        FileNotFoundError: when no such folder exists (the message names the folders searched and the ir_datasets
+            alternative).
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.data import load_collection
+
+            collection = load_collection("vaswani")
+            docs = list(collection.get_corpus_iter())
+    """
     path = find_collection(name)
     if path is None:
         raise _not_found(name)
@@ -204,6 +321,17 @@ class IrdsCollection:
 
     Topics and qrels of a split come from ``NAME/split`` when ir_datasets has it (BEIR: ``beir/scifact/test``),
     else from ``NAME`` itself (split ``test`` only). Topics keep only ``qid`` and ``query``.
+
+    Args:
+        irds_name: the ir_datasets name, without ``irds:`` (e.g. ``"beir/scifact"``).
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.data import get_dataset
+
+            scifact = get_dataset("irds:beir/scifact")   # an IrdsCollection (online the first time)
+            topics = scifact.get_topics("test")
     """
 
     layout = "irds"
@@ -214,6 +342,7 @@ class IrdsCollection:
 
     @property
     def name(self) -> str:
+        """The collection's name (the ir_datasets name with ``/`` as ``-``): names cached indices and results."""
         return self.irds_name.replace("/", "-")
 
     def __repr__(self) -> str:
@@ -229,13 +358,33 @@ class IrdsCollection:
         return self.dataset
 
     def get_corpus_iter(self, verbose: bool = False) -> Iterator[dict[str, str]]:
+        """The documents as ``{"docno", "text"}`` records (a title is joined to the text, as for BEIR folders).
+
+        Args:
+            verbose: show a progress bar.
+
+        Yields:
+            dict: ``{"docno", "text"}``.
+        """
         for d in self.dataset.get_corpus_iter(verbose=verbose):
             yield {"docno": d["docno"], "text": d["text"] if "title" not in d else _clean(f"{d['title']} {d['text']}")}
 
     def get_topics(self, split: str = "test", variant: Optional[str] = None) -> pd.DataFrame:
-        """Topics ``qid``, ``query`` of ``split``. ``variant``: the query field that becomes ``query`` when the
-        queries have several (BEIR's ``text`` and ``url``; TREC's ``title``, ``description``, ...); default its
-        ``query``, ``text`` or ``title`` field, else the first (PyTerrier itself makes no ``query`` column then)."""
+        """Topics ``qid``, ``query`` of ``split``.
+
+        Args:
+            split: the query split (default ``"test"``).
+            variant: the query field that becomes ``query`` when the queries have several (BEIR's ``text`` and
+                ``url``; TREC's ``title``, ``description``, ...); default its ``query``, ``text`` or ``title``
+                field, else the first (PyTerrier itself makes no ``query`` column then).
+
+        Returns:
+            pandas.DataFrame: ``qid``, ``query``.
+
+        Raises:
+            FileNotFoundError: when ir_datasets has no such split (other than ``test``).
+            ValueError: when the queries have no field ``variant``.
+        """
         ds = self._split(split)
         fields = list(ds.irds_ref().queries_cls()._fields[1:]) if hasattr(ds, "irds_ref") else []
         if variant is None and len(fields) > 1:
@@ -246,15 +395,55 @@ class IrdsCollection:
         return topics[["qid", "query"]]
 
     def get_qrels(self, split: str = "test") -> pd.DataFrame:
+        """Qrels frame ``(qid, docno, label)`` of ``split``.
+
+        Args:
+            split: the query split (default ``"test"``).
+
+        Returns:
+            pandas.DataFrame: ``qid``, ``docno``, ``label``.
+
+        Raises:
+            FileNotFoundError: when ir_datasets has no such split (other than ``test``).
+        """
         return self._split(split).get_qrels()[["qid", "docno", "label"]]
 
     def text_loader(self, fields: Union[List[str], str, Literal["*"]] = "*", *, verbose: bool = False):
+        """The dataset's own text loader (PyTerrier's ``dataset.text_loader``).
+
+        Args:
+            fields: the fields to add (default ``"*"``: all).
+            verbose: show a progress bar.
+
+        Returns:
+            pyterrier.Transformer: adds the fields by ``docno``.
+        """
         return self.dataset.text_loader(fields, verbose=verbose)
 
 
 def get_dataset(name: str) -> Union[Collection, IrdsCollection]:
-    """A local :class:`Collection` when one is on disk; otherwise (online) the ir_datasets collection:
-    ``irds:NAME`` names any, and ``vaswani`` / ``scifact`` fall back to theirs."""
+    """A local :class:`Collection` when one is on disk; otherwise (online) the ir_datasets collection.
+
+    ``irds:NAME`` names any ir_datasets collection, and ``vaswani`` / ``scifact`` fall back to theirs (with a
+    warning) when they are not on disk.
+
+    Args:
+        name: a local collection name or folder, or ``irds:NAME``.
+
+    Returns:
+        Collection: or an :class:`IrdsCollection`.
+
+    Raises:
+        FileNotFoundError: when the collection is neither on disk nor in ir_datasets under a known name.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.data import get_dataset
+
+            dataset = get_dataset("vaswani")          # on disk, else irds:vaswani
+            topics, qrels = dataset.get_topics(), dataset.get_qrels()
+    """
     if name.startswith("irds:"):
         return IrdsCollection(name[len("irds:"):])
     path = find_collection(name)

@@ -34,7 +34,15 @@ COLUMNS = ["query_pos", "query_token", "query_token_id", "doc_pos", "doc_token",
 
 
 def token_strings(ids: Sequence[int], tokenizer: Any = None) -> list[str]:
-    """The tokenizer's string of each token id (``convert_ids_to_tokens``), or the id as a string without one."""
+    """The tokenizer's string of each token id (``convert_ids_to_tokens``), or the id as a string without one.
+
+    Args:
+        ids: token ids (any shape; flattened).
+        tokenizer: a Hugging Face tokenizer; ``None`` (default): the ids as strings.
+
+    Returns:
+        list: one str per id.
+    """
     ids = [int(i) for i in np.asarray(ids).reshape(-1)]
     if tokenizer is None or not hasattr(tokenizer, "convert_ids_to_tokens"):
         return [str(i) for i in ids]
@@ -61,9 +69,31 @@ def _check(query_vecs: np.ndarray, query_ids: Sequence[int], doc_vecs: np.ndarra
 
 def explain_vectors(query_vecs: np.ndarray, query_ids: Sequence[int], doc_vecs: np.ndarray, doc_ids: Sequence[int],
                     tokenizer: Any = None, divisor: float = 1.0) -> pd.DataFrame:
-    """The explanation table (module docstring) of query vectors ``(nq, dim)`` against document vectors
-    ``(nd, dim)``, with the token id behind each vector; ``tokenizer`` turns ids into strings; ``divisor``: what
-    MaxSim is divided by (``model.score_divisor(nq)``). ``frame.attrs["score"]``: the MaxSim score."""
+    """The explanation table of query vectors against document vectors (columns: :mod:`pyterrier_lateint.explain`).
+
+    Args:
+        query_vecs: the query's token vectors ``(nq, dim)``.
+        query_ids: the token id behind each query vector ``(nq,)``.
+        doc_vecs: the document's token vectors ``(nd, dim)``.
+        doc_ids: the token id behind each document vector ``(nd,)``.
+        tokenizer: turns ids into strings; ``None`` (default): the ids as strings.
+        divisor: what MaxSim is divided by (``model.score_divisor(nq)``; default 1.0).
+
+    Returns:
+        pandas.DataFrame: one row per query vector; ``frame.attrs["score"]``: the MaxSim score.
+
+    Raises:
+        ValueError: on shapes that do not match, ids not one per vector, or a document without vectors.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.explain import explain_vectors
+
+            (q,), (qi,) = model.encode_queries(["electron spin"], return_ids=True)
+            (d,), (di,) = model.encode_docs(["the spin of the electron"], return_ids=True)
+            table = explain_vectors(q, qi, d, di, model.tokenizer, model.score_divisor(len(q)))
+    """
     return _explain(query_vecs, query_ids, doc_vecs, doc_ids, tokenizer, divisor)[0]
 
 
@@ -100,15 +130,49 @@ def _encode_pair(model: Any, query: str, text: str) -> tuple:
 
 
 def explain_texts(model: Any, query: str, text: str) -> pd.DataFrame:
-    """:func:`explain_vectors` of ``query`` and document ``text`` encoded by ``model``; the contributions sum to
-    ``model.score_pairs([(query, text)])[0]``."""
+    """:func:`explain_vectors` of ``query`` and document ``text`` encoded by ``model``.
+
+    The contributions sum to ``model.score_pairs([(query, text)])[0]``. What ``model.explain`` returns.
+
+    Args:
+        model: a late-interaction encoder (``encode_queries`` / ``encode_docs`` with ``return_ids``,
+            ``score_divisor``, and a ``tokenizer`` for token strings).
+        query: the query text.
+        text: the document text.
+
+    Returns:
+        pandas.DataFrame: one row per query vector; ``frame.attrs["score"]``: the MaxSim score.
+
+    Raises:
+        TypeError: when ``model`` lacks the encoder API, or ``query`` / ``text`` is not a str.
+        ValueError: when the document has no token vectors.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.explain import explain_texts
+
+            explain_texts(model, "electron spin", "the spin of the electron")
+    """
     return explain_vectors(*_encode_pair(model, query, text))
 
 
 # ---------------------------------------------------------------------------------------------------- heat map
 def agg_figure(width: float, height: float):
-    """A new Agg-backed matplotlib Figure (no pyplot state), ``width`` x ``height`` inches; ImportError with the
-    install hint when matplotlib is missing. Shared by the explanation heat maps and the experiment plots."""
+    """A new Agg-backed matplotlib Figure (no pyplot state), with constrained layout.
+
+    Shared by the explanation heat maps and the experiment plots.
+
+    Args:
+        width: inches.
+        height: inches.
+
+    Returns:
+        matplotlib.figure.Figure: the figure.
+
+    Raises:
+        ImportError: with the install hint when matplotlib is missing.
+    """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -130,8 +194,24 @@ def plot_explanation(table: pd.DataFrame, sims: np.ndarray, doc_tokens: Sequence
     """Heat map of an explanation ``table`` (:func:`explain_vectors`) with its similarity matrix ``sims``
     ``(nq, nd)`` and ``doc_tokens``: query tokens (rows) x document tokens (columns), each query token's winning
     document token outlined (red: exact match, white: other), and a bar per query token with its share of the
-    score. Long documents show their first ``max_doc_tokens`` tokens plus every winning one. Returns the matplotlib
-    ``Figure`` (no pyplot); ``path`` also saves a PNG."""
+    score. Long documents show their first ``max_doc_tokens`` tokens plus every winning one.
+
+    Args:
+        table: the explanation table.
+        sims: the similarity matrix ``(nq, nd)``.
+        doc_tokens: the document's token strings ``(nd,)``.
+        path: also save the figure there as a PNG (150 dpi; parent folders are created); default: not saved.
+        title: a title above the score line (at most two wrapped lines); default none.
+        cmap: the matplotlib colour map (default ``"viridis"``).
+        max_doc_tokens: document tokens shown besides the winning ones (default 120).
+
+    Returns:
+        matplotlib.figure.Figure: the figure (no pyplot state).
+
+    Raises:
+        ValueError: when the query has no token vectors.
+        ImportError: when matplotlib is not installed.
+    """
     sims = np.asarray(sims, dtype=np.float32)
     d_tok = list(doc_tokens)
     if not len(table):
@@ -175,12 +255,44 @@ def plot_explanation(table: pd.DataFrame, sims: np.ndarray, doc_tokens: Sequence
 def explain_plot_vectors(query_vecs: np.ndarray, query_ids: Sequence[int], doc_vecs: np.ndarray,
                          doc_ids: Sequence[int], tokenizer: Any = None, divisor: float = 1.0, *,
                          path: Optional[PathLike] = None, title: Optional[str] = None):
-    """:func:`plot_explanation` of :func:`explain_vectors`."""
+    """:func:`plot_explanation` of :func:`explain_vectors`: what ``index.explain_plot`` draws.
+
+    Args:
+        query_vecs: the query's token vectors ``(nq, dim)``.
+        query_ids: their token ids ``(nq,)``.
+        doc_vecs: the document's token vectors ``(nd, dim)``.
+        doc_ids: their token ids ``(nd,)``.
+        tokenizer: turns ids into strings; default none.
+        divisor: what MaxSim is divided by (default 1.0).
+        path: also save the figure there as a PNG; default: not saved.
+        title: a title; default none.
+
+    Returns:
+        matplotlib.figure.Figure: the figure.
+    """
     return plot_explanation(*_explain(query_vecs, query_ids, doc_vecs, doc_ids, tokenizer, divisor), path=path,
                             title=title)
 
 
 def explain_plot(model: Any, query: str, text: str, *, path: Optional[PathLike] = None,
                  title: Optional[str] = None):
-    """:func:`plot_explanation` of :func:`explain_texts`."""
+    """:func:`plot_explanation` of :func:`explain_texts`: what ``model.explain_plot`` draws.
+
+    Args:
+        model: a late-interaction encoder (see :func:`explain_texts`).
+        query: the query text.
+        text: the document text.
+        path: also save the figure there as a PNG; default: not saved.
+        title: a title; default none.
+
+    Returns:
+        matplotlib.figure.Figure: the figure.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.explain import explain_plot
+
+            explain_plot(model, "electron spin", "the spin of the electron", path="explain.png")
+    """
     return plot_explanation(*_explain(*_encode_pair(model, query, text)), path=path, title=title)

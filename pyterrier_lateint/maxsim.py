@@ -49,7 +49,28 @@ def maxsim_packed(query: np.ndarray, vectors: np.ndarray, offsets: np.ndarray) -
 
 
 def maxsim(query: np.ndarray, docs: Sequence[np.ndarray]) -> np.ndarray:
-    """MaxSim of one query ``(nq, dim)`` against each document ``(n_i, dim)``; returns ``(n_docs,)`` float32."""
+    """MaxSim of one query against each of a list of documents.
+
+    ``score(q, d) = sum_i max_j <q_i, d_j>``; a document with no vectors scores ``-inf``
+    (:data:`EMPTY_DOC_SCORE`), and an empty query scores 0 against every non-empty document.
+
+    Args:
+        query: the query's token vectors, ``(nq, dim)``.
+        docs: each document's token vectors, ``(n_i, dim)`` (converted to float32).
+
+    Returns:
+        numpy.ndarray: float32 ``(n_docs,)`` scores, in the order of ``docs``.
+
+    Raises:
+        ValueError: when the documents' dimension differs from the query's.
+
+    Example:
+        .. code-block:: python
+
+            q = model.encode_queries(["electron spin"])[0]
+            docs = model.encode_docs(["the spin of the electron", "an unrelated text"])
+            maxsim(q, docs)   # array([s0, s1], dtype=float32)
+    """
     vectors, offsets = pack(docs)
     if vectors.shape[1:] != (query.shape[1],) and len(vectors):
         raise ValueError(f"query dim {query.shape[1]} != document dim {vectors.shape[1]}")

@@ -23,8 +23,11 @@ BATCH_INVARIANT_ENV = "LATEINT_BATCH_INVARIANT"
 
 
 def cache_dir() -> Path:
-    """Where indices built by experiments and ONNX exports are kept (``$LATEINT_CACHE`` or
-    ``~/.cache/pyterrier_lateint``)."""
+    """Where indices built by experiments and ONNX exports are kept.
+
+    Returns:
+        pathlib.Path: ``$LATEINT_CACHE``, or ``~/.cache/pyterrier_lateint`` when unset (not created here).
+    """
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pyterrier_lateint")
 
 

@@ -407,9 +407,11 @@ def install(code: str = "") -> None:
         _install_ray()
 
 
-def run_block(path: str, line: int) -> None:
-    """Run the README block saved at ``path`` (from README.md line ``line``) with the stand-ins installed."""
+def run_block(path: str, where: str) -> None:
+    """Run the documentation block saved at ``path`` (``where``: its file and line, e.g. ``README.md:42``, or a line
+    of README.md) with the stand-ins installed."""
     code = Path(path).read_text(encoding="utf-8")
     install(code)
     prepare_inputs(code)
-    exec(compile(code, f"README.md:{line}", "exec"), {"__name__": "__main__"})
+    where = f"README.md:{where}" if str(where).isdigit() else str(where)
+    exec(compile(code, where, "exec"), {"__name__": "__main__"})

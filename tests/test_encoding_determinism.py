@@ -6,7 +6,7 @@ around it (measured on Vaswani with the default model: ``encode_docs(T[:10])`` a
 and a sharded, an edited and a fresh index of the same texts ranked differently. ``batch_invariant=True`` (or
 ``LATEINT_BATCH_INVARIANT=1``) encodes every sequence in a batch shape set by its own length
 (:attr:`pyterrier_lateint.models.runtime.EncodePlan.rows`), so the vectors are equal bit for bit; without it (the
-default, faster) the difference stays within the bound the README's Guarantees table states, checked here. These
+default, faster) the difference stays within the bound the Guarantees table (docs/design.md) states, checked here. These
 tests run at bf16 explicitly (the default precision on CPUs with bf16 units; CPUs without them run bf16 in software)
 and at fp32.
 """
@@ -24,7 +24,7 @@ from pyterrier_lateint.models.runtime import INVARIANT_ROWS, encode_plan
 
 import torch
 
-# The default (not batch-invariant) encoding's bound at bf16, stated in the README's Guarantees table: measured up
+# The default (not batch-invariant) encoding's bound at bf16, stated in the Guarantees table (docs/design.md): measured up
 # to 1.7e-3 on Vaswani with the default model (vector components; vectors have unit length).
 DEFAULT_BF16_BOUND = 5e-3
 

@@ -1,4 +1,4 @@
-"""The README runs as written, and prints what it says.
+"""The README and the pages of docs/ run as written, and print what they say.
 
 - Every ```python block ("offline") runs in a fresh process and folder and exits 0 (twice in the same folder when it
   builds an index: a re-run meets no FileExistsError), and prints what it says: every ``# -> TEXT`` comment in it
@@ -28,8 +28,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 README = (ROOT / "README.md").read_text()
+#: the markdown documents whose blocks run: the README and the pages of docs/ (benchmarks, results, design)
+DOCS = {"README.md": README, **{f"docs/{p.name}": p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))}}
 FENCE = re.compile(r"^```(?P<info>[^\n]*)\n(?P<code>.*?)^```", re.S | re.M)
-BLOCKS = [(m["info"].strip(), m["code"], README[:m.start()].count("\n") + 1) for m in FENCE.finditer(README)]
+#: (info, code, where): ``where`` names the document and line, e.g. ``README.md:42``
+BLOCKS = [(m["info"].strip(), m["code"], f"{doc}:{text[:m.start()].count(chr(10)) + 1}")
+          for doc, text in DOCS.items() for m in FENCE.finditer(text)]
 OFFLINE = [(code, line) for info, code, line in BLOCKS if info == "python"]
 ONLINE = [(code, line) for info, code, line in BLOCKS if info in ("python online", "python long")]
 BASH = [(code, line) for info, code, line in BLOCKS if info == "bash"]
@@ -54,7 +58,7 @@ def check_output(stdout: str, code: str, line: int) -> None:
     for text in expectations(code):
         for piece in filter(None, (_squash(p) for p in text.split("..."))):
             found = out.find(piece, at)
-            assert found >= 0, (f"README block at line {line}: {piece!r} (of `# -> {text}`) not in its output"
+            assert found >= 0, (f"block at {line}: {piece!r} (of `# -> {text}`) not in its output"
                                 + (" after the previous expectation" if out.find(piece) >= 0 else "")
                                 + f"; it printed:\n{stdout[-6000:]}")
             at = found + len(piece)
@@ -67,36 +71,70 @@ def base_env() -> dict:
     return env
 
 
+def builds_index(code: str) -> bool:
+    """Whether an offline block builds an index: it then runs a second time in the same folder."""
+    return "index(" in code or "indexer(" in code
+
+
+def run_offline(code: str, folder: Path) -> subprocess.CompletedProcess:
+    """One run of an offline block in ``folder``: a fresh process, at the package's default settings."""
+    return subprocess.run([sys.executable, "-c", code], cwd=folder, env=base_env(), capture_output=True, text=True,
+                          timeout=BLOCK_TIMEOUT)
+
+
+def run_against_stubs(code: str, line: int, tmp_path: Path, stub_cache: Path) -> subprocess.CompletedProcess:
+    """One run of an online or long block (from line ``line``) in a fresh folder under ``tmp_path``, against the
+    stand-ins of tests/readme_stubs.py (``stub_cache``: the stand-ins shared by the session's blocks)."""
+    work, world = tmp_path / "work", tmp_path / "world"
+    work.mkdir()
+    world.mkdir()
+    block = world / "block.py"
+    block.write_text(code, encoding="utf-8")
+    env = {**base_env(), "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]),
+           "README_STUB_CACHE": str(stub_cache), "README_STUB_WORLD": str(world),
+           "HF_HOME": str(world / "hf"), "PYTERRIER_HOME": str(world / "pyterrier"),
+           "IR_DATASETS_HOME": str(world / "ir_datasets"), "LATEINT_CACHE": str(world / "lateint-cache")}
+    runner = "import sys, readme_stubs; readme_stubs.run_block(sys.argv[1], sys.argv[2])"
+    return subprocess.run([sys.executable, "-c", runner, str(block), str(line)], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=BLOCK_TIMEOUT)
+
+
+SCRIPT = re.compile(r"python (experiments/\w+\.py|benchmarks/\w+\.py)")  # a script a ```bash block runs
+COMMAND = re.compile(r"^\s*lateint (\S+)", re.M)  # a `lateint` command a ```bash block runs
+
+
+def scripts_and_commands(codes: list[str]) -> tuple[set[str], set[str]]:
+    """The scripts (``experiments/X.py``, ``benchmarks/X.py``) and ``lateint`` commands that bash blocks name."""
+    return ({s for code in codes for s in SCRIPT.findall(code)}, {c for code in codes for c in COMMAND.findall(code)})
+
+
 def test_readme_has_both_kinds_of_blocks():
     assert OFFLINE and ONLINE and BASH
     assert all(info in ("python", "python online", "python long", "bash", "text", "") for info, _, _ in BLOCKS), \
         [info for info, _, _ in BLOCKS]
 
 
-@pytest.mark.parametrize("code,line", OFFLINE, ids=[f"line{line}" for _, line in OFFLINE])
+@pytest.mark.parametrize("code,line", OFFLINE, ids=[line for _, line in OFFLINE])
 def test_offline_block_that_prints_says_what(code, line):
     if re.search(r"\bprint\(", code):
-        assert expectations(code), f"README block at line {line} prints but shows no `# -> ` expected output"
+        assert expectations(code), f"block at {line} prints but shows no `# -> ` expected output"
 
 
-@pytest.mark.parametrize("code,line", OFFLINE, ids=[f"line{line}" for _, line in OFFLINE])
+@pytest.mark.parametrize("code,line", OFFLINE, ids=[line for _, line in OFFLINE])
 def test_offline_block_runs(code, line, tmp_path):
-    env = base_env()
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=BLOCK_TIMEOUT)
-    assert proc.returncode == 0, f"README block at line {line} failed:\n{proc.stderr[-4000:]}"
+    proc = run_offline(code, tmp_path)
+    assert proc.returncode == 0, f"block at {line} failed:\n{proc.stderr[-4000:]}"
     check_output(proc.stdout, code, line)
     # runs again in the same folder (no FileExistsError from a previous run)
-    if "index(" in code or "indexer(" in code:
-        again = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                               timeout=BLOCK_TIMEOUT)
-        assert again.returncode == 0, f"README block at line {line} failed on a re-run:\n{again.stderr[-4000:]}"
+    if builds_index(code):
+        again = run_offline(code, tmp_path)
+        assert again.returncode == 0, f"block at {line} failed on a re-run:\n{again.stderr[-4000:]}"
         check_output(again.stdout, code, line)
 
 
-@pytest.mark.parametrize("code,line", ONLINE, ids=[f"line{line}" for _, line in ONLINE])
+@pytest.mark.parametrize("code,line", ONLINE, ids=[line for _, line in ONLINE])
 def test_online_block_compiles(code, line):
-    compile(code, f"README.md:{line}", "exec")
+    compile(code, str(line), "exec")
 
 
 @pytest.fixture(scope="session")
@@ -110,33 +148,21 @@ def stub_cache(tmp_path_factory) -> Path:
 KNOWN_BUGS: dict[str, tuple[str, str]] = {}
 
 
-@pytest.mark.parametrize("code,line", ONLINE, ids=[f"line{line}" for _, line in ONLINE])
+@pytest.mark.parametrize("code,line", ONLINE, ids=[line for _, line in ONLINE])
 def test_online_block_runs_against_stubs(code, line, tmp_path, stub_cache):
-    work, world = tmp_path / "work", tmp_path / "world"
-    work.mkdir()
-    world.mkdir()
-    block = world / "block.py"
-    block.write_text(code, encoding="utf-8")
-    env = {**base_env(), "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]),
-           "README_STUB_CACHE": str(stub_cache), "README_STUB_WORLD": str(world),
-           "HF_HOME": str(world / "hf"), "PYTERRIER_HOME": str(world / "pyterrier"),
-           "IR_DATASETS_HOME": str(world / "ir_datasets"), "LATEINT_CACHE": str(world / "lateint-cache")}
-    runner = "import sys, readme_stubs; readme_stubs.run_block(sys.argv[1], int(sys.argv[2]))"
-    proc = subprocess.run([sys.executable, "-c", runner, str(block), str(line)], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=BLOCK_TIMEOUT)
+    proc = run_against_stubs(code, line, tmp_path, stub_cache)
     for key, (error, bug) in KNOWN_BUGS.items():
         if key in code:
-            assert proc.returncode != 0, f"README block at line {line} runs now: remove its KNOWN_BUGS entry ({bug})"
+            assert proc.returncode != 0, f"block at {line} runs now: remove its KNOWN_BUGS entry ({bug})"
             if error in proc.stderr:
                 pytest.xfail(bug)
     assert proc.returncode == 0, \
-        f"README block at line {line} failed against the stubs:\n{proc.stdout[-2000:]}\n{proc.stderr[-6000:]}"
+        f"block at {line} failed against the stubs:\n{proc.stdout[-2000:]}\n{proc.stderr[-6000:]}"
     check_output(proc.stdout, code, line)
 
 
 def test_bash_blocks_name_real_scripts_and_commands():
-    scripts = {s for code, _ in BASH for s in re.findall(r"python (experiments/\w+\.py|benchmarks/\w+\.py)", code)}
-    commands = {c for code, _ in BASH for c in re.findall(r"^\s*lateint (\S+)", code, re.M)}
+    scripts, commands = scripts_and_commands([code for code, _ in BASH])
     assert scripts and "experiments/run.py" in scripts
     for script in sorted(scripts):
         proc = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True,
@@ -151,10 +177,10 @@ def test_bash_blocks_name_real_scripts_and_commands():
 def test_included_results_equal_their_files():
     sys.path.insert(0, str(ROOT / "experiments"))
     import readme
-    blocks = readme.included(README)
-    assert blocks, "the README includes no results file"
-    for path, body, content in blocks:
-        assert body == content, f"{path} changed since the README was updated: run python experiments/readme.py"
+    assert readme.included(README), "the README includes no results file"
+    for doc, text in DOCS.items():
+        for path, body, content in readme.included(text):
+            assert body == content, f"{path} changed since {doc} was updated: run python experiments/readme.py"
 
 
 def test_every_results_file_names_its_command():

@@ -187,7 +187,7 @@ def test_dnn_reads_its_arguments_like_colbert_v02():
 
 def test_migration_setting_reproduces_colbertfactory():
     """``ColBERTFactory(checkpoint)`` ignores the file's ``mask_punctuation`` and keeps punctuation;
-    ``doc_skiplist=()`` (the README's migration table) gives its vectors and scores exactly."""
+    ``doc_skiplist=()`` (the migration page, pt_docs/migrating.rst) gives its vectors and scores exactly."""
     meta, runs = fixture("colbert_v02")
     model = load(meta, doc_skiplist=())
     check(model, meta, runs["ptcolbert_default"])

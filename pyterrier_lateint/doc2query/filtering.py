@@ -44,7 +44,21 @@ class QueryScorer(ConfigEquality, pt.Transformer):
 
     ``scorer`` is any PyTerrier re-ranker of ``(qid, query, docno, text)`` rows: ``model.text_scorer()`` (MaxSim),
     a cross-encoder, ``pt.text.scorer(wmodel="BM25")``... Queries are scored against the document's own text: when
-    ``text`` carries the queries appended by ``Doc2Query(append=True)``, they are removed first."""
+    ``text`` carries the queries appended by ``Doc2Query(append=True)``, they are removed first.
+
+    Args:
+        scorer: the re-ranker; it must keep every input row.
+        chunk_size: (query, document) pairs handed to the scorer at a time (default 8192).
+        verbose: show a progress bar over the chunks.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.doc2query import Doc2Query, QueryFilter, QueryScorer
+
+            d2q = Doc2Query("castorini/doc2query-t5-base-msmarco", num_samples=10)
+            d2qmm = d2q >> QueryScorer(model.text_scorer()) >> QueryFilter(keep=0.7)   # Doc2Query--
+    """
 
     def __init__(self, scorer: pt.Transformer, chunk_size: int = SCORE_CHUNK, verbose: bool = False):
         self.scorer = scorer
@@ -58,6 +72,18 @@ class QueryScorer(ConfigEquality, pt.Transformer):
         return f"QueryScorer({self.scorer!r})"
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Score every generated query against its document.
+
+        Args:
+            inp: documents with ``docno``, ``text`` and ``querygen`` (one query a line).
+
+        Returns:
+            pandas.DataFrame: ``inp`` plus ``querygen_score`` (float32 ``(n_queries,)`` per document).
+
+        Raises:
+            TypeError: when ``querygen`` or ``text`` is not a str.
+            ValueError: when the scorer drops (query, document) pairs.
+        """
         pt.validate.columns(inp, includes=["docno", "text", "querygen"])
         texts = text_column(inp, "text", "docno")
         querygens = _check_querygen(inp)
@@ -116,6 +142,23 @@ class QueryFilter(pt.Transformer):
        the collection is ordered by topic, fit on a random sample instead.
 
     ``threshold`` holds the value in use (``None`` until set); ``reset()`` forgets a threshold set by a frame.
+
+    Args:
+        t: a fixed score threshold (give exactly one of ``t`` and ``keep``).
+        keep: the share of queries to keep, in (0, 1], e.g. 0.7 drops the worst 30%.
+        append: append the kept queries to ``text`` and drop the query columns (default True).
+        sample_docs: the filter's ``batch_size``: documents whose scores set an unfitted threshold (default
+            10,000).
+
+    Raises:
+        ValueError: unless exactly one of ``t`` and ``keep`` is given, or when ``keep`` is outside (0, 1].
+
+    Example:
+        .. code-block:: python
+
+            scored = (d2q >> QueryScorer(model.text_scorer()))(sample_docs)
+            qfilter = QueryFilter(keep=0.7).fit(scored)                  # a collection-wide threshold
+            (d2q >> QueryScorer(model.text_scorer()) >> qfilter >> index.indexer()).index(corpus_iter)
     """
 
     def __init__(self, t: Optional[float] = None, keep: Optional[float] = None, append: bool = True,
@@ -145,7 +188,17 @@ class QueryFilter(pt.Transformer):
 
     # ---------------------------------------------------------------- the threshold
     def quantile(self, scores: Union[np.ndarray, Iterable[float]]) -> float:
-        """The ``1 - keep`` quantile of ``scores``."""
+        """The ``1 - keep`` quantile of ``scores`` (``np.quantile``, linear; non-finite scores ignored).
+
+        Args:
+            scores: query scores.
+
+        Returns:
+            float: the quantile.
+
+        Raises:
+            ValueError: when there is no finite score.
+        """
         values = np.asarray(list(scores) if not isinstance(scores, np.ndarray) else scores, dtype=np.float64)
         values = values[np.isfinite(values)]
         if values.size == 0:
@@ -153,7 +206,17 @@ class QueryFilter(pt.Transformer):
         return float(np.quantile(values, 1.0 - self.keep))
 
     def fit(self, scored: pd.DataFrame) -> "QueryFilter":
-        """Set the threshold from every ``querygen_score`` in ``scored`` (the collection, or a sample of it)."""
+        """Set the threshold from every ``querygen_score`` in ``scored`` (the collection, or a sample of it).
+
+        Args:
+            scored: documents with ``querygen_score`` (the output of :class:`QueryScorer`).
+
+        Returns:
+            QueryFilter: ``self``.
+
+        Raises:
+            ValueError: for a filter with a fixed ``t``, or when there is no finite score.
+        """
         if self.keep is None:
             raise ValueError(f"this filter has a fixed threshold t={self.t}; fit() sets one from keep=")
         pt.validate.columns(scored, includes=["querygen_score"])
@@ -169,6 +232,18 @@ class QueryFilter(pt.Transformer):
 
     # ---------------------------------------------------------------- filtering
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Keep the queries scoring at least the threshold (set from this frame when it is not set yet).
+
+        Args:
+            inp: documents with ``docno``, ``text``, ``querygen`` and ``querygen_score``.
+
+        Returns:
+            pandas.DataFrame: with ``append``, ``inp`` without the query columns and ``text`` followed by the kept
+            queries; without, ``text`` the document's own and the query columns holding the kept queries only.
+
+        Raises:
+            ValueError: when a document's number of queries and of scores differ.
+        """
         pt.validate.columns(inp, includes=["docno", "text", "querygen", "querygen_score"])
         querygens = _check_querygen(inp)
         scores = inp["querygen_score"].tolist()

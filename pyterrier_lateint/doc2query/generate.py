@@ -31,15 +31,38 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """How queries are generated; with the generator's name and weights, the key of the cache.
+    """How queries are generated; with the generator's weights, the key of the cache (frozen).
 
-    - ``decoding``: ``"sample"`` (top-k sampling, docTTTTTquery's choice: diverse queries), ``"beam"`` (the
-      ``num_samples`` best of ``num_beams`` beams) or ``"greedy"`` (one query, ``num_samples=1``).
-    - ``num_samples``: queries per chunk of a document; ``max_new_tokens``: tokens per query.
-    - ``max_input_tokens``: the generator's input length (special tokens included); longer documents are split
-      into consecutive chunks of that length, at most ``max_chunks`` of them, and their queries are joined.
-    - ``seed``: sampling is seeded per chunk and sample from (seed, sample number, the chunk's tokens), so a
-      document's queries do not depend on the batch it is in, the order of the input, or earlier calls.
+    Made by :class:`Doc2Query` from its arguments (``doc2query.settings``).
+
+    Args:
+        num_samples: queries per chunk of a document (default 3).
+        decoding: ``"sample"`` (default: top-k sampling, docTTTTTquery's choice: diverse queries), ``"beam"`` (the
+            ``num_samples`` best of ``num_beams`` beams) or ``"greedy"`` (one query, ``num_samples=1``).
+        top_k: sampling: draw from the ``top_k`` most likely tokens (default 10; 0: the whole vocabulary).
+        temperature: sampling: logits are divided by this (> 0; default 1.0).
+        num_beams: beam search: beams (at least ``num_samples``); default ``max(num_samples, 4)``.
+        max_new_tokens: tokens per query (default 64).
+        max_input_tokens: the generator's input length (special tokens included; at least 4); longer documents are
+            split into consecutive chunks of that length, at most ``max_chunks`` of them, and their queries are
+            joined. ``None`` here; :class:`Doc2Query` fills in the model's length, at most 512.
+        max_chunks: chunks expanded per document (default 8).
+        seed: sampling is seeded per chunk and sample from (seed, sample number, the chunk's tokens), so a
+            document's queries do not depend on the batch it is in, the order of the input, or earlier calls
+            (default 42).
+        precision: ``"fp32"`` (default), ``"fp16"`` or ``"bf16"``.
+
+    Raises:
+        ValueError: on an unknown decoding or precision, a count below 1, ``num_samples != 1`` with greedy
+            decoding, fewer beams than samples, or a bad ``top_k`` / ``temperature`` / ``max_input_tokens``.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.doc2query import GenerationSettings
+
+            settings = GenerationSettings(num_samples=5, decoding="beam", num_beams=8)
+            settings.beams, settings.to_dict()["decoding"]   # (8, 'beam')
     """
 
     num_samples: int = 3
@@ -73,15 +96,39 @@ class GenerationSettings:
 
     @property
     def beams(self) -> int:
+        """The beams of beam search: ``num_beams``, or ``max(num_samples, 4)`` when not given."""
         return self.num_beams if self.num_beams is not None else max(self.num_samples, 4)
 
     def to_dict(self) -> dict:
+        """The settings as a dict (part of the cache key).
+
+        Returns:
+            dict: setting name -> value.
+        """
         return dataclasses.asdict(self)
 
 
 # ---------------------------------------------------------------- loading
 def load_generator(checkpoint: Union[str, Path]):
-    """(model, tokenizer) of a seq2seq checkpoint: a local folder, or a Hugging Face Hub name (fetched when online)."""
+    """Load a sequence-to-sequence checkpoint and its tokenizer.
+
+    Args:
+        checkpoint: a local folder, or a Hugging Face Hub name (fetched when online).
+
+    Returns:
+        tuple: ``(model, tokenizer)``: a transformers ``AutoModelForSeq2SeqLM`` and its ``AutoTokenizer``.
+
+    Raises:
+        ValueError: when the checkpoint is not a sequence-to-sequence model.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.doc2query import Doc2Query, load_generator
+
+            model, tokenizer = load_generator("castorini/doc2query-t5-base-msmarco")
+            d2q = Doc2Query.from_model(model, tokenizer, num_samples=5)
+    """
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     from ..models.layouts import resolve
@@ -162,6 +209,43 @@ class Doc2Query(ConfigEquality, pt.Transformer):
     on CPUs). ``cache=FOLDER`` keeps every expansion on disk (a :class:`Doc2QueryStore` in a subfolder per generator
     and settings), written a block of ``block_size`` documents at a time: documents already there are read instead
     of generated, so an interrupted expansion resumes where it stopped.
+
+    Args:
+        checkpoint: a seq2seq checkpoint folder or Hub name (T5, BART, an ``EncoderDecoderModel``, ...); with
+            ``model``/``tokenizer``, only the generator's name.
+        num_samples: queries per chunk (default 3).
+        decoding: ``"sample"`` (default), ``"beam"`` or ``"greedy"`` (see :class:`GenerationSettings`).
+        top_k: sampling: the most likely tokens drawn from (default 10; 0: all).
+        temperature: sampling temperature (default 1.0).
+        num_beams: beam search: beams; default ``max(num_samples, 4)``.
+        max_new_tokens: tokens per query (default 64).
+        max_input_tokens: tokens per chunk, special tokens included; default the model's input length, at most 512.
+        max_chunks: chunks expanded per document (default 8); the rest of a longer document is not expanded (a
+            warning counts such documents).
+        min_chars: documents whose stripped text is shorter get no queries (default 10).
+        seed: sampling seed (default 42).
+        batch_size: chunks generated together (default 16).
+        block_size: documents generated (and cached) per block (default 256).
+        append: append the queries to ``text`` (default True).
+        device: where generation runs; default ``cuda`` when available, else ``cpu``.
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``; default as above.
+        cache: a folder keeping every expansion on disk; default none.
+        verbose: show a progress bar over the documents.
+        model: an already loaded seq2seq model (with ``tokenizer``); default: loaded from ``checkpoint``.
+        tokenizer: its tokenizer (with ``model``).
+
+    Raises:
+        ValueError: on a bad setting, only one of ``model``/``tokenizer``, a checkpoint that is not seq2seq, or a
+            generation config without decoder start or end token ids.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.doc2query import Doc2Query
+
+            d2q = Doc2Query("castorini/doc2query-t5-base-msmarco", num_samples=10, cache="d2q-cache")
+            expanded = d2q(pd.DataFrame({"docno": ["d1"], "text": ["The electron has spin 1/2 ..."]}))
+            (d2q >> pisa_index.indexer()).index(dataset.get_corpus_iter())   # BM25 over expanded text
     """
 
     def __init__(self, checkpoint: Union[str, Path], *, num_samples: int = 3, decoding: str = "sample",
@@ -205,7 +289,23 @@ class Doc2Query(ConfigEquality, pt.Transformer):
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, name: str = "in-memory", **kwargs) -> "Doc2Query":
-        """A generator from an already loaded model and tokenizer (e.g. straight after training)."""
+        """A generator from an already loaded model and tokenizer (e.g. straight after training).
+
+        Args:
+            model: a seq2seq model (moved to the device and precision in place).
+            tokenizer: its tokenizer.
+            name: the generator's name, shown in its ``repr`` and in cache folder names (default ``"in-memory"``).
+            **kwargs: the other :class:`Doc2Query` settings.
+
+        Returns:
+            Doc2Query: the generator.
+
+        Example:
+            .. code-block:: python
+
+                model, tokenizer = warm_start_encoder_decoder()
+                d2q = Doc2Query.from_model(model, tokenizer, decoding="greedy", num_samples=1)
+        """
         return cls(name, model=model, tokenizer=tokenizer, **kwargs)
 
     def _check_special_tokens(self) -> None:
@@ -226,7 +326,11 @@ class Doc2Query(ConfigEquality, pt.Transformer):
 
     def cache_settings(self) -> dict:
         """What the cache is keyed by: the generator's weights (not its path: a moved folder keeps its cache) and
-        every generation setting."""
+        every generation setting.
+
+        Returns:
+            dict: ``weights_sha1`` (SHA-1 of every parameter and buffer) and the :class:`GenerationSettings`.
+        """
         if self._fingerprint is None:
             self._fingerprint = weights_fingerprint(self.model)
         return {"weights_sha1": self._fingerprint, **self.settings.to_dict()}
@@ -247,6 +351,20 @@ class Doc2Query(ConfigEquality, pt.Transformer):
 
     # ---------------------------------------------------------------- transform
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Generate (or read from the cache) the queries of every document of ``inp``.
+
+        Each docno is expanded once per call, however often it occurs.
+
+        Args:
+            inp: documents with ``text`` (and ``docno``, required with ``cache``).
+
+        Returns:
+            pandas.DataFrame: the input columns plus ``querygen`` (one query a line); with ``append`` ``text`` has
+            them appended after a newline.
+
+        Raises:
+            TypeError: when a text is not a str.
+        """
         pt.validate.columns(inp, includes=["text"] + (["docno"] if self.cache_root is not None else []))
         texts = text_column(inp, "text", "docno")
         docnos = inp["docno"].astype(str).tolist() if "docno" in inp.columns else [str(i) for i in range(len(inp))]
@@ -301,8 +419,16 @@ class Doc2Query(ConfigEquality, pt.Transformer):
         return self._specials
 
     def chunks(self, text: str) -> list[list[int]]:
-        """Input ids (special tokens included) of each chunk of ``text``: consecutive windows of
-        ``max_input_tokens`` minus the special tokens, at most ``max_chunks``."""
+        """Input ids (special tokens included) of each chunk of ``text``.
+
+        Chunks are consecutive windows of ``max_input_tokens`` minus the special tokens, at most ``max_chunks``.
+
+        Args:
+            text: the document text.
+
+        Returns:
+            list: one list of token ids per chunk (one chunk for an empty text).
+        """
         s = self.settings
         prefix, suffix = self._special_tokens()
         window = s.max_input_tokens - len(prefix) - len(suffix)
@@ -315,7 +441,14 @@ class Doc2Query(ConfigEquality, pt.Transformer):
         return [prefix + ids[i:i + window] + suffix for i in range(0, max(len(ids), 1), window)]
 
     def generate(self, texts: Sequence[str]) -> list[list[str]]:
-        """The queries of each text: ``num_samples`` per chunk, chunk by chunk (no cache, no ``min_chars``)."""
+        """The queries of each text: ``num_samples`` per chunk, chunk by chunk (no cache, no ``min_chars``).
+
+        Args:
+            texts: the document texts.
+
+        Returns:
+            list: per text, its generated queries (empty ones dropped, whitespace collapsed).
+        """
         self._cut = 0
         rows = [(i, ids) for i, text in enumerate(texts) for ids in self.chunks(text)]
         if self._cut:

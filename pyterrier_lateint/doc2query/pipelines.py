@@ -55,9 +55,34 @@ def expand_collection(collection, generator: Union[str, Path, Doc2Query], scorer
 def doc2query_bm25(collection, generator: Union[str, Path, Doc2Query], *, scorer: Optional[pt.Transformer] = None,
                    keep: Optional[float] = None, num_results: int = 1000, verbose: bool = True,
                    **generator_kwargs) -> pt.Transformer:
-    """PISA BM25 (porter2 stemming, pyterrier-pisa's k1=0.9, b=0.4) over ``collection`` expanded by ``generator``
-    (see :func:`expand_collection`); the index is built once per collection, generator settings and filter, under
-    ``cache_dir()/pisa-doc2query``."""
+    """PISA BM25 (porter2 stemming, pyterrier-pisa's k1=0.9, b=0.4) over ``collection`` expanded by ``generator``.
+
+    See :func:`expand_collection`; the index is built once per collection, generator settings and filter, under
+    ``cache_dir()/pisa-doc2query`` (the expansions under ``cache_dir()/doc2query``).
+
+    Args:
+        collection: a collection with ``get_corpus_iter()`` (e.g. :func:`~pyterrier_lateint.data.load_collection`).
+        generator: a seq2seq folder or Hub name, or a :class:`Doc2Query`.
+        scorer: with ``keep``, Doc2Query--: the re-ranker scoring each generated query; default none.
+        keep: the share of generated queries kept (with ``scorer``).
+        num_results: documents per query (default 1000).
+        verbose: show progress bars (default True).
+        **generator_kwargs: :class:`Doc2Query` settings when ``generator`` is not one.
+
+    Returns:
+        pyterrier.Transformer: the BM25 retriever (needs pyterrier-pisa).
+
+    Raises:
+        ValueError: for a ``scorer`` without ``keep``.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.data import load_collection
+            from pyterrier_lateint.doc2query import doc2query_bm25
+
+            bm25_d2q = doc2query_bm25(load_collection("vaswani"), "doc2query-model/final", num_samples=5)
+    """
     from pyterrier_pisa import PisaIndex
 
     d2q = _generator(generator, verbose=verbose, **generator_kwargs)
@@ -75,9 +100,30 @@ def doc2query_bm25(collection, generator: Union[str, Path, Doc2Query], *, scorer
 
 def doc2query_rows(collection, generator: Union[str, Path, Doc2Query], model: Any = None, keep: float = 0.7,
                    num_samples: int = 5, verbose: bool = True, **generator_kwargs) -> list[tuple[str, pt.Transformer]]:
-    """Rows for ``pt.Experiment``: ``("BM25 + doc2query", ...)`` and, given a late-interaction ``model``,
-    ``("BM25 + doc2query-- (keep 70%)", ...)`` (queries scored by ``model.text_scorer()``). ``generator``: a
-    seq2seq folder (e.g. ``lateint doc2query-train``'s ``output_dir/final``) or a :class:`Doc2Query`."""
+    """Rows for ``pt.Experiment``: BM25 over doc2query expansions, and Doc2Query-- filtered by a model.
+
+    ``("BM25 + doc2query", ...)`` and, given a late-interaction ``model``, ``("BM25 + doc2query-- (keep 70%)",
+    ...)`` (the share from ``keep``; queries scored by ``model.text_scorer()``).
+
+    Args:
+        collection: a collection with ``get_corpus_iter()``.
+        generator: a seq2seq folder (e.g. ``lateint doc2query-train``'s ``output_dir/final``) or a
+            :class:`Doc2Query`.
+        model: a late-interaction model for the Doc2Query-- row; default none (one row).
+        keep: the share of generated queries Doc2Query-- keeps (default 0.7).
+        num_samples: queries per chunk when ``generator`` is not a :class:`Doc2Query` (default 5).
+        verbose: show progress bars (default True).
+        **generator_kwargs: further :class:`Doc2Query` settings when ``generator`` is not one.
+
+    Returns:
+        list: ``(name, transformer)`` pairs.
+
+    Example:
+        .. code-block:: python
+
+            rows = doc2query_rows(collection, "doc2query-model/final", model=ColBERT.from_pretrained())
+            pt.Experiment([t for _, t in rows], topics, qrels, ["nDCG@10"], names=[n for n, _ in rows])
+    """
     d2q = generator if isinstance(generator, Doc2Query) else \
         _generator(generator, num_samples=num_samples, verbose=verbose, **generator_kwargs)
     rows = [("BM25 + doc2query", doc2query_bm25(collection, d2q, verbose=verbose))]

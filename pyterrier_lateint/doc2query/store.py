@@ -55,11 +55,24 @@ def _clean_queries(value: Any, where: str) -> list[str]:
 
 
 class Doc2QueryStore:
-    """Generated queries by docno, on disk (see the module docstring for the layout).
+    """Generated queries by docno, on disk (see :mod:`pyterrier_lateint.doc2query.store` for the layout).
 
-    ``settings``: the generator settings the store belongs to (a JSON-able dict); opening an existing store with
-    different settings raises ``ValueError`` naming them, so queries of one generator never mix with another's.
-    ``None`` accepts whatever the store holds (e.g. imported expansions).
+    The folder is created at first use. Supports ``len``, ``docno in store`` and iteration over
+    ``{"docno", "querygen"}`` records.
+
+    Args:
+        path: the store folder.
+        settings: the generator settings the store belongs to (a JSON-able dict); opening an existing store with
+            different settings raises ``ValueError`` naming them, so queries of one generator never mix with
+            another's. ``None`` (default) accepts whatever the store holds (e.g. imported expansions).
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.doc2query import Doc2QueryStore
+
+            store = Doc2QueryStore("msmarco-v2.d2qstore").import_file("d2q.jsonl.gz")
+            pipeline = store.generator() >> pisa_index.indexer()   # stored queries instead of generated ones
     """
 
     def __init__(self, path: Union[str, Path], settings: Optional[Mapping[str, Any]] = None):
@@ -74,12 +87,27 @@ class Doc2QueryStore:
     # ---------------------------------------------------------------- opening
     @property
     def queries_file(self) -> Path:
+        """The ``queries.jsonl`` file of the store."""
         return self.path / QUERIES_FILE
 
     def exists(self) -> bool:
+        """Whether the store has been created (its ``pt_meta.json`` exists).
+
+        Returns:
+            bool: True once created.
+        """
         return (self.path / META_FILE).exists()
 
     def meta(self) -> dict:
+        """The store's ``pt_meta.json``: type, format and generator settings.
+
+        Returns:
+            dict: the metadata.
+
+        Raises:
+            ValueError: when the folder is not a doc2query store.
+            FileNotFoundError: when the store has not been created.
+        """
         with open(self.path / META_FILE, encoding="utf-8") as f:
             meta = json.load(f)
         if meta.get("type") != STORE_TYPE:
@@ -148,10 +176,22 @@ class Doc2QueryStore:
         return docno in self._index()
 
     def docnos(self) -> list[str]:
+        """The docnos the store holds, in the order they were stored.
+
+        Returns:
+            list: the docnos.
+        """
         return list(self._index())
 
     def get(self, docnos: Iterable[str]) -> dict[str, list[str]]:
-        """Queries of those ``docnos`` that the store holds (others are absent from the result)."""
+        """Queries of those ``docnos`` that the store holds (others are absent from the result).
+
+        Args:
+            docnos: the documents wanted.
+
+        Returns:
+            dict: docno -> its queries.
+        """
         index = self._index()
         wanted = sorted({index[d]: d for d in docnos if d in index}.items())
         out: dict[str, list[str]] = {}
@@ -172,7 +212,11 @@ class Doc2QueryStore:
 
     # ---------------------------------------------------------------- writing
     def add(self, queries: Mapping[str, Sequence[str]]) -> None:
-        """Append ``{docno: [query, ...]}`` as one block (one write, fsync'd). Docnos already stored are skipped."""
+        """Append ``{docno: [query, ...]}`` as one block (one write, fsync'd). Docnos already stored are skipped.
+
+        Args:
+            queries: docno -> its queries.
+        """
         index = self._index()
         lines = [json.dumps({"docno": d, "querygen": list(qs)}, ensure_ascii=False) + "\n"
                  for d, qs in queries.items() if d not in index]
@@ -193,7 +237,20 @@ class Doc2QueryStore:
           (as published for MS MARCO v2 by docTTTTTquery, ``{"id": ..., "predicted_queries": [...]}``);
         - ``tsv``: ``docno \\t query`` lines, a document's lines consecutive.
 
-        Docnos already in the store are skipped, so an interrupted import can simply be run again."""
+        Docnos already in the store are skipped, so an interrupted import can simply be run again.
+
+        Args:
+            path: the expansion file.
+            format: ``"jsonl"``, ``"tsv"`` or ``"auto"`` (default: by the file name).
+            block_size: documents appended per block (default 10,000).
+
+        Returns:
+            Doc2QueryStore: ``self``.
+
+        Raises:
+            FileNotFoundError: when there is no file at ``path``.
+            ValueError: on an unknown format or a malformed line (naming it).
+        """
         records = read_expansions(path, format)
         block: dict[str, list[str]] = {}
         for docno, queries in records:
@@ -207,7 +264,19 @@ class Doc2QueryStore:
     def import_aligned(self, query_files: Sequence[Union[str, Path]], docnos: Iterable[str],
                        block_size: int = 10_000) -> "Doc2QueryStore":
         """Append expansions published as line-aligned files (docTTTTTquery's MS MARCO v1
-        ``predicted_queries_topk_sample*.txt*``): line i of every file is one query of the i-th of ``docnos``."""
+        ``predicted_queries_topk_sample*.txt*``): line i of every file is one query of the i-th of ``docnos``.
+
+        Args:
+            query_files: the files (plain or ``.gz``), one query per document each.
+            docnos: the documents, in the files' line order.
+            block_size: documents appended per block (default 10,000).
+
+        Returns:
+            Doc2QueryStore: ``self``.
+
+        Raises:
+            ValueError: when a file ends before the docnos do.
+        """
         handles = [_open_text(p) for p in query_files]
         try:
             block: dict[str, list[str]] = {}
@@ -230,7 +299,16 @@ class Doc2QueryStore:
     # ---------------------------------------------------------------- as a transformer
     def generator(self, append: bool = True, limit_k: Optional[int] = None,
                   on_missing: str = "error") -> "StoredQueries":
-        """A transformer that adds each document's stored queries (see :class:`StoredQueries`)."""
+        """A transformer that adds each document's stored queries (see :class:`StoredQueries`).
+
+        Args:
+            append: append the queries to ``text`` too (default True).
+            limit_k: at most this many queries per document; default all.
+            on_missing: ``"error"`` (default) or ``"keep"`` for documents the store lacks.
+
+        Returns:
+            StoredQueries: the transformer.
+        """
         return StoredQueries(self, append=append, limit_k=limit_k, on_missing=on_missing)
 
 
@@ -242,7 +320,27 @@ def _open_text(path: Union[str, Path]):
 
 
 def read_expansions(path: Union[str, Path], format: str = "auto") -> Iterator[tuple[str, list[str]]]:
-    """(docno, queries) pairs of a precomputed expansion file (see :meth:`Doc2QueryStore.import_file`)."""
+    """(docno, queries) pairs of a precomputed expansion file (see :meth:`Doc2QueryStore.import_file`).
+
+    Args:
+        path: a JSONL or TSV file, plain or ``.gz``.
+        format: ``"jsonl"``, ``"tsv"`` or ``"auto"`` (default: ``.jsonl``/``.json`` or ``.tsv``/``.txt`` names).
+
+    Yields:
+        tuple: ``(docno, [query, ...])``, one per line (a TSV document's lines yield one pair each).
+
+    Raises:
+        FileNotFoundError: when there is no file at ``path``.
+        ValueError: on an unknown format or a malformed line (naming it).
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.doc2query import read_expansions
+
+            for docno, queries in read_expansions("d2q.jsonl.gz"):
+                ...
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no expansion file at {path}")
@@ -279,9 +377,33 @@ def read_expansions(path: Union[str, Path], format: str = "auto") -> Iterator[tu
 def load_expansions(path: Union[str, Path], format: str = "auto", store: Optional[Union[str, Path]] = None,
                     append: bool = True, limit_k: Optional[int] = None,
                     on_missing: str = "error") -> "StoredQueries":
-    """A transformer adding precomputed queries by docno, instead of generating them. ``path``: a store folder, or
-    an expansion file (JSONL / TSV, see :meth:`Doc2QueryStore.import_file`) that is first imported into ``store``
-    (default: a ``.d2qstore`` folder beside it; importing again after an interruption continues)."""
+    """A transformer adding precomputed queries by docno, instead of generating them.
+
+    Args:
+        path: a store folder, or an expansion file (JSONL / TSV, see :meth:`Doc2QueryStore.import_file`) that is
+            first imported into ``store``.
+        format: the file's format, ``"jsonl"``, ``"tsv"`` or ``"auto"`` (default).
+        store: where a file is imported; default a ``.d2qstore`` folder beside it (importing again after an
+            interruption continues).
+        append: append the queries to ``text`` too (default True).
+        limit_k: at most this many queries per document; default all.
+        on_missing: ``"error"`` (default) or ``"keep"`` for documents the store lacks.
+
+    Returns:
+        StoredQueries: the transformer.
+
+    Raises:
+        FileNotFoundError: when ``path`` is a folder but not a store, or does not exist.
+        ValueError: on an unknown format or a malformed line.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.doc2query import load_expansions
+
+            expand = load_expansions("msmarco_v2_d2q.jsonl.gz", limit_k=20)
+            (expand >> pisa_index.indexer()).index(dataset.get_corpus_iter())
+    """
     path = Path(path)
     if path.is_dir():
         target = Doc2QueryStore(path)
@@ -307,8 +429,24 @@ class StoredQueries(ConfigEquality, pt.Transformer):
     """Documents ``(docno, text)`` -> their stored queries in ``querygen`` (one a line, at most ``limit_k``), and with
     ``append`` also appended to ``text`` (as :class:`~pyterrier_lateint.doc2query.Doc2Query` does).
 
-    ``on_missing``: ``"error"`` (a ``KeyError`` naming the docnos the store lacks), or ``"keep"`` (those documents
-    get no queries)."""
+    Usually made by :meth:`Doc2QueryStore.generator` or :func:`load_expansions`.
+
+    Args:
+        store: the store holding the queries.
+        append: append the queries to ``text`` too (default True; ``text`` is then required).
+        limit_k: at most this many queries per document; default all.
+        on_missing: ``"error"`` (default: a ``KeyError`` naming the docnos the store lacks), or ``"keep"`` (those
+            documents get no queries).
+
+    Raises:
+        ValueError: on a bad ``on_missing``.
+
+    Example:
+        .. code-block:: python
+
+            expand = Doc2QueryStore("d2q.d2qstore").generator(limit_k=10)   # a StoredQueries
+            expanded = expand(pd.DataFrame({"docno": ["d1"], "text": ["..."]}))
+    """
 
     def __init__(self, store: Doc2QueryStore, append: bool = True, limit_k: Optional[int] = None,
                  on_missing: str = "error"):
@@ -326,6 +464,18 @@ class StoredQueries(ConfigEquality, pt.Transformer):
         return f"StoredQueries({str(self.store.path)!r})"
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Add each document's stored queries.
+
+        Args:
+            inp: documents with ``docno`` (and ``text`` with ``append``).
+
+        Returns:
+            pandas.DataFrame: ``inp`` plus ``querygen`` (one query a line); with ``append`` ``text`` has them
+            appended after a newline.
+
+        Raises:
+            KeyError: for docnos the store lacks (with ``on_missing="error"``).
+        """
         pt.validate.columns(inp, includes=["docno"] + (["text"] if self.append else []))
         docnos = inp["docno"].astype(str).tolist()
         found = self.store.get(docnos)

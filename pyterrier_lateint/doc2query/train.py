@@ -30,7 +30,40 @@ DEFAULT_MAX_INPUT_TOKENS = 512
 
 @dataclass
 class GeneratorTrainingConfig:
-    """Every setting of generator training (the ``doc2query-train`` command exposes each as ``--name-with-dashes``)."""
+    """Every setting of generator training (the ``doc2query-train`` command exposes each as ``--name-with-dashes``).
+
+    Args:
+        output_dir: where checkpoints and the final model (output_dir/final) go (default ``'doc2query-model'``).
+        max_steps: optimiser steps (default ``1000``).
+        batch_size: (passage, query) pairs per micro-batch (per process) (default ``16``).
+        learning_rate: peak AdamW learning rate (default ``0.0001``).
+        weight_decay: AdamW weight decay (default ``0.01``).
+        warmup_ratio: linear warmup over this share of max_steps, then linear decay to 0 (default ``0.1``).
+        grad_accum: micro-batches per optimiser step (default ``1``).
+        max_grad_norm: gradient clipping norm (0: no clipping) (default ``1.0``).
+        mixed_precision: "no", "fp16" (GPU) or "bf16" (default ``'no'``).
+        gradient_checkpointing: recompute activations in the backward pass (less memory) (default ``False``).
+        freeze_encoder: train only the decoder (the encoder stays as loaded; faster on a CPU) (default ``False``).
+        max_input_tokens: passages are cut to this many tokens (default: the model's input length, at most 512).
+        max_target_tokens: queries are cut to this many tokens (default ``64``).
+        seed: seed of model RNGs and shuffling (default ``42``).
+        shuffle_buffer: pairs shuffled within a sliding buffer of this size (1: file order) (default ``1000``).
+        save_every: steps between checkpoints (0: only at the end) (default ``500``).
+        keep_checkpoints: newest checkpoints kept on disk (default ``2``).
+        eval_every: steps between validations (0: only at the end, when validation pairs are given) (default ``0``).
+        log_every: steps between loss log lines (default ``10``).
+        report_to: "none", "tensorboard" or "wandb" (default ``'none'``).
+
+    Raises:
+        ValueError: on an unknown ``mixed_precision`` or a count out of range.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.doc2query import GeneratorTrainingConfig
+
+            config = GeneratorTrainingConfig(output_dir="d2q-model", max_steps=2000, learning_rate=3e-4)
+    """
 
     output_dir: str = setting("doc2query-model", "where checkpoints and the final model (output_dir/final) go")
     max_steps: int = setting(1000, "optimiser steps")
@@ -68,9 +101,32 @@ class GeneratorTrainingConfig:
 # ---------------------------------------------------------------- pairs
 def pairs_from_qrels(topics: pd.DataFrame, qrels: pd.DataFrame, texts: Union[Mapping[str, str], Any],
                      min_label: int = 1) -> list[Pair]:
-    """(passage, query) for every judged pair with ``label >= min_label``: ``topics`` ``(qid, query)``, ``qrels``
-    ``(qid, docno, label)``, ``texts`` docno -> text (a dict, or a collection with ``texts()``). Only the columns
-    named are read (e.g. never SciFact's ``metadata``). Pairs come in qrels order."""
+    """(passage, query) for every judged pair with ``label >= min_label``.
+
+    Only the columns named are read (e.g. never SciFact's ``metadata``). Pairs come in qrels order; judged
+    documents missing from ``texts`` are skipped (with a warning).
+
+    Args:
+        topics: ``(qid, query)``.
+        qrels: ``(qid, docno, label)``.
+        texts: docno -> text (a dict, or a collection with ``texts()``).
+        min_label: the lowest label that counts (default 1).
+
+    Returns:
+        list: ``(passage, query)`` pairs.
+
+    Raises:
+        ValueError: when no pair is left.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.data import load_collection
+            from pyterrier_lateint.doc2query import pairs_from_qrels, split_pairs
+
+            c = load_collection("scifact")
+            train, val = split_pairs(pairs_from_qrels(c.get_topics("train"), c.get_qrels("train"), c), 200)
+    """
     import pyterrier as pt
 
     pt.validate.columns(topics, includes=["qid", "query"])
@@ -95,7 +151,17 @@ def pairs_from_qrels(topics: pd.DataFrame, qrels: pd.DataFrame, texts: Union[Map
 
 
 def read_pairs_tsv(path: Union[str, Path]) -> list[Pair]:
-    """(passage, query) pairs of a TSV file of ``passage \\t query`` lines (docTTTTTquery's training format)."""
+    """(passage, query) pairs of a TSV file of ``passage \\t query`` lines (docTTTTTquery's training format).
+
+    Args:
+        path: the TSV file.
+
+    Returns:
+        list: ``(passage, query)`` pairs, in file order (blank lines skipped).
+
+    Raises:
+        ValueError: on a line without exactly two non-empty fields, or a file without pairs.
+    """
     pairs = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
@@ -112,8 +178,22 @@ def read_pairs_tsv(path: Union[str, Path]) -> list[Pair]:
 
 
 def split_pairs(pairs: Sequence[Pair], n_validation: int, seed: int = 42) -> tuple[list[Pair], list[Pair]]:
-    """(training, validation): whole queries are held back (every pair of a held-back query), chosen at random by
-    ``seed`` until at least ``n_validation`` pairs are held back, so no validation query is ever trained on."""
+    """Split pairs into training and validation by query, so no validation query is ever trained on.
+
+    Whole queries are held back (every pair of a held-back query), chosen at random by ``seed`` until at least
+    ``n_validation`` pairs are held back.
+
+    Args:
+        pairs: ``(passage, query)`` pairs.
+        n_validation: pairs to hold back, at least (0: none).
+        seed: seed of the choice (default 42).
+
+    Returns:
+        tuple: ``(training pairs, validation pairs)``, each in the input order.
+
+    Raises:
+        ValueError: when holding back leaves no training pair.
+    """
     by_query: dict[str, list[Pair]] = {}
     for p in pairs:
         by_query.setdefault(p[1], []).append(p)
@@ -135,9 +215,28 @@ def split_pairs(pairs: Sequence[Pair], n_validation: int, seed: int = 42) -> tup
 
 # ---------------------------------------------------------------- metrics
 def generation_metrics(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """Corpus BLEU (sacrebleu, 0-100, with effective order: n-gram orders that no query is long enough to have are
-    skipped, so a corpus of 2-word queries is not scored 0) and mean ROUGE-1/2/L F1 (rouge-score with stemming, 0-1)
-    of generated queries against one reference query each."""
+    """BLEU and ROUGE of generated queries against one reference query each.
+
+    Corpus BLEU (sacrebleu, 0-100, with effective order: n-gram orders that no query is long enough to have are
+    skipped, so a corpus of 2-word queries is not scored 0) and mean ROUGE-1/2/L F1 (rouge-score with stemming,
+    0-1).
+
+    Args:
+        predictions: the generated queries.
+        references: the reference query of each.
+
+    Returns:
+        dict: ``bleu``, ``rouge1``, ``rouge2``, ``rougeL``.
+
+    Raises:
+        ImportError: without sacrebleu and rouge-score (``pip install 'pyterrier-lateint[doc2query]'``).
+        ValueError: when the lists are empty or of different lengths.
+
+    Example:
+        .. code-block:: python
+
+            generation_metrics(["what is electron spin"], ["electron spin definition"])["bleu"]
+    """
     try:
         from rouge_score import rouge_scorer
         from sacrebleu.metrics import BLEU
@@ -159,8 +258,21 @@ def generation_metrics(predictions: Sequence[str], references: Sequence[str]) ->
 
 def bleu_rouge_validation(pairs: Sequence[Pair], batch_size: int = 16,
                           max_new_tokens: int = 32) -> Callable[[Any], dict[str, float]]:
-    """A validation callback: greedy queries for each held-back passage, scored by :func:`generation_metrics`
-    against that pair's query."""
+    """A validation callback for :class:`GeneratorTrainer`: greedy queries for each held-back passage, scored by
+    :func:`generation_metrics` against that pair's query.
+
+    Args:
+        pairs: held-back ``(passage, query)`` pairs (e.g. from :func:`split_pairs`).
+        batch_size: chunks generated together during validation (default 16).
+        max_new_tokens: tokens per generated query (default 32).
+
+    Returns:
+        Callable: ``validate(generator) -> {"bleu", "rouge1", "rouge2", "rougeL"}``, given a
+        :class:`~pyterrier_lateint.doc2query.Doc2Query` over the model being trained.
+
+    Raises:
+        ValueError: when ``pairs`` is empty.
+    """
     if not pairs:
         raise ValueError("no validation pairs")
     passages = list(dict.fromkeys(p for p, _ in pairs))
@@ -193,9 +305,28 @@ def set_special_tokens(model, tokenizer) -> None:
 
 def warm_start_encoder_decoder(encoder: Optional[Union[str, Path]] = None, decoder: Optional[Union[str, Path]] = None,
                                seed: int = 42):
-    """(model, tokenizer): a transformers ``EncoderDecoderModel`` whose encoder and decoder start from BERT-like
-    checkpoints (default: the offline default model, all-MiniLM-L6-v2, for both); the decoder's cross-attention and
-    language-model head are new (seeded). Special tokens are set for generation ([CLS] starts, [SEP] ends)."""
+    """A new query generator warm-started from BERT-like encoders: a transformers ``EncoderDecoderModel``.
+
+    The decoder's cross-attention and language-model head are new (seeded). Special tokens are set for generation
+    ([CLS] starts, [SEP] ends). The global torch RNG state is left as it was.
+
+    Args:
+        encoder: checkpoint of the encoder; default the offline default model, all-MiniLM-L6-v2.
+        decoder: checkpoint of the decoder; default the encoder's.
+        seed: seed of the new weights (default 42).
+
+    Returns:
+        tuple: ``(model, tokenizer)`` (the encoder's tokenizer).
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.doc2query import (GeneratorTrainer, GeneratorTrainingConfig,
+                                                     warm_start_encoder_decoder)
+
+            model, tokenizer = warm_start_encoder_decoder()
+            GeneratorTrainer(model, tokenizer, GeneratorTrainingConfig(max_steps=500)).train(train_pairs)
+    """
     import transformers
     from transformers import AutoTokenizer, EncoderDecoderModel
 
@@ -230,8 +361,32 @@ def _decoder_start(model) -> int:
 # ---------------------------------------------------------------- the trainer
 class GeneratorTrainer(TrainingLoop):
     """Fine-tunes ``model`` (a Hugging Face seq2seq model) in place on (passage -> query) pairs; a training item is
-    one pair. ``validation``: a callback given a greedy :class:`~pyterrier_lateint.doc2query.Doc2Query` over the
-    model being trained (see :func:`bleu_rouge_validation`), run every ``eval_every`` steps and at the end."""
+    one pair.
+
+    The mechanics are :class:`~pyterrier_lateint.training.loop.TrainingLoop`'s. The model and tokenizer get the
+    decoder start, end and padding ids they lack.
+
+    Args:
+        model: the seq2seq model (e.g. from :func:`warm_start_encoder_decoder` or
+            :func:`~pyterrier_lateint.doc2query.load_generator`).
+        tokenizer: its tokenizer.
+        config: the training settings.
+        validation: a callback given a greedy :class:`~pyterrier_lateint.doc2query.Doc2Query` over the model being
+            trained (see :func:`bleu_rouge_validation`), run every ``eval_every`` steps and at the end; default
+            none.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.doc2query import (GeneratorTrainer, GeneratorTrainingConfig, bleu_rouge_validation,
+                                                     load_generator, read_pairs_tsv, split_pairs)
+
+            train, val = split_pairs(read_pairs_tsv("pairs.tsv"), 500)
+            model, tokenizer = load_generator("t5-small")
+            trainer = GeneratorTrainer(model, tokenizer, GeneratorTrainingConfig(output_dir="d2q"),
+                                       validation=bleu_rouge_validation(val))
+            trainer.train(train)   # then Doc2Query("d2q/final")
+    """
 
     def __init__(self, model, tokenizer, config: GeneratorTrainingConfig,
                  validation: Optional[Callable[[Any], dict[str, float]]] = None):
@@ -250,10 +405,22 @@ class GeneratorTrainer(TrainingLoop):
 
     def train(self, pairs: Union[str, Path, Iterable[Pair], Callable[[], Iterable[Pair]]], *,
               resume: bool = True):
-        """Train for ``max_steps`` steps on ``pairs`` (a list, a ``passage \\t query`` TSV path, or a callable
-        returning a fresh iterator per epoch); with ``resume`` continue from the newest complete checkpoint in
-        ``output_dir``. Saves model and tokenizer to ``output_dir/final`` (``Doc2Query(output_dir + "/final")``
-        loads it) and returns the model."""
+        """Train for ``max_steps`` steps on ``pairs``; saves model and tokenizer to ``output_dir/final``.
+
+        ``Doc2Query(output_dir + "/final")`` loads the result.
+
+        Args:
+            pairs: a list of ``(passage, query)``, a ``passage \\t query`` TSV path, or a callable returning a fresh
+                iterator of pairs per epoch.
+            resume: continue from the newest complete checkpoint in ``output_dir`` (default True).
+
+        Returns:
+            the trained model (the same object, in eval mode).
+
+        Raises:
+            TypeError: when a pair is not two strings.
+            ValueError: when there are no pairs, or a pair has an empty passage or query.
+        """
         if self.validation is not None and self.config.eval_every == 0:
             self.config = dataclasses.replace(self.config, eval_every=self.config.max_steps)
         stream = TrainingStream(self._source(pairs), 0, self.config.seed, self.config.shuffle_buffer)
@@ -284,9 +451,17 @@ class GeneratorTrainer(TrainingLoop):
         return self.model, [{"params": params, "lr": self.config.learning_rate}]
 
     def encode(self, pairs: Sequence[Pair], device: torch.device) -> dict[str, torch.Tensor]:
-        """Tensors of a micro-batch: ``input_ids``/``attention_mask`` ``(B, L_in)`` of the passages, ``labels``
-        ``(B, L_out)`` of the queries (ending in EOS, padding ``-100``) and ``decoder_input_ids`` (labels shifted right
-        behind the decoder start token)."""
+        """Tensors of a micro-batch of pairs.
+
+        Args:
+            pairs: ``(passage, query)`` pairs.
+            device: where the tensors go.
+
+        Returns:
+            dict: ``input_ids``/``attention_mask`` ``(B, L_in)`` of the passages, ``labels`` ``(B, L_out)`` of the
+            queries (ending in EOS, padding ``-100``) and ``decoder_input_ids`` (labels shifted right behind the
+            decoder start token).
+        """
         tok = self.tokenizer
         enc = tok([p for p, _ in pairs], max_length=self.max_input_tokens, truncation=True, padding=True,
                   return_tensors="pt")

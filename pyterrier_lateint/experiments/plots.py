@@ -62,15 +62,31 @@ def per_query_difference(per_query: pd.DataFrame, system_a: str, system_b: str, 
     Args:
         per_query: ``pt.Experiment(..., perquery=True)``'s frame: columns ``name, qid, measure, value`` (one row per
             system, query and measure).
-        system_a, system_b: values of ``name`` (the systems' names in the experiment); bars show B minus A.
+        system_a: a value of ``name`` (a system's name in the experiment): system A.
+        system_b: another value of ``name``: system B; bars show B minus A. Names are matched case-insensitively
+            when the exact one is absent.
         measure: a value of ``measure`` (as pt.Experiment names it, e.g. ``"nDCG@10"``, ``"AP"``).
         path: also save the figure as a PNG there.
+        title: the title; default one counting wins, losses and ties.
         show_qids: label each bar with its qid (default: when there are at most 50 queries).
 
     Returns:
-        The figure: one bar per query judged for both systems (queries missing for either system are left out),
-        sorted from the largest gain of B to its largest loss; blue bars B better, orange A better, ties height 0.
-        The title counts wins, losses and ties and gives the mean difference (in the measure's own units).
+        matplotlib.figure.Figure: one bar per query judged for both systems (queries missing for either system are
+        left out), sorted from the largest gain of B to its largest loss; blue bars B better, orange A better, ties
+        height 0. The default title counts wins, losses and ties and gives the mean difference (in the measure's own
+        units).
+
+    Raises:
+        ValueError: when columns, the measure or a system are missing, or no query has the measure for both.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.experiments.plots import per_query_difference
+
+            per_query = pt.Experiment([bm25, colbert], topics, qrels, ["nDCG@10"], names=["BM25", "ColBERT"],
+                                      perquery=True)
+            per_query_difference(per_query, "BM25", "ColBERT", path="perquery.png")
     """
     missing = {"name", "qid", "measure", "value"} - set(per_query.columns)
     if missing:
@@ -112,7 +128,16 @@ def per_query_difference(per_query: pd.DataFrame, system_a: str, system_b: str, 
 
 # ---------------------------------------------------------------------------------------------- latency / recall
 def pareto_front(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """The rows no other row beats on both axes (lower ``x`` and higher ``y`` are better), sorted by ``x``."""
+    """The rows no other row beats on both axes (lower ``x`` and higher ``y`` are better), sorted by ``x``.
+
+    Args:
+        frame: the rows (e.g. from :func:`~pyterrier_lateint.experiments.sweep.latency_recall_sweep`).
+        x: the column where lower is better (e.g. latency).
+        y: the column where higher is better (e.g. recall).
+
+    Returns:
+        pandas.DataFrame: the Pareto-optimal rows.
+    """
     ordered = frame.sort_values([x, y], ascending=[True, False], kind="stable")
     best, keep = -np.inf, []
     for i, v in zip(ordered.index, ordered[y]):
@@ -131,17 +156,33 @@ def latency_recall(frame: pd.DataFrame, x: str = "ms_per_query", y: str = "recal
         frame: one row per search setting, e.g. from
             :func:`~pyterrier_lateint.experiments.sweep.latency_recall_sweep`: ``x`` in ms per query, ``y`` a recall
             in [0, 1] (R@k of the setting's top k against exhaustive search).
-        x, y: the columns to plot.
+        x: the latency column (default ``"ms_per_query"``).
+        y: the recall column (default ``"recall@10"``).
         label: a column whose values annotate each point (e.g. ``"nexact"`` or ``"label"``; missing values are
             not annotated).
         group: a column (e.g. ``"nprobe"``): points of one value are joined by a line in their own colour, sorted by
             ``x``; rows whose ``group`` is missing (e.g. the exhaustive reference) are drawn as black stars, named
             by their ``label`` column when there is one. Without
             ``group``, the settings on the Pareto front (no other setting is both faster and better) are joined.
+        path: also save the figure as a PNG there.
+        title: the title; default ``"Search settings: latency vs recall"``.
         logx: logarithmic latency axis (useful when an exhaustive reference is far to the right).
+        xlabel: the x axis label; default by the column (with units).
+        ylabel: the y axis label; default by the column.
 
     Returns:
-        The figure (axes labelled with units; ``ax.collections`` hold the points, ``len(frame)`` in all).
+        matplotlib.figure.Figure: axes labelled with units; ``ax.collections`` hold the points, ``len(frame)`` in
+        all.
+
+    Raises:
+        ValueError: when a named column is missing or the frame is empty.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.experiments.plots import latency_recall
+
+            latency_recall(sweep_frame, group="nprobe", label="nexact", logx=True, path="latency_recall.png")
     """
     for col in (x, y) + ((label,) if label else ()) + ((group,) if group else ()):
         if col not in frame.columns:
@@ -186,11 +227,18 @@ def latency_recall(frame: pd.DataFrame, x: str = "ms_per_query", y: str = "recal
 def token_similarities(model, query: str, document: str) -> tuple[np.ndarray, list[str], list[str], float]:
     """The cosine similarities behind MaxSim for one query and document.
 
-    Returns ``(sims, query_tokens, doc_tokens, divisor)``: ``sims`` float32 ``(n_query_tokens, n_doc_tokens)``, the
-    dot products of ``model``'s (L2-normalised) token vectors, i.e. cosines; the token strings behind each vector
-    (from ``model.tokenizer``, markers and ``[MASK]`` expansion tokens included where the model keeps their
-    vectors); and what MaxSim is divided by (``model.score_divisor``: 1 except for bge-m3). MaxSim is
-    ``sims.max(axis=1).sum() / divisor``.
+    MaxSim is ``sims.max(axis=1).sum() / divisor``.
+
+    Args:
+        model: a late-interaction encoder with a ``tokenizer`` (e.g. :class:`~pyterrier_lateint.ColBERT`).
+        query: the query text.
+        document: the document text.
+
+    Returns:
+        tuple: ``(sims, query_tokens, doc_tokens, divisor)``: ``sims`` float32 ``(n_query_tokens, n_doc_tokens)``,
+        the dot products of ``model``'s (L2-normalised) token vectors, i.e. cosines; the token strings behind each
+        vector (from ``model.tokenizer``, markers and ``[MASK]`` expansion tokens included where the model keeps
+        their vectors); and what MaxSim is divided by (``model.score_divisor``: 1 except for bge-m3).
     """
     q_vecs, q_ids = model.encode_queries([query], return_ids=True)
     d_vecs, d_ids = model.encode_docs([document], return_ids=True)
@@ -204,7 +252,21 @@ def token_similarities(model, query: str, document: str) -> tuple[np.ndarray, li
 
 def contributions_from_matrix(sims: np.ndarray, query_tokens: Sequence[str], doc_tokens: Sequence[str],
                               divisor: float = 1.0) -> pd.DataFrame:
-    """Per query token: its best-matching document token and similarity (see :func:`token_contributions`)."""
+    """Per query token: its best-matching document token and similarity (see :func:`token_contributions`).
+
+    Args:
+        sims: the similarity matrix ``(n_query_tokens, n_doc_tokens)``.
+        query_tokens: the query's token strings.
+        doc_tokens: the document's token strings.
+        divisor: what MaxSim is divided by (default 1.0).
+
+    Returns:
+        pandas.DataFrame: ``query_pos``, ``query_token``, ``doc_pos``, ``doc_token``, ``similarity``,
+        ``contribution``.
+
+    Raises:
+        ValueError: when the shapes disagree, or the document has no tokens.
+    """
     sims = np.asarray(sims)
     if sims.shape != (len(query_tokens), len(doc_tokens)):
         raise ValueError(f"sims has shape {sims.shape}, not (len(query_tokens), len(doc_tokens)) = "
@@ -225,6 +287,21 @@ def token_contributions(model, query: str, document: str) -> pd.DataFrame:
     similar), ``similarity`` (their cosine, in [-1, 1]) and ``contribution`` (``similarity / divisor``; equal to it
     except for models that average over query tokens, e.g. bge-m3). ``contribution`` sums to
     ``model.score_pairs([(query, document)])[0]``, the MaxSim score.
+
+    Args:
+        model: a late-interaction encoder with a ``tokenizer``.
+        query: the query text.
+        document: the document text.
+
+    Returns:
+        pandas.DataFrame: one row per query token vector.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.experiments.plots import token_contributions
+
+            token_contributions(model, "electron spin", "the spin of the electron")["contribution"].sum()
     """
     return contributions_from_matrix(*token_similarities(model, query, document))
 
@@ -240,7 +317,22 @@ def similarity_heatmap(sims: np.ndarray, query_tokens: Sequence[str], doc_tokens
 
     Rows are query tokens, columns document tokens; each row's maximum (the match MaxSim takes) is outlined in red
     (``Rectangle`` patches labelled ``"argmax"``); the right axis shows each query token's contribution
-    (``row max / divisor``). The title gives the MaxSim score (the sum of the contributions) and its terms.
+    (``row max / divisor``). The default title gives the MaxSim score (the sum of the contributions) and its terms.
+
+    Args:
+        sims: the similarity matrix ``(n_query_tokens, n_doc_tokens)``.
+        query_tokens: the query's token strings.
+        doc_tokens: the document's token strings.
+        divisor: what MaxSim is divided by (default 1.0).
+        path: also save the figure as a PNG there; default: not saved.
+        title: the title; default the score and its terms.
+        cmap: the matplotlib colour map (default ``"viridis"``).
+
+    Returns:
+        matplotlib.figure.Figure: the figure.
+
+    Raises:
+        ValueError: when the shapes disagree, or the query or document has no tokens.
     """
     sims = np.asarray(sims, dtype=np.float32)
     table = contributions_from_matrix(sims, query_tokens, doc_tokens, divisor)
@@ -282,8 +374,26 @@ def token_heatmap(model, query: str, document: str, *, path: Optional[PathLike] 
     ``model``: a :class:`~pyterrier_lateint.ColBERT` (anything with ``encode_queries``/``encode_docs`` taking
     ``return_ids``, a ``tokenizer`` and ``score_divisor``). Each query token's best document token (its MaxSim
     match) is outlined in red; the right axis gives each query token's contribution and the title the MaxSim score
-    (equal to ``model.score_pairs([(query, document)])[0]``) with its terms. Returns the figure; ``path`` also saves it
-    as a PNG.
+    (equal to ``model.score_pairs([(query, document)])[0]``) with its terms.
+
+    Args:
+        model: the model.
+        query: the query text.
+        document: the document text.
+        path: also save the figure as a PNG there; default: not saved.
+        title: the title; default the score and its terms.
+        cmap: the matplotlib colour map (default ``"viridis"``).
+
+    Returns:
+        matplotlib.figure.Figure: the figure.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint import ColBERT
+            from pyterrier_lateint.experiments.plots import token_heatmap
+
+            token_heatmap(ColBERT.from_pretrained(), "electron spin", "the spin of the electron", path="heat.png")
     """
     sims, q_tokens, d_tokens, divisor = token_similarities(model, query, document)
     return similarity_heatmap(sims, q_tokens, d_tokens, divisor, path=path, title=title, cmap=cmap)

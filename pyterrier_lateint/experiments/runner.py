@@ -40,8 +40,32 @@ MEASURES = ("AP", "nDCG@10", "RR", "R@1000")
 
 @dataclass
 class ExperimentSettings:
-    """What :func:`run_experiment` runs. ``collection``: a local name (``vaswani``, ``cacm``, ``med``,
-    ``scifact``), a folder, or ``irds:NAME``; ``max_queries``: the first N queries only (quick looks)."""
+    """What :func:`run_experiment` runs.
+
+    Args:
+        collection: a local name (``vaswani``, ``cacm``, ``med``, ``scifact``), a folder, or ``irds:NAME``
+            (default ``"vaswani"``).
+        split: the query split (default ``"test"``).
+        model: the checkpoint (Hub name or folder); ``None`` (default): the offline default model.
+        systems: which of ``bm25``, ``text``, ``index-scorer``, ``e2e``, ``exhaustive`` to run (default all).
+        rerank_depth: BM25 results re-ranked by the ``text`` system (default 100).
+        nbits: bits per residual dimension of the index (default 2).
+        num_results: documents per query of BM25 and the index's retrievers (default 1000).
+        max_queries: the first N queries only (quick looks); ``None`` (default): all.
+        save_dir: where run folders are written (default ``"runs"``).
+        generator: a doc2query seq2seq folder, adding the doc2query rows; ``None`` (default): none.
+
+    Raises:
+        ValueError: on an unknown system.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.experiments.runner import ExperimentSettings, run_experiment
+
+            settings = ExperimentSettings(collection="scifact", systems=("bm25", "text", "e2e"), max_queries=50)
+            print(run_experiment(settings).markdown())
+    """
     collection: str = "vaswani"
     split: str = "test"
     model: Optional[str] = None
@@ -62,8 +86,21 @@ class ExperimentSettings:
 
 @dataclass
 class ExperimentResult:
-    """``table``: one row per system (measures, ``<measure> p`` Holm-corrected p-values against BM25, ``mrt (ms)``);
-    ``per_query``: ``name, qid, measure, value``; ``folder``: where runs and tables were written."""
+    """What :func:`run_experiment` returns.
+
+    Args:
+        settings: the settings that were run.
+        table: one row per system (measures, ``<measure> p`` Holm-corrected p-values against BM25, ``mrt (ms)``).
+        per_query: ``name, qid, measure, value``.
+        folder: where runs and tables were written.
+        meta: collection, split, number of queries, model name, settings, reused runs and seconds taken.
+
+    Example:
+        .. code-block:: python
+
+            result = run_experiment(ExperimentSettings(collection="vaswani"))
+            result.table, result.folder / "table.md"
+    """
     settings: ExperimentSettings
     table: pd.DataFrame
     per_query: pd.DataFrame
@@ -71,7 +108,11 @@ class ExperimentResult:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def markdown(self) -> str:
-        """The table as markdown, with a line saying what was run."""
+        """The table as markdown, with a line saying what was run.
+
+        Returns:
+            str: the heading line, a blank line and the table.
+        """
         m = self.meta
         head = (f"{m['collection']} ({m['split']}): {m['n_queries']} queries, model {m['model']}; p: paired t-test "
                 f"against BM25, Holm-corrected; mrt: mean response time per query in ms"
@@ -80,13 +121,30 @@ class ExperimentResult:
 
 
 def system_names(settings: ExperimentSettings) -> dict[str, str]:
+    """The display name of each system (the names in the experiment table).
+
+    Args:
+        settings: the experiment settings (the ``text`` system's name gives ``rerank_depth``).
+
+    Returns:
+        dict: system key (``bm25``, ``text``, ...) -> name.
+    """
     return {"bm25": "BM25", "text": f"BM25 top{settings.rerank_depth} then text scorer",
             "index-scorer": "BM25 then index scorer", "e2e": "ColBERT end-to-end", "exhaustive": "ColBERT exhaustive"}
 
 
 def build_systems(collection: AnyCollection, model: ColBERT, settings: ExperimentSettings
                   ) -> list[tuple[str, pt.Transformer]]:
-    """``(name, transformer)`` for each of ``settings.systems``; builds the indices they need (cached)."""
+    """``(name, transformer)`` for each of ``settings.systems``; builds the indices they need (cached).
+
+    Args:
+        collection: the collection.
+        model: the late-interaction model.
+        settings: the experiment settings.
+
+    Returns:
+        list: ``(name, transformer)`` pairs, in the order of ``settings.systems``, then the doc2query rows.
+    """
     names = system_names(settings)
     bm25 = pisa_bm25(collection, num_results=settings.num_results)
     needs_index = {"index-scorer", "e2e", "exhaustive"} & set(settings.systems)
@@ -115,15 +173,38 @@ def _run_folder(settings: ExperimentSettings, collection: AnyCollection, model: 
 
 
 def eval_measures() -> list:
-    """AP, nDCG@10, RR and R@1000 as ir_measures objects."""
+    """AP, nDCG@10, RR and R@1000 as ir_measures objects.
+
+    Returns:
+        list: the measures.
+    """
     from ir_measures import AP, RR, R, nDCG
     return [AP, nDCG @ 10, RR, R @ 1000]
 
 
 def run_experiment(settings: ExperimentSettings, *, model: Optional[ColBERT] = None,
                    extra_systems: Sequence[tuple[str, pt.Transformer]] = ()) -> ExperimentResult:
-    """Run (or reuse) every system on the collection's queries; write ``experiment.csv``, ``table.md``,
-    ``perquery.csv`` and ``meta.json`` to the run folder and return the result."""
+    """Run (or reuse) every system on the collection's queries.
+
+    Writes ``experiment.csv``, ``table.md``, ``perquery.csv`` and ``meta.json`` (and ``timings.json``) to the run
+    folder ``save_dir/COLLECTION-SPLIT/MODEL.HASH.CODEC/``.
+
+    Args:
+        settings: what to run.
+        model: the model; default loaded from ``settings.model``.
+        extra_systems: further ``(name, transformer)`` rows.
+
+    Returns:
+        ExperimentResult: the table, per-query values, folder and metadata.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.experiments.runner import ExperimentSettings, run_experiment
+
+            result = run_experiment(ExperimentSettings(collection="vaswani", max_queries=20))
+            print(result.markdown())
+    """
     start = time.perf_counter()
     collection = get_dataset(settings.collection)
     topics, qrels = collection.get_topics(settings.split), collection.get_qrels(settings.split)
@@ -164,8 +245,18 @@ def _timings(folder: Path, raw: pd.DataFrame, reused: list[str]) -> dict[str, fl
 
 
 def compact_table(raw: pd.DataFrame, mrt: Optional[dict[str, float]] = None) -> pd.DataFrame:
-    """Measures (4 decimals), Holm-corrected p-values against the baseline (3 significant digits, empty for the
-    baseline itself and where both systems are equal on every query) and, given ``mrt``, mean response time (ms)."""
+    """The experiment table in short: measures, p-values and response times.
+
+    Measures (4 decimals), Holm-corrected p-values against the baseline (3 significant digits, empty for the
+    baseline itself and where both systems are equal on every query) and, given ``mrt``, mean response time (ms).
+
+    Args:
+        raw: ``pt.Experiment``'s table (with a baseline and ``correction="holm"``).
+        mrt: mean response time per system name, in ms; default none (no column).
+
+    Returns:
+        pandas.DataFrame: ``name``, each measure and its ``<measure> p``, and ``mrt (ms)``.
+    """
     cols: dict[str, Any] = {"name": raw["name"]}
     for m in MEASURES:
         cols[m] = raw[m].round(4)

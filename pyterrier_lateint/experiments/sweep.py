@@ -31,7 +31,16 @@ def _top_sets(results: pd.DataFrame, k: int) -> dict:
 
 
 def recall_at_k(results: pd.DataFrame, reference: pd.DataFrame, k: int) -> float:
-    """Mean over the reference's queries of ``|top k of results & top k of reference| / |top k of reference|``."""
+    """Mean over the reference's queries of ``|top k of results & top k of reference| / |top k of reference|``.
+
+    Args:
+        results: a result frame (``qid``, ``docno``, ``rank``).
+        reference: the reference results (e.g. exhaustive search).
+        k: the depth.
+
+    Returns:
+        float: the recall, or NaN when the reference is empty.
+    """
     got, truth = _top_sets(results, k), _top_sets(reference, k)
     if not truth:
         return float("nan")
@@ -73,16 +82,33 @@ def latency_recall_sweep(index, queries: pd.DataFrame, settings: Iterable[Settin
         one_at_a_time: time each query alone (the latency a user sees); ``False`` times the whole frame as one
             batch and splits the time evenly (throughput).
         include_exhaustive: add a row for ``mode="exhaustive"`` (the reference), timed over ``exhaustive_repeats``
-            passes (default 1: it is slow, and only a point of comparison). Its recall is measured as the others' are,
-            on a second run against the first: 1 when exhaustive search is repeatable.
-        model, backend, device: passed to ``index.retriever``.
+            passes. Its recall is measured as the others' are, on a second run against the first: 1 when exhaustive
+            search is repeatable.
+        exhaustive_repeats: timed passes of the exhaustive reference (default 1: it is slow, and only a point of
+            comparison).
+        model: passed to ``index.retriever`` (default ``None``: the index's model).
+        backend: passed to ``index.retriever``.
+        device: passed to ``index.retriever``.
 
     Returns:
-        One row per setting: ``nprobe``, ``ncandidates``, ``nexact`` (as given; ``NaN`` = default, or the exhaustive
-        row), ``mode``, ``ms_per_query`` (median over queries of each query's median over repeats, milliseconds;
-        batched: median over repeats of the pass time / number of queries), ``ms_p95`` (95th percentile over
-        queries of the same), ``recall@{k}`` (mean over queries of the share of the exhaustive top ``k`` found), and
-        ``label`` (``"nprobe=4 nexact=128"``).
+        pandas.DataFrame: one row per setting: ``nprobe``, ``ncandidates``, ``nexact`` (as given; ``NaN`` = default,
+        or the exhaustive row), ``mode``, ``ms_per_query`` (median over queries of each query's median over repeats,
+        milliseconds; batched: median over repeats of the pass time / number of queries), ``ms_p95`` (95th
+        percentile over queries of the same; NaN when batched), ``recall@{k}`` (mean over queries of the share of
+        the exhaustive top ``k`` found), and ``label`` (``"nprobe=4 nexact=128"``).
+
+    Raises:
+        ValueError: when ``queries`` lack ``query_embs`` or are empty, or a count or setting is bad.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.experiments.sweep import latency_recall_sweep
+            from pyterrier_lateint.experiments.plots import latency_recall
+
+            queries = model.query_encoder()(topics)
+            frame = latency_recall_sweep(index, queries, [(4, 128), (8, 256), (8, 1024, 512)], k=10)
+            latency_recall(frame, group="nprobe", label="nexact", path="sweep.png")
     """
     if "query_embs" not in queries.columns:
         raise ValueError("queries need precomputed 'query_embs' (e.g. model.query_encoder()(topics)), so that query "

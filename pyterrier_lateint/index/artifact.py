@@ -31,7 +31,21 @@ logger = logging.getLogger(__name__)
 
 
 class ModelMismatchError(ValueError):
-    """The model given to a retriever/scorer is not the one the index was built with."""
+    """The model given to a retriever/scorer is not the one the index was built with.
+
+    Raised when the model's signature (checkpoint name, layout, dimension, encoding settings) differs from the one
+    recorded at indexing. A subclass of ``ValueError``.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.index import ModelMismatchError
+
+            try:
+                retriever = index.retriever(other_model)
+            except ModelMismatchError as e:
+                print(e)   # names the settings that differ
+    """
 
 
 def _meta_stamp(path: Path) -> Optional[tuple]:
@@ -51,6 +65,28 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
     :meth:`index` or :meth:`indexer`; search it with :meth:`retriever`, re-rank with :meth:`scorer`. ``model`` is
     the default of every factory's ``model`` argument. See :mod:`pyterrier_lateint.index.layout` for the files;
     :meth:`build_package` / ``pt.Artifact.from_url`` (and ``to_hf`` / ``from_hf``) share an index.
+
+    Args:
+        path: the index folder (need not exist yet).
+        model: the default model of every factory (:meth:`indexer`, :meth:`retriever`, :meth:`scorer`, ...);
+            ``None``: pass one to each, or :meth:`load_model`.
+        verify: check every file's checksum when opening (default False: sizes and the checksums of everything but
+            the per-vector data).
+
+    Raises:
+        TypeError: when ``model`` is not a late-interaction model.
+
+    Example:
+        .. code-block:: python
+
+            import pyterrier as pt
+            from pyterrier_lateint import ColBERT, ColBERTIndex
+
+            model = ColBERT.from_pretrained()
+            index = ColBERTIndex("vaswani.lateint", model)
+            if not index.built():
+                index.index(pt.get_dataset("irds:vaswani").get_corpus_iter())
+            results = index.retriever(num_results=10).search("chemical reactions")
     """
 
     ARTIFACT_TYPE = ARTIFACT_TYPE
@@ -79,9 +115,15 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         return self._reader_cache
 
     def built(self) -> bool:
-        """Whether a complete index exists at the path: False when nothing, a file, or a folder without a
-        complete index is there; a damaged index raises
-        :class:`~pyterrier_lateint.index.integrity.IndexCorruptError` rather than passing for absent."""
+        """Whether a complete index exists at the path.
+
+        Returns:
+            bool: False when nothing, a file, or a folder without a complete index is there, else True.
+
+        Raises:
+            IndexCorruptError: when the index is damaged
+                (:class:`~pyterrier_lateint.index.integrity.IndexCorruptError`), rather than passing for absent.
+        """
         try:
             self._reader()
         except FileNotFoundError:  # IndexNotFoundError: nothing, a file, a half-written or foreign folder
@@ -92,11 +134,27 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         return self.model if model is None else check_model(model, repr(self))
 
     def index(self, inp: Union[Iterable[dict], pd.DataFrame]) -> "ColBERTIndex":
-        """Index documents (``docno`` with ``text`` encoded by the index's model, or ``doc_embs``) at default
-        settings: ``index.indexer(model).index(inp)``, with ``model`` from the constructor."""
+        """Index documents at default settings: ``index.indexer().index(inp)``, with the constructor's ``model``.
+
+        Args:
+            inp: documents (dicts or frame rows) with ``docno`` and ``text`` (encoded by the index's model) or
+                ``doc_embs`` (float ``(n_tokens, dim)``).
+
+        Returns:
+            ColBERTIndex: this index (``self``), built.
+
+        Raises:
+            FileExistsError: when an index (or anything else but an empty folder) is already at the path.
+            ValueError: when the input is empty or every document is.
+        """
         return self.indexer().index(inp)
 
     def index_inputs(self) -> list[list[str]]:
+        """The input columns :meth:`index` accepts (PyTerrier's ``Indexer`` API).
+
+        Returns:
+            list: ``[["docno", "text"], ["docno", "doc_embs"]]``.
+        """
         return [["docno", "text"], ["docno", "doc_embs"]]
 
     # --- factories ----------------------------------------------------------------------------------------------
@@ -105,20 +163,49 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
                 overwrite: bool = False, verbose: bool = True, pool_factor: float = 1, **kwargs: Any) -> ColBERTIndexer:
         """An indexer writing this index.
 
+        Documents are streamed through ``model.encode_docs`` (or taken from ``doc_embs``), k-means trains the
+        centroids on a sample, and every vector is stored as its centroid id plus a quantised residual.
+
         Args:
             model: encodes ``text`` (``model.encode_docs``) and records its signature; optional when the input
                 already has ``doc_embs`` (but then the index cannot check query models). Default: the index's.
-            nbits: bits per residual dimension: 1, 2, 4, or 16 (uncompressed float16).
-            codec: (keyword) the residual quantiser, ``"pq"`` (default: product quantisation) or ``"scalar"``
-                (per-dimension buckets, the first indexes' codec); see :mod:`pyterrier_lateint.index.codec`.
+            nbits: bits per residual dimension: 1, 2 (default), 4, or 16 (uncompressed float16).
             n_centroids: number of centroids (default: :func:`~pyterrier_lateint.index.kmeans.default_n_centroids`).
-            store_token_ids: also store each vector's token id (needs a model or a ``doc_toks`` field).
+            kmeans_iters: k-means iterations (an int >= 0; default 8).
+            batch_size: documents encoded together (default 64).
+            store_token_ids: also store each vector's token id (needs a model or a ``doc_toks`` field); needed by
+                :meth:`prf`, :meth:`token_stats`, :meth:`explain` and ``query_pruning_by="cf"``.
             overwrite: replace an existing index (otherwise ``FileExistsError``). Whatever it says, a path holding
                 something other than an index (a file, a folder of other files) is refused, never deleted; an
                 empty folder is used.
+            verbose: show progress bars (default True).
             pool_factor: token pooling: each document keeps about ``1 / pool_factor`` of its vectors (similar ones
                 merged, :class:`~pyterrier_lateint.index.pruning.TokenPooler`); 1 (default) keeps them all. The
                 fraction removed is recorded in ``metadata()["pooling"]``.
+            **kwargs: further :class:`~pyterrier_lateint.index.ColBERTIndexer` settings: ``codec``, the residual
+                quantiser, ``"pq"`` (default: product quantisation) or ``"scalar"`` (per-dimension buckets, the
+                first indexes' codec; see :mod:`pyterrier_lateint.index.codec`); ``kmeans_sample`` (vectors k-means
+                is trained on; default 32 per centroid, at least 32,768); ``seed`` (default 0); ``codec_from``
+                (another index, or its path, whose centroids and buckets are reused instead of trained).
+
+        Returns:
+            ColBERTIndexer: the indexer; its ``index(docs)`` builds the index and returns this artifact.
+
+        Raises:
+            FileExistsError: when the path holds an index (without ``overwrite``) or anything but an empty folder,
+                checked now rather than after encoding.
+            TypeError: when an integer setting is not an int.
+            ValueError: on an integer setting out of range, an unsupported ``nbits`` or ``codec``, or
+                ``pool_factor`` below 1.
+
+        Example:
+            .. code-block:: python
+
+                index = ColBERTIndex("scifact.lateint")
+                indexer = index.indexer(model, nbits=4, store_token_ids=True)
+                indexer.index(dataset.get_corpus_iter())
+                # or in a pipeline, from precomputed vectors:
+                (model.doc_encoder() >> index.indexer(model, overwrite=True)).index(dataset.get_corpus_iter())
         """
         check_int("n_centroids", n_centroids, optional=True)
         check_int("kmeans_iters", kmeans_iters, minimum=0)
@@ -139,13 +226,46 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
                   query_pruning_by: str = "cf") -> ColBERTRetriever:
         """End-to-end retriever: query frame -> top ``num_results`` documents per query.
 
-        ``mode="plaid"`` (default) is the fast staged search; ``mode="exhaustive"`` scores every document exactly.
-        ``nprobe``/``ncandidates``/``nexact``: see :class:`~pyterrier_lateint.index.search.SearchParams`.
-        ``backend``/``device``: see :func:`~pyterrier_lateint.index.backends.select_backend` (default: torch on a
-        GPU when there is one, else the multi-threaded numba CPU kernels).
-        ``query_pruning=n``: search with only ``n`` query vectors, those of lowest collection frequency
-        (``query_pruning_by="cf"``, needs ``store_token_ids=True``) or the first ``n`` (``"position"``).
-        Raises :class:`ModelMismatchError` when ``model`` differs from the indexing model.
+        Queries come as ``query`` (encoded by ``model``) or ``query_embs``; input columns are kept, and ``docno``,
+        ``score`` (exact MaxSim over the stored vectors, divided by the model's ``score_divisor``) and ``rank``
+        are added.
+
+        Args:
+            model: encodes ``query``; default the index's. Must be the indexing model.
+            num_results: documents per query (default 1000).
+            mode: ``"plaid"`` (default) is the fast staged search; ``"exhaustive"`` scores every document exactly
+                (the ground truth, slow).
+            nprobe: centroids probed per query token (default 8); see
+                :class:`~pyterrier_lateint.index.search.SearchParams`.
+            ncandidates: documents kept by stage 1 for centroid interaction; default ``4 * nexact``.
+            nexact: documents scored by exact MaxSim; default by the collection's size
+                (:func:`~pyterrier_lateint.index.search.default_nexact`), at least ``num_results``.
+            batch_size: queries encoded and searched together (default 64).
+            backend: ``"numba"``, ``"torch"`` or ``None``; see :func:`~pyterrier_lateint.index.backends.select_backend`
+                (default: torch on a GPU when there is one, else the multi-threaded numba CPU kernels).
+            device: a torch device string for the torch backend; default as ``backend``.
+            verbose: show a progress bar over the query batches.
+            query_pruning: search with only this many query vectors; default ``None`` (all).
+            query_pruning_by: which ones: ``"cf"`` (default: lowest collection frequency; needs
+                ``store_token_ids=True``) or ``"position"`` (the first ones).
+
+        Returns:
+            ColBERTRetriever: the retriever transformer (``% k`` fuses into ``num_results``).
+
+        Raises:
+            IndexNotFoundError: when there is no complete index at the path.
+            ModelMismatchError: when ``model`` differs from the indexing model.
+            ValueError: on a bad ``mode``, backend, device or pruning setting, or ``query_pruning_by="cf"`` on an
+                index without token ids.
+            TypeError: when an integer setting is not an int.
+
+        Example:
+            .. code-block:: python
+
+                retriever = index.retriever(num_results=100)
+                results = retriever.search("chemical reactions")
+                pt.Experiment([retriever, index.retriever(mode="exhaustive")], topics, qrels, ["nDCG@10"])
+                fast = index.retriever(nprobe=4, nexact=128, query_pruning=16)
         """
         model = self._model(model)
         self._reader()  # fail now, not at transform time, if there is no complete index
@@ -160,7 +280,35 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
     def scorer(self, model: Optional[LateInteractionModel] = None, *, batch_size: int = 64,
                on_unknown: str = "error", backend: Optional[str] = None, device: Optional[str] = None,
                verbose: bool = False) -> ColBERTScorer:
-        """Re-ranker: result frame -> same rows re-scored by exact MaxSim over the stored vectors."""
+        """Re-ranker: result frame -> the same rows re-scored by exact MaxSim over the stored vectors.
+
+        No document text and no document encoding: the documents' stored vectors are scored. Rows are re-ranked
+        per query.
+
+        Args:
+            model: encodes ``query`` when the frame has no ``query_embs``; default the index's.
+            batch_size: queries encoded and scored together (default 64).
+            on_unknown: docnos not in the index: ``"error"`` (default, ``KeyError`` naming them) or ``"drop"``
+                (remove those rows, logging how many).
+            backend: ``"numba"``, ``"torch"`` or ``None`` (automatic); see
+                :func:`~pyterrier_lateint.index.backends.select_backend`.
+            device: a torch device string for the torch backend.
+            verbose: show a progress bar over the query batches.
+
+        Returns:
+            ColBERTScorer: the scorer transformer.
+
+        Raises:
+            IndexNotFoundError: when there is no complete index at the path.
+            ModelMismatchError: when ``model`` differs from the indexing model.
+            ValueError: on a bad ``on_unknown``, backend or device.
+
+        Example:
+            .. code-block:: python
+
+                bm25 = pt.terrier.Retriever.from_dataset("vaswani", "terrier_stemmed", wmodel="BM25")
+                pipeline = bm25 % 100 >> index.scorer()
+        """
         model = self._model(model)
         self._reader()
         self._check_model(model)
@@ -170,10 +318,40 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
     def prf(self, model: Optional[LateInteractionModel] = None, *, fb_docs: int = 3, fb_embs: int = 10,
             beta: float = 1.0, k: int = 24, rerank: bool = False, num_results: int = 1000, seed: int = 42,
             **kwargs: Any) -> "ColBERTPRF":
-        """ColBERT-PRF (Wang et al., ICTIR 2021): results -> the query expanded with ``fb_embs`` weighted centroids
-        of the top ``fb_docs`` documents' vectors (``k`` clusters), then retrieved again (``rerank=False``) or the
-        same documents re-scored (``rerank=True``). Needs ``store_token_ids=True``; see
-        :class:`~pyterrier_lateint.index.prf.ColBERTPRF` (``kwargs``: ``nprobe``, ``nexact``, ``backend``, ...)."""
+        """ColBERT-PRF (Wang et al., ICTIR 2021): pseudo-relevance feedback on the stored vectors.
+
+        Results -> the query expanded with ``fb_embs`` weighted centroids of the top ``fb_docs`` documents' vectors
+        (``k`` clusters), then retrieved again (``rerank=False``) or the same documents re-scored
+        (``rerank=True``). Needs ``store_token_ids=True``; see :class:`~pyterrier_lateint.index.prf.ColBERTPRF`.
+
+        Args:
+            model: encodes ``query`` when the frame has no ``query_embs``; default the index's.
+            fb_docs: feedback documents per query (default 3).
+            fb_embs: expansion vectors added to the query, between 0 and ``k`` (default 10).
+            beta: weight of the expansion vectors (>= 0; default 1.0).
+            k: k-means clusters of the feedback documents' vectors (default 24).
+            rerank: re-score the input's documents instead of retrieving again (default False).
+            num_results: documents per query (default 1000).
+            seed: seed of the clustering (default 42).
+            **kwargs: further :class:`~pyterrier_lateint.index.prf.ColBERTPRF` settings: ``kmeans_iters``
+                (default 20), ``mode``, ``nprobe``, ``ncandidates``, ``nexact``, ``batch_size``, ``backend``,
+                ``device``, ``verbose`` (as :meth:`retriever`'s).
+
+        Returns:
+            ColBERTPRF: the transformer; its output has the expanded ``query_embs`` and ``prf_toks`` /
+            ``prf_weights`` (token id and weight of each expansion vector).
+
+        Raises:
+            ModelMismatchError: when ``model`` differs from the indexing model.
+            ValueError: on a setting out of range.
+
+        Example:
+            .. code-block:: python
+
+                index = ColBERTIndex("vaswani.lateint", model)   # built with store_token_ids=True
+                prf = index.retriever(num_results=10) >> index.prf(fb_docs=3, fb_embs=10, beta=1.0)
+                prf_rerank = index.retriever() >> index.prf(rerank=True)
+        """
         from .prf import ColBERTPRF
         model = self._model(model)
         self._check_model(model)
@@ -181,21 +359,73 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
                           num_results=num_results, seed=seed, **kwargs)
 
     def token_stats(self) -> "TokenStats":
-        """Document / collection frequency per token id (:class:`~pyterrier_lateint.index.token_stats.TokenStats`);
-        needs ``store_token_ids=True`` at indexing."""
+        """Document / collection frequency per token id; needs ``store_token_ids=True`` at indexing.
+
+        Returns:
+            TokenStats: the statistics (:class:`~pyterrier_lateint.index.token_stats.TokenStats`).
+
+        Raises:
+            ValueError: when the index stores no token ids.
+            IndexCorruptError: when the statistics file is unreadable (naming it).
+        """
         from .token_stats import load_token_stats
         return load_token_stats(self._reader(), repr(self))  # an unreadable stats file: IndexCorruptError naming it
 
     def explain(self, query: str, docno: str, model: Optional[LateInteractionModel] = None) -> pd.DataFrame:
-        """Which stored document token each query token matched: one row per query token (see
-        :func:`pyterrier_lateint.explain.explain_vectors`), from the stored vectors and token ids of ``docno``
-        (``store_token_ids=True``); similarities sum to the score ``index.scorer()`` gives."""
+        """Which stored document token each query token matched.
+
+        One row per query token (see :func:`pyterrier_lateint.explain.explain_vectors`), from the stored vectors
+        and token ids of ``docno`` (``store_token_ids=True``); the contributions sum to the score
+        ``index.scorer()`` gives.
+
+        Args:
+            query: the query text (encoded by the model).
+            docno: the document, by docno.
+            model: the indexing model; default the index's.
+
+        Returns:
+            pandas.DataFrame: one row per query token vector; ``frame.attrs["score"]`` holds the MaxSim score.
+
+        Raises:
+            ValueError: when there is no model, or the index stores no token ids.
+            KeyError: when ``docno`` is unknown or deleted.
+            ModelMismatchError: when ``model`` differs from the indexing model.
+
+        Example:
+            .. code-block:: python
+
+                table = index.explain("electron spin", docno="1024")
+                print(table[["query_token", "doc_token", "similarity", "contribution"]])
+        """
         from ..explain import explain_vectors
         return explain_vectors(*self._explain_inputs(query, docno, model))
 
     def explain_plot(self, query: str, docno: str, model: Optional[LateInteractionModel] = None, *,
                      path: Optional[Union[str, Path]] = None, title: Optional[str] = None):
-        """Heat map of :meth:`explain` (a matplotlib ``Figure``; ``path`` also saves a PNG)."""
+        """Heat map of :meth:`explain`: query tokens x stored document tokens, each query token's winner outlined.
+
+        Needs matplotlib (``pip install 'pyterrier-lateint[plots]'``).
+
+        Args:
+            query: the query text.
+            docno: the document, by docno.
+            model: the indexing model; default the index's.
+            path: also save the figure there as a PNG; default: not saved.
+            title: the title; default ``query '...' vs document DOCNO``.
+
+        Returns:
+            matplotlib.figure.Figure: the figure (no pyplot state).
+
+        Raises:
+            ImportError: when matplotlib is not installed.
+            ValueError: when there is no model, or the index stores no token ids.
+            KeyError: when ``docno`` is unknown or deleted.
+
+        Example:
+            .. code-block:: python
+
+                index.explain_plot("electron spin", "1024", path="explain.png")
+        """
         from ..explain import explain_plot_vectors
         return explain_plot_vectors(*self._explain_inputs(query, docno, model), path=path,
                                     title=title or f"query {query!r} vs document {docno}")
@@ -212,13 +442,41 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
                 float(model.score_divisor(len(q_vecs[0]))))
 
     def vec_loader(self, on_unknown: str = "error") -> ColBERTVecLoader:
-        """Transformer adding ``doc_embs`` (stored vectors, decompressed) by ``docno``."""
+        """Transformer adding ``doc_embs`` (the stored vectors, decompressed: float32 ``(n_tokens, dim)``) by ``docno``.
+
+        Args:
+            on_unknown: docnos not in the index: ``"error"`` (default, ``KeyError`` naming them) or ``"drop"``
+                (remove those rows, logging how many).
+
+        Returns:
+            ColBERTVecLoader: the transformer.
+
+        Raises:
+            IndexNotFoundError: when there is no complete index at the path.
+            ValueError: on a bad ``on_unknown``.
+
+        Example:
+            .. code-block:: python
+
+                with_vectors = index.retriever(num_results=10) >> index.vec_loader()
+        """
         self._reader()
         return ColBERTVecLoader(self, on_unknown=on_unknown)
 
     def get_corpus_iter(self, verbose: bool = False, token_ids: bool = False) -> Iterator[dict[str, Any]]:
-        """Yield ``{"docno", "doc_embs"}`` (decompressed float32 ``(n_tokens, dim)``; with ``token_ids`` also
-        ``doc_toks``) for every document in index order: re-index with other settings, or export."""
+        """Every live document's stored vectors, in index order: re-index with other settings, or export.
+
+        Args:
+            verbose: show a progress bar.
+            token_ids: also yield ``doc_toks`` (int32 ``(n_tokens,)``).
+
+        Yields:
+            dict: ``{"docno", "doc_embs"}`` (decompressed float32 ``(n_tokens, dim)``), plus ``doc_toks`` with
+            ``token_ids``.
+
+        Raises:
+            ValueError: with ``token_ids`` when the index stores no token ids.
+        """
         r = self._reader()
         if token_ids and r.token_ids is None:
             raise ValueError(f"{self!r} stores no token ids; index with indexer(..., store_token_ids=True)")
@@ -242,10 +500,22 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         pbar.close()
 
     def load_model(self, **kwargs: Any) -> "ColBERT":
-        """The model this index was built with, loaded from its recorded signature (checkpoint name or path and
-        encoding settings), so a downloaded index needs nothing else; ``kwargs`` go to ``from_pretrained``
-        (``device``, ``precision``, ...). Raises :class:`ModelMismatchError` if the loaded model's vectors would
-        differ."""
+        """The model this index was built with, loaded from its recorded signature.
+
+        The signature holds the checkpoint name or path and the encoding settings, so a downloaded index needs
+        nothing else.
+
+        Args:
+            **kwargs: passed to :meth:`ColBERT.from_pretrained <pyterrier_lateint.ColBERT.from_pretrained>`
+                (``device``, ``precision``, ...).
+
+        Returns:
+            ColBERT: the indexing model.
+
+        Raises:
+            ValueError: when the index records no model (it was indexed from vectors).
+            ModelMismatchError: if the loaded model's vectors would differ.
+        """
         from ..colbert import ColBERT
         from ..models import DEFAULT_MODEL, EncodingConfig
         sig = self._reader().signature
@@ -279,35 +549,79 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         return self._reader().n_live
 
     def docnos(self) -> DocnoList:
-        """The live documents' docnos in index order (memory-mapped): ``len``, ``[i]``, ``[a:b]``, iteration,
-        ``in``. Added documents come after the earlier ones; deleted ones are left out."""
+        """The live documents' docnos in index order (memory-mapped).
+
+        Added documents come after the earlier ones; deleted ones are left out.
+
+        Returns:
+            DocnoList: supports ``len``, ``[i]``, ``[a:b]``, iteration and ``in``.
+        """
         r = self._reader()
         return DocnoList(r.docnos, r.live_ids())
 
     # --- changing the index (see pyterrier_lateint.index.mutation) ---------------------------------------------
     def add(self, docs: Union[Iterable[dict], pd.DataFrame], model: Optional[LateInteractionModel] = None, *,
             replace: bool = False, batch_size: int = 64, verbose: bool = False) -> int:
-        """Encode and append documents (``docno`` and ``text``, or ``doc_embs``) as a new segment, compressed with
-        the index's centroids; returns how many were added. A docno already live raises ``ValueError`` unless
-        ``replace=True`` (the old document is deleted in the same commit); a deleted docno can be added again."""
+        """Encode and append documents as a new segment, compressed with the index's centroids.
+
+        A docno already live raises ``ValueError`` unless ``replace=True`` (the old document is deleted in the same
+        commit); a deleted docno can be added again. The change is one atomic commit.
+
+        Args:
+            docs: documents (dicts or a frame) with ``docno`` and ``text``, or ``doc_embs``.
+            model: encodes ``text``; default the index's.
+            replace: replace live documents with the same docno instead of raising.
+            batch_size: documents encoded together (default 64).
+            verbose: show progress bars.
+
+        Returns:
+            int: how many documents were added.
+
+        Raises:
+            ValueError: for a docno already live (without ``replace``) or repeated in ``docs``.
+            KeyError: for a document without ``docno``.
+        """
         from .mutation import add_documents
         n = add_documents(self, docs, self._model(model), replace=replace, batch_size=batch_size, verbose=verbose)
         self._reset()
         return n
 
     def delete(self, docnos: Union[str, Iterable[str]], on_unknown: str = "error") -> int:
-        """Delete documents at once (tombstones; space is reclaimed by :meth:`compact`); returns how many were
-        deleted. Unknown or already deleted docnos raise ``KeyError`` (``on_unknown="ignore"`` skips them)."""
+        """Delete documents at once (tombstones; space is reclaimed by :meth:`compact`).
+
+        Args:
+            docnos: one docno, an iterable of them, or a frame with a ``docno`` column.
+            on_unknown: ``"error"`` (default) raises for unknown or already deleted docnos; ``"ignore"`` skips
+                them.
+
+        Returns:
+            int: how many documents were deleted.
+
+        Raises:
+            KeyError: for unknown or already deleted docnos (with ``on_unknown="error"``).
+            ValueError: on a bad ``on_unknown``.
+        """
         from .mutation import delete_documents
         n = delete_documents(self, docnos, on_unknown=on_unknown)
         self._reset()
         return n
 
     def compact(self, retrain: bool = False, n_centroids: Optional[int] = None, verbose: bool = False) -> None:
-        """Rewrite the index as one segment without deleted documents and swap it in atomically. ``retrain``:
-        train new centroids and buckets on the live documents (their stored vectors, decompressed), e.g. after
-        many adds; otherwise the stored bytes are copied as they are (search results unchanged). Also upgrades a
-        format-1 index."""
+        """Rewrite the index as one segment without deleted documents and swap it in atomically.
+
+        Also upgrades a format-1 index.
+
+        Args:
+            retrain: train new centroids and buckets on the live documents (their stored vectors, decompressed),
+                e.g. after many adds; otherwise (default) the stored bytes are copied as they are (search results
+                unchanged).
+            n_centroids: centroids to train (only with ``retrain``); default as at indexing
+                (:func:`~pyterrier_lateint.index.kmeans.default_n_centroids`).
+            verbose: show progress bars.
+
+        Raises:
+            ValueError: for ``n_centroids`` without ``retrain``, or when every document is deleted.
+        """
         from .mutation import compact_index
         check_int("n_centroids", n_centroids, optional=True)
         if n_centroids is not None and not retrain:
@@ -317,16 +631,30 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         self._reset()
 
     def verify(self) -> dict[str, Any]:
-        """Check every file's size and checksum (and ``lateint.json``'s own); raises
-        :class:`~pyterrier_lateint.index.integrity.IndexCorruptError` naming the damaged file, else returns
-        ``{"files": n, "bytes": n}``. Opening the index already checks all but the per-vector data (codes,
-        residuals, token ids, postings; see :class:`~pyterrier_lateint.index.layout.IndexReader`)."""
+        """Check every file's size and checksum (and ``lateint.json``'s own).
+
+        Opening the index already checks all but the per-vector data (codes, residuals, token ids, postings; see
+        :class:`~pyterrier_lateint.index.layout.IndexReader`).
+
+        Returns:
+            dict: ``{"files": n, "bytes": n}``, the files and bytes checked.
+
+        Raises:
+            IndexCorruptError: naming the damaged file
+                (:class:`~pyterrier_lateint.index.integrity.IndexCorruptError`).
+            ValueError: for a format-1 index, which records no checksums (:meth:`compact` upgrades it).
+        """
         r = IndexReader(Path(self.path))
         n_bytes = r.verify()
         return {"files": len(r.meta["files"]), "bytes": n_bytes}
 
     def doclens(self) -> np.ndarray:
-        """Vectors per document, int32 ``(n_docs,)`` (memory-mapped)."""
+        """Vectors per document, by internal doc id (memory-mapped).
+
+        Returns:
+            numpy.ndarray: int32 ``(n_docs,)``; deleted documents keep their entry until :meth:`compact`, so
+            ``n_docs`` can exceed ``len(index)``.
+        """
         return self._reader().doclens
 
     def _doc_id(self, r: IndexReader, docno: str, who: str) -> int:
@@ -338,14 +666,36 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
                                                f"vec_loader(on_unknown='drop') skips unknown docnos in a frame")[0])
 
     def vectors(self, docno: str) -> np.ndarray:
-        """The decompressed vectors of ``docno``: float32 ``(n_tokens, dim)``; ``KeyError`` if unknown (or
-        deleted)."""
+        """The decompressed vectors of one document.
+
+        Args:
+            docno: the document's docno (one str).
+
+        Returns:
+            numpy.ndarray: float32 ``(n_tokens, dim)``.
+
+        Raises:
+            KeyError: when ``docno`` is unknown (or deleted).
+            TypeError: when ``docno`` is not one docno (for many, use :meth:`vec_loader`).
+        """
         r = self._reader()
         vecs, _ = r.decompress_docs(np.array([self._doc_id(r, docno, "vectors")], dtype=np.int64))
         return vecs
 
     def token_ids(self, docno: str) -> np.ndarray:
-        """The token ids of ``docno``'s vectors, int32 ``(n_tokens,)``; needs ``store_token_ids=True`` at indexing."""
+        """The token ids of one document's vectors; needs ``store_token_ids=True`` at indexing.
+
+        Args:
+            docno: the document's docno (one str).
+
+        Returns:
+            numpy.ndarray: int32 ``(n_tokens,)``, aligned with :meth:`vectors`.
+
+        Raises:
+            ValueError: when the index stores no token ids.
+            KeyError: when ``docno`` is unknown (or deleted).
+            TypeError: when ``docno`` is not one docno.
+        """
         r = self._reader()
         if r.token_ids is None:
             raise ValueError(f"{self!r} stores no token ids (needed for token texts and statistics); re-index "
@@ -354,9 +704,17 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         return np.asarray(r.token_ids[r.offsets[i]:r.offsets[i + 1]])
 
     def metadata(self) -> dict:
-        """The index metadata (``lateint.json``): model signature, nbits, counts, build timings."""
+        """The index metadata (``lateint.json``): model signature, nbits, counts, build timings.
+
+        Returns:
+            dict: a copy of the committed metadata.
+        """
         return dict(self._reader().meta)
 
     def size_bytes(self) -> dict[str, int]:
-        """Bytes on disk per file of the index."""
+        """Bytes on disk per file of the index.
+
+        Returns:
+            dict: file name -> size in bytes (the committed sizes).
+        """
         return self._reader().size_bytes()

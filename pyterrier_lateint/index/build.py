@@ -65,8 +65,37 @@ class ColBERTIndexer(pt.Indexer):
     Each document is a dict (or frame row) with ``docno`` and either ``text`` (encoded with ``model``) or
     ``doc_embs`` (a float ``(n_tokens, dim)`` array, e.g. from ``model.doc_encoder()``), plus optionally
     ``doc_toks`` (int token ids ``(n_tokens,)``). Pass ``model`` in both cases so that its signature is recorded and
-    ``index.retriever()`` can refuse a different model. ``codec_from``: another index (or its path) whose centroids
-    and residual buckets are reused instead of trained (``nbits`` is then that index's).
+    ``index.retriever()`` can refuse a different model. Usually made by :meth:`ColBERTIndex.indexer`, which checks
+    the settings and the target path first.
+
+    Args:
+        index: the index to write.
+        model: encodes ``text`` and records its signature; ``None`` only for input with ``doc_embs``.
+        nbits: bits per residual dimension: 1, 2 (default), 4, or 16 (uncompressed float16).
+        n_centroids: number of centroids; default
+            :func:`~pyterrier_lateint.index.kmeans.default_n_centroids` of the collection's vector count.
+        kmeans_iters: k-means iterations (default 8).
+        kmeans_sample: vectors k-means is trained on; default 32 per centroid, at least 32,768 (all vectors when
+            there are fewer).
+        batch_size: documents encoded together (default 64).
+        store_token_ids: also store each vector's token id.
+        overwrite: replace an existing index at the path.
+        seed: seed of the samples and of k-means (default 0).
+        verbose: show progress bars (default True).
+        codec_from: another index (or its path) whose centroids and residual buckets are reused instead of trained
+            (``nbits`` is then that index's).
+        codec: the residual quantiser, ``"pq"`` (default) or ``"scalar"``.
+
+    Raises:
+        ValueError: on an unsupported ``nbits`` or ``codec``.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.index import ColBERTIndexer
+
+            indexer = ColBERTIndexer(index, model, nbits=2)   # as index.indexer(model)
+            index = indexer.index(dataset.get_corpus_iter())
     """
 
     def __init__(self, index: "ColBERTIndex", model: Optional[LateInteractionModel] = None, *, nbits: int = 2,
@@ -95,10 +124,29 @@ class ColBERTIndexer(pt.Indexer):
         return f"ColBERTIndexer({str(self.index_ref.path)!r}, nbits={self.nbits})"
 
     def index_inputs(self) -> list[list[str]]:
+        """The input columns :meth:`index` accepts (PyTerrier's ``Indexer`` API).
+
+        Returns:
+            list: ``[["docno", "text"], ["docno", "doc_embs"]]``.
+        """
         return [["docno", "text"], ["docno", "doc_embs"]]
 
     def index(self, inp: Iterable[dict] | pd.DataFrame) -> "ColBERTIndex":
-        """Index ``inp`` (an iterable of dicts or a DataFrame); returns the index artifact."""
+        """Index ``inp`` (an iterable of dicts or a DataFrame).
+
+        The index is built in a temporary folder beside the path and moved into place only when complete, under
+        the writer lock.
+
+        Args:
+            inp: documents with ``docno`` and ``text`` or ``doc_embs`` (optionally ``doc_toks``).
+
+        Returns:
+            ColBERTIndex: the index artifact, built.
+
+        Raises:
+            FileExistsError: when the path holds an index (without ``overwrite``) or anything but an empty folder.
+            ValueError: when the input is empty or every document is.
+        """
         if isinstance(inp, pd.DataFrame):
             inp = inp.to_dict(orient="records")
         path = Path(self.index_ref.path)

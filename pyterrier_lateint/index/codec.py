@@ -34,12 +34,32 @@ SCALE_LEVELS = 256
 class ResidualCodec:
     """Centroids plus a residual quantiser (see the module docstring).
 
-    - ``centroids``: float32 ``(K, dim)`` (new indexes store them as float16 and use them rounded).
+    - ``centroids``: float32 ``(K, dim)`` (pq indexes, the default, store them as float16 and use them rounded).
     - ``kind``: ``"pq"`` or ``"scalar"``; ``lut``: float32 ``(n_bytes, 256, per)`` byte table (empty for nbits=16).
     - scalar: ``cutoffs`` float32 ``(dim, 2**nbits - 1)`` bucket boundaries, ``weights`` ``(dim, 2**nbits)``
       reconstruction values. pq: ``codebooks`` float32 ``(n_bytes, 256, per)`` (= ``lut``).
     - ``scale_range``: ``(lo, hi)`` of the stored inverse norms (log-uniform over 256 levels: ``scale_lut``), or
       ``None`` when vectors store no scale byte (``scale_lut`` is then empty).
+
+    Args:
+        centroids: float ``(K, dim)``.
+        nbits: bits per residual dimension: 1, 2, 4 or 16 (float16 residuals; ``kind`` is then ``"scalar"``).
+        cutoffs: scalar codec: bucket boundaries ``(dim, 2**nbits - 1)``.
+        weights: scalar codec: reconstruction values ``(dim, 2**nbits)``.
+        kind: ``"scalar"`` (default here) or ``"pq"``; :meth:`train` defaults to ``"pq"``.
+        codebooks: pq codec: float ``(n_bytes, 256, per)``.
+        scale_range: ``(lo, hi)`` of the stored inverse norms, or ``None`` (default) for no scale byte.
+
+    Raises:
+        ValueError: on an unsupported ``nbits`` or ``kind``, a ``dim`` not a multiple of ``8 // nbits``, or missing
+            tables for the kind.
+
+    Example:
+        .. code-block:: python
+
+            codec = ResidualCodec.train(centroids, sample, nbits=2)   # centroids (K, dim), sample (n, dim)
+            codes, residuals = codec.compress(vectors)
+            approx = codec.decompress(codes, residuals)                # float32 (n, dim)
     """
 
     def __init__(self, centroids: np.ndarray, nbits: int, cutoffs: np.ndarray | None = None,
@@ -82,23 +102,37 @@ class ResidualCodec:
         return self.scale_range is not None
 
     def describe(self) -> str:
-        """Short name, e.g. ``"pq 2-bit + scale"``."""
+        """Short name, e.g. ``"pq 2-bit + scale"``.
+
+        Returns:
+            str: kind, bits and ``+ scale`` when vectors store a scale byte; ``"float16 residuals"`` for nbits=16.
+        """
         if self.nbits == 16:
             return "float16 residuals"
         return f"{self.kind} {self.nbits}-bit" + (" + scale" if self.scaled else "")
 
     def query_space(self, Q: np.ndarray) -> np.ndarray:
-        """Queries ``(n, dim)`` mapped into the space the centroids and the residual table ``lut`` live in: every
-        kernel that scores queries against ``centroids`` / ``lut`` takes them through this first (identity for
-        this codec; a rotating codec rotates them). ``decompress`` returns vectors in the original space."""
+        """Queries mapped into the space the centroids and the residual table ``lut`` live in.
+
+        Every kernel that scores queries against ``centroids`` / ``lut`` takes them through this first (identity
+        for this codec; a rotating codec rotates them). ``decompress`` returns vectors in the original space.
+
+        Args:
+            Q: query vectors ``(n, dim)``.
+
+        Returns:
+            numpy.ndarray: ``(n, dim)``, here ``Q`` itself.
+        """
         return Q
 
     @property
     def n_centroids(self) -> int:
+        """The number of centroids ``K``."""
         return len(self.centroids)
 
     @property
     def code_dtype(self) -> np.dtype:
+        """The dtype of the stored centroid codes: uint16 up to 65,536 centroids, else int32."""
         return np.dtype(np.uint16) if self.n_centroids <= 2 ** 16 else np.dtype(np.int32)
 
     @property
@@ -109,7 +143,11 @@ class ResidualCodec:
         return self.dim * self.nbits // 8 + int(self.scaled), np.dtype(np.uint8)
 
     def bytes_per_vector(self) -> int:
-        """Stored bytes per token vector: code + residual."""
+        """Stored bytes per token vector: code + residual (+ scale byte).
+
+        Returns:
+            int: bytes per vector, e.g. 2 + 32 + 1 = 35 for a scaled 2-bit codec at dim 128.
+        """
         cols, dt = self.residual_shape
         return self.code_dtype.itemsize + cols * dt.itemsize
 
@@ -118,9 +156,24 @@ class ResidualCodec:
               scale: bool | None = None, seed: int = 0) -> "ResidualCodec":
         """Fit the residual quantiser on ``sample`` ``(n, dim)`` vectors (their residuals to the nearest centroid).
 
-        ``scale``: store a scale byte per vector (default: when the sample's vectors all have unit length). The
-        centroids of a pq codec are rounded to float16 first (as stored), so training, compression and search
-        agree."""
+        The centroids of a pq codec are rounded to float16 first (as stored), so training, compression and search
+        agree.
+
+        Args:
+            centroids: float ``(K, dim)``, e.g. from k-means.
+            sample: float ``(n, dim)`` training vectors.
+            nbits: bits per residual dimension: 1, 2, 4 or 16.
+            kind: ``"pq"`` (default) or ``"scalar"``.
+            scale: store a scale byte per vector; default: when the sample's vectors all have unit length (within
+                1e-3).
+            seed: seed of the pq codebooks' k-means (default 0).
+
+        Returns:
+            ResidualCodec: the trained codec.
+
+        Raises:
+            ValueError: on an unsupported ``nbits`` or ``kind``.
+        """
         if nbits not in SUPPORTED_NBITS:
             raise ValueError(f"nbits must be one of {SUPPORTED_NBITS} (16 = uncompressed float16), not {nbits!r}")
         if kind not in KINDS:
@@ -167,8 +220,17 @@ class ResidualCodec:
         return _quantise(res, self.cutoffs, self.nbits)
 
     def compress(self, vectors: np.ndarray, codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Encode float ``(n, dim)`` vectors; returns ``(codes (n,), residuals (n, cols))``. ``codes``: each
-        vector's nearest centroid, when the caller has already computed it (:func:`assign_nearest`)."""
+        """Encode float vectors as centroid codes and quantised residuals.
+
+        Args:
+            vectors: float ``(n, dim)``.
+            codes: each vector's nearest centroid, when the caller has already computed it
+                (:func:`~pyterrier_lateint.index.kmeans.assign_nearest`); default: computed here.
+
+        Returns:
+            tuple: ``(codes (n,) in code_dtype, residuals (n, cols))``: uint8 residual bytes (a scale byte last
+            when scaled), or float16 ``(n, dim)`` for nbits=16.
+        """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         codes = assign_nearest(vectors, self.centroids) if codes is None else np.asarray(codes, dtype=np.int64)
         res = vectors - self.centroids[codes]
@@ -185,7 +247,15 @@ class ResidualCodec:
         return codes.astype(self.code_dtype), packed
 
     def decompress(self, codes: np.ndarray, residuals: np.ndarray) -> np.ndarray:
-        """Decode ``(n,)`` codes and ``(n, cols)`` residuals into float32 ``(n, dim)`` (unit length when scaled)."""
+        """Decode codes and residuals back into vectors.
+
+        Args:
+            codes: centroid codes ``(n,)``.
+            residuals: stored residuals ``(n, cols)`` (as :meth:`compress` returns them).
+
+        Returns:
+            numpy.ndarray: float32 ``(n, dim)`` (unit length when scaled).
+        """
         out = np.empty((len(codes), self.dim), dtype=np.float32)
         if len(codes):
             if self.nbits == 16:  # numba has no float16 on CPU
@@ -199,8 +269,16 @@ class ResidualCodec:
                         residuals: np.ndarray, parallel: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Decode the vectors of documents ``doc_ids`` from the stored (memory-mapped) arrays.
 
-        Returns ``(vectors (T, dim) float32, out_offsets (len(doc_ids) + 1,) int64)``: document ``doc_ids[i]``
-        owns rows ``out_offsets[i]:out_offsets[i+1]``. ``parallel``: split large requests over the thread pool.
+        Args:
+            doc_ids: internal doc ids ``(n,)``.
+            offsets: the index's vector offsets per doc id ``(n_docs + 1,)``.
+            codes: the stored codes ``(n_vectors,)``.
+            residuals: the stored residuals ``(n_vectors, cols)``.
+            parallel: split large requests (4,096 vectors or more) over the thread pool (default True).
+
+        Returns:
+            tuple: ``(vectors (T, dim) float32, out_offsets (len(doc_ids) + 1,) int64)``: document ``doc_ids[i]``
+            owns rows ``out_offsets[i]:out_offsets[i+1]``.
         """
         doc_ids = np.asarray(doc_ids, dtype=np.int64)
         lens = offsets[doc_ids + 1] - offsets[doc_ids]
@@ -225,8 +303,14 @@ class ResidualCodec:
 
     # --- persistence -------------------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        """Write ``codec.json`` and ``centroids.npy`` (float16 for pq, float32 for scalar, the first format), plus
-        ``buckets.npz`` (scalar) or ``codebooks.npy`` (pq, float16) for nbits < 16, into directory ``path``."""
+        """Write the codec's files into a directory.
+
+        ``codec.json`` and ``centroids.npy`` (float16 for pq, float32 for scalar, the first format), plus
+        ``buckets.npz`` (scalar) or ``codebooks.npy`` (pq, float16) for nbits < 16.
+
+        Args:
+            path: an existing directory.
+        """
         path = Path(path)
         np.save(path / "centroids.npy", self.centroids.astype(np.float16) if self.kind == "pq" else self.centroids)
         if self.nbits != 16 and self.kind == "scalar":
@@ -241,8 +325,16 @@ class ResidualCodec:
 
     @classmethod
     def load(cls, path: Path) -> "ResidualCodec":
-        """Read a codec written by :meth:`save` (a ``codec.json`` without ``kind``, from the first indexes, is
-        scalar without scale bytes)."""
+        """Read a codec written by :meth:`save`.
+
+        A ``codec.json`` without ``kind``, from the first indexes, is scalar without scale bytes.
+
+        Args:
+            path: the directory holding the codec's files.
+
+        Returns:
+            ResidualCodec: the codec.
+        """
         path = Path(path)
         with open(path / "codec.json") as f:
             meta = json.load(f)

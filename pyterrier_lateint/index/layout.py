@@ -13,7 +13,8 @@ directory, every array memory-mapped::
     residuals.bin       uint8 (n_vectors, dim * nbits / 8), or float16 (n_vectors, dim) for 16  } committed prefix
     token_ids.npy       int32 (n_vectors,), optional: each vector's token id (later segments'   }
                         ids follow the array its .npy header describes)                   }
-    codec.json, centroids.npy (float32 (K, dim)), buckets.npz (per-dimension cut-offs and weights; nbits < 16)
+    codec.json, centroids.npy ((K, dim): float16 for the pq codec, float32 for scalar), codebooks.npy (pq, float16)
+                        or buckets.npz (scalar: per-dimension cut-offs and weights; nbits < 16)
     docnos.S.*.npy      segment S's docnos (:mod:`.docstore`)
     ivf.S.offsets.npy   int64 (K + 1,) and ivf.S.docs.npy int32: segment S's inverted file (global doc ids, ascending)
     tombstones.G.npy    int64, sorted: deleted doc ids (absent when nothing is deleted)
@@ -56,13 +57,39 @@ CODEC_FILES = ("codec.json", "centroids.npy", "codebooks.npy", "buckets.npz")
 
 
 class IndexNotFoundError(FileNotFoundError):
-    """No (complete) index at the path."""
+    """No (complete) index at the path: nothing, a file, or a half-written or foreign folder.
+
+    A subclass of ``FileNotFoundError``; :meth:`ColBERTIndex.built` returns False where opening raises it.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.index import IndexNotFoundError
+
+            try:
+                retriever = ColBERTIndex("missing.lateint").retriever(model)
+            except IndexNotFoundError:
+                ...   # build it first
+    """
 
 
 class DocnoList(Sequence[str]):
-    """The docnos of an index's live documents in index order, memory-mapped: ``len``, ``[i]`` (negative too),
-    ``[a:b]`` and ``[array of positions]`` (lists of str), iteration, ``docno in docnos``. ``live``: the doc ids
-    of the live documents when some are deleted (positions index into it), else ``None`` (every doc id)."""
+    """The docnos of an index's live documents in index order, memory-mapped.
+
+    Supports ``len``, ``[i]`` (negative too), ``[a:b]`` and ``[array of positions]`` (lists of str), iteration,
+    and ``docno in docnos``. Returned by :meth:`ColBERTIndex.docnos`.
+
+    Args:
+        lookup: the index's docno lookup (``fwd`` / ``inv``).
+        live: the doc ids of the live documents when some are deleted (positions index into it), else ``None``
+            (every doc id).
+
+    Example:
+        .. code-block:: python
+
+            docnos = index.docnos()
+            len(docnos), docnos[0], docnos[:3], "1024" in docnos
+    """
 
     _ITER_CHUNK = 2 ** 16
 

@@ -90,7 +90,37 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
     (the top ``num_results`` kept). Output: ``qid``, the input's query columns (``query``, ...), ``query_embs``
     (the weighted expanded query vectors), ``prf_toks`` / ``prf_weights`` (token id and weight of each expansion
     vector), ``docno``, ``score`` (divided by the model's ``score_divisor`` of the original query length), ``rank``;
-    with ``rerank`` every input column is kept. ``% k`` fuses into ``num_results``.
+    with ``rerank`` every input column is kept. ``% k`` fuses into ``num_results``. Usually made by
+    :meth:`ColBERTIndex.prf <pyterrier_lateint.ColBERTIndex.prf>`.
+
+    Args:
+        index: the index (built with ``store_token_ids=True``) holding the feedback documents.
+        model: encodes ``query`` when the frame has no ``query_embs``.
+        fb_docs: feedback documents per query (default 3).
+        fb_embs: expansion vectors, between 0 and ``k`` (default 10).
+        beta: weight of the expansion vectors (>= 0; default 1.0).
+        k: k-means clusters of the feedback vectors (default 24).
+        rerank: re-score the input's documents instead of retrieving again (default False).
+        num_results: documents per query (default 1000).
+        seed: seed of the clustering (default 42).
+        kmeans_iters: k-means iterations (default 20).
+        mode: ``"plaid"`` (default) or ``"exhaustive"`` for the second retrieval.
+        nprobe: as :meth:`ColBERTIndex.retriever <pyterrier_lateint.ColBERTIndex.retriever>`'s.
+        ncandidates: as the retriever's.
+        nexact: as the retriever's.
+        batch_size: queries searched together (default 64).
+        backend: ``"numba"``, ``"torch"`` or ``None`` (automatic).
+        device: a torch device string for the torch backend.
+        verbose: show a progress bar over the queries.
+
+    Raises:
+        TypeError: when an integer setting is not an int.
+        ValueError: on a setting out of range, ``fb_embs > k``, a negative ``beta``, or a bad mode or backend.
+
+    Example:
+        .. code-block:: python
+
+            prf = index.retriever(num_results=10) >> index.prf(fb_docs=3, fb_embs=10)   # a ColBERTPRF
     """
 
     def __init__(self, index: "ColBERTIndex", model: Optional[LateInteractionModel] = None, *, fb_docs: int = 3,
@@ -138,6 +168,18 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
 
     # ------------------------------------------------------------------------------------------------ transform
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Expand every query of ``inp`` from its top documents and retrieve (or re-score) again.
+
+        Args:
+            inp: results with ``qid``, ``docno``, ``rank`` or ``score``, and ``query`` or ``query_embs``.
+
+        Returns:
+            pandas.DataFrame: see the class description for the columns.
+
+        Raises:
+            ValueError: when the index stores no token ids.
+            KeyError: when a feedback docno is not a live document of this index.
+        """
         validate_results(inp)
         reader = self.index._reader()
         self.index._check_model(self.model)

@@ -122,7 +122,15 @@ def pool_vectors(vectors: np.ndarray, pool_factor: float, token_ids: Optional[np
 class TokenPooler(ConfigEquality, pt.Transformer):
     """Frame with ``doc_embs`` (and optionally ``doc_toks``) -> the same frame with each document's vectors pooled to
     about ``1 / pool_factor`` of them (:func:`pool_vectors`). ``stats()`` reports the vectors seen and kept so far:
-    ``model.doc_encoder() >> TokenPooler(2) >> index.indexer(model)``."""
+    ``model.doc_encoder() >> TokenPooler(2) >> index.indexer(model)``.
+
+    Args:
+        pool_factor: each document keeps ``ceil(n / pool_factor)`` vectors (>= 1; default 2; 1 keeps them all).
+        normalize: L2-normalise each pooled mean (default True).
+
+    Raises:
+        ValueError: when ``pool_factor`` is below 1.
+    """
 
     def __init__(self, pool_factor: float = 2, normalize: bool = True):
         if not pool_factor >= 1:
@@ -163,6 +171,14 @@ class TokenPooler(ConfigEquality, pt.Transformer):
         return out
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Pool every document's vectors (and token ids, when ``doc_toks`` is present).
+
+        Args:
+            inp: a frame with ``doc_embs`` (float32 ``(n_tokens, dim)`` each) and optionally ``doc_toks``.
+
+        Returns:
+            pandas.DataFrame: ``inp`` with pooled ``doc_embs`` (and ``doc_toks``).
+        """
         pt.validate.columns(inp, includes=["doc_embs"])
         ids = inp["doc_toks"].tolist() if "doc_toks" in inp.columns else None
         vecs, ids = self.pool(inp["doc_embs"].tolist(), ids)

@@ -76,7 +76,33 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
     stored vectors divided by ``model.score_divisor(n_query_tokens)``. Input columns are kept. ``backend`` /
     ``device`` choose the kernels once (:func:`~pyterrier_lateint.index.backends.select_backend`).
     ``query_pruning=n`` searches with ``n`` query vectors only (:mod:`~pyterrier_lateint.index.pruning`): those of
-    lowest collection frequency (``query_pruning_by="cf"``) or the first ``n`` (``"position"``).
+    lowest collection frequency (``query_pruning_by="cf"``) or the first ``n`` (``"position"``). Usually made by
+    :meth:`ColBERTIndex.retriever`, which also checks the index and the model at once.
+
+    Args:
+        index: the index to search.
+        model: encodes ``query`` when the frame has no ``query_embs``; ``None``: ``query_embs`` are required.
+        num_results: documents per query (default 1000).
+        mode: ``"plaid"`` (default) or ``"exhaustive"``.
+        nprobe: centroids probed per query token (default 8).
+        ncandidates: documents kept by stage 1; default ``4 * nexact``.
+        nexact: documents scored exactly; default by the collection's size, at least ``num_results``.
+        batch_size: queries encoded and searched together (default 64).
+        backend: ``"numba"``, ``"torch"`` or ``None`` (automatic).
+        device: a torch device string for the torch backend.
+        verbose: show a progress bar over the query batches.
+        query_pruning: search with only this many query vectors; ``None`` (default): all.
+        query_pruning_by: ``"cf"`` (default) or ``"position"``.
+
+    Raises:
+        ValueError: on a bad mode, backend, device or pruning setting.
+        TypeError: when an integer setting is not an int.
+
+    Example:
+        .. code-block:: python
+
+            retriever = index.retriever(model, num_results=10)   # a ColBERTRetriever
+            (retriever % 5).search("chemical reactions")          # % 5 fuses into num_results=5
     """
 
     def __init__(self, index: "ColBERTIndex", model: Optional[LateInteractionModel] = None, *,
@@ -105,7 +131,14 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
                 f"{self.params.describe()})")
 
     def fuse_rank_cutoff(self, k: int) -> Optional[pt.Transformer]:
-        """``retriever % k`` -> the same retriever with ``num_results=k`` (when ``k`` is smaller)."""
+        """``retriever % k`` -> the same retriever with ``num_results=k`` (PyTerrier's rank cutoff fusion).
+
+        Args:
+            k: the rank cutoff.
+
+        Returns:
+            ColBERTRetriever: a copy with ``num_results=k`` when ``k`` is smaller, else ``None`` (no fusion).
+        """
         if k >= self.num_results:
             return None
         return ColBERTRetriever(self.index, self.model, num_results=k, mode=self.mode, nprobe=self.params.nprobe,
@@ -115,6 +148,20 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
                                 query_pruning_by=self.query_pruning_by)
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Search the index for every query of ``inp``.
+
+        Args:
+            inp: a query frame with ``qid`` and ``query`` or ``query_embs`` (float32 ``(n_query_tokens, dim)``).
+
+        Returns:
+            pandas.DataFrame: the input columns, repeated per result, plus ``docno``, ``score`` (float64) and
+            ``rank`` (from 0), best first per query.
+
+        Raises:
+            ModelMismatchError: when the model differs from the indexing model.
+            ValueError: when there is neither ``query_embs`` nor a model, or the vectors' dimension is not the
+                index's.
+        """
         validate_queries(inp)
         reader = self.index._reader()
         self.index._check_model(self.model)

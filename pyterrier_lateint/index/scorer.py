@@ -60,8 +60,25 @@ class ColBERTScorer(ConfigEquality, pt.Transformer):
     """Re-ranks a result frame (``qid``, ``docno`` and ``query`` or ``query_embs``) by exact MaxSim over the stored
     document vectors: no document text, no document encoding.
 
-    ``on_unknown``: what to do with docnos that are not in the index: ``"error"`` (default, ``KeyError`` naming
-    them) or ``"drop"`` (remove those rows, logging how many).
+    Usually made by :meth:`ColBERTIndex.scorer`, which also checks the index and the model at once.
+
+    Args:
+        index: the index holding the documents' vectors.
+        model: encodes ``query`` when the frame has no ``query_embs``.
+        batch_size: queries encoded and scored together (default 64).
+        on_unknown: what to do with docnos that are not in the index: ``"error"`` (default, ``KeyError`` naming
+            them) or ``"drop"`` (remove those rows, logging how many).
+        backend: ``"numba"``, ``"torch"`` or ``None`` (automatic).
+        device: a torch device string for the torch backend.
+        verbose: show a progress bar over the query batches.
+
+    Raises:
+        ValueError: on a bad ``on_unknown``, backend or device.
+
+    Example:
+        .. code-block:: python
+
+            pipeline = bm25 % 100 >> index.scorer(model)   # a ColBERTScorer
     """
 
     def __init__(self, index: "ColBERTIndex", model: Optional[LateInteractionModel] = None, *, batch_size: int = 64,
@@ -81,6 +98,19 @@ class ColBERTScorer(ConfigEquality, pt.Transformer):
         return f"ColBERTScorer({str(self.index.path)!r}, on_unknown={self.on_unknown!r})"
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Re-score every row by exact MaxSim and re-rank per query.
+
+        Args:
+            inp: results with ``qid``, ``docno`` and ``query`` or ``query_embs``.
+
+        Returns:
+            pandas.DataFrame: the input columns with ``score`` (divided by the model's ``score_divisor``) and
+            ``rank`` (from 0) set, sorted by qid and score.
+
+        Raises:
+            KeyError: for docnos not in the index (with ``on_unknown="error"``).
+            ModelMismatchError: when the model differs from the indexing model.
+        """
         validate_results(inp)
         reader = self.index._reader()
         self.index._check_model(self.model)
@@ -96,8 +126,23 @@ class ColBERTScorer(ConfigEquality, pt.Transformer):
 
 
 class ColBERTVecLoader(ConfigEquality, pt.Transformer):
-    """Adds ``doc_embs`` (the stored vectors, decompressed: float32 ``(n_tokens, dim)``) to a frame with ``docno``;
-    ``on_unknown`` as :class:`ColBERTScorer`'s. The name follows pyterrier_dr's ``FlexIndex.vec_loader()``."""
+    """Adds ``doc_embs`` (the stored vectors, decompressed: float32 ``(n_tokens, dim)``) to a frame with ``docno``.
+
+    The name follows pyterrier_dr's ``FlexIndex.vec_loader()``. Usually made by :meth:`ColBERTIndex.vec_loader`.
+
+    Args:
+        index: the index holding the vectors.
+        on_unknown: as :class:`ColBERTScorer`'s: ``"error"`` (default) or ``"drop"``.
+
+    Raises:
+        ValueError: on a bad ``on_unknown``.
+
+    Example:
+        .. code-block:: python
+
+            frame = index.vec_loader()(pd.DataFrame({"docno": ["1", "2"]}))
+            frame["doc_embs"][0].shape   # (n_tokens, dim)
+    """
 
     def __init__(self, index: "ColBERTIndex", on_unknown: str = "error"):
         self.index = index
@@ -110,6 +155,17 @@ class ColBERTVecLoader(ConfigEquality, pt.Transformer):
         return f"ColBERTVecLoader({str(self.index.path)!r})"
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Add each row's stored vectors.
+
+        Args:
+            inp: a frame with ``docno``.
+
+        Returns:
+            pandas.DataFrame: ``inp`` (less dropped rows) with ``doc_embs``, float32 ``(n_tokens, dim)`` per row.
+
+        Raises:
+            KeyError: for docnos not in the index (with ``on_unknown="error"``).
+        """
         pt.validate.columns(inp, includes=["docno"])
         reader = self.index._reader()
         inp, ids = known_rows(reader, inp, self.on_unknown, "ColBERTVecLoader")

@@ -73,10 +73,26 @@ class SearchParams:
     """Knobs of the end-to-end search (defaults chosen on the scale ladder, ``benchmarks/bench_scale.py``; see the
     module docstring).
 
-    - ``nprobe``: centroids probed per query token (stage 1).
-    - ``ncandidates``: documents kept by stage 1 for centroid interaction; ``None``: ``4 * nexact``.
-    - ``nexact``: documents kept by stage 2 for exact MaxSim (scored from the compressed bytes); ``None``: by the
-      collection's size, :func:`default_nexact`.
+    A frozen dataclass; :meth:`ColBERTIndex.retriever` takes the same three settings.
+
+    Args:
+        nprobe: centroids probed per query token (stage 1); default 8.
+        ncandidates: documents kept by stage 1 for centroid interaction; ``None`` (default): ``4 * nexact``.
+        nexact: documents kept by stage 2 for exact MaxSim (scored from the compressed bytes); ``None`` (default):
+            by the collection's size, :func:`default_nexact`.
+
+    Raises:
+        TypeError: when a setting is not an int.
+        ValueError: when a setting is below 1.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.index import SearchParams
+
+            params = SearchParams(nprobe=4, nexact=128)
+            params.describe()                     # 'nprobe=4, ncandidates=auto, nexact=128'
+            params.for_k(10, n_docs=11_429)       # SearchParams(nprobe=4, ncandidates=512, nexact=128)
     """
     nprobe: int = 8
     ncandidates: int | None = None
@@ -88,17 +104,29 @@ class SearchParams:
         object.__setattr__(self, "nexact", check_int("nexact", self.nexact, optional=True))
 
     def describe(self) -> str:
-        """``nprobe=8, ncandidates=auto, nexact=auto`` (``auto``: chosen by the collection's size)."""
+        """The settings as text, e.g. ``nprobe=8, ncandidates=auto, nexact=auto``.
+
+        Returns:
+            str: each setting, ``auto`` for those chosen by the collection's size.
+        """
         def show(v):
             return "auto" if v is None else v
         return f"nprobe={self.nprobe}, ncandidates={show(self.ncandidates)}, nexact={show(self.nexact)}"
 
     def for_k(self, k: int, n_docs: int = NEXACT_BASE_DOCS) -> "SearchParams":
-        """Concrete settings for a top-``k`` search over ``n_docs`` documents: defaults filled in, ``nexact >= k``,
-        ``ncandidates >= 4 * nexact``.
+        """Concrete settings for a top-``k`` search over ``n_docs`` documents.
 
-        Deep rankings lose recall in stage 2: on Vaswani, k=1000 gives R@1000 = 0.84 against exhaustive search;
-        ``nexact=2000`` (``nprobe=8``) gives 0.98 at about 3x the time."""
+        Defaults filled in, ``nexact >= k``, ``ncandidates >= 4 * nexact``. Deep rankings lose recall in stage 2:
+        on Vaswani, k=1000 gives R@1000 = 0.84 against exhaustive search; ``nexact=2000`` (``nprobe=8``) gives 0.98
+        at about 3x the time.
+
+        Args:
+            k: results per query.
+            n_docs: documents in the collection (sets the default ``nexact``; default 10,000).
+
+        Returns:
+            SearchParams: settings with no ``None`` left.
+        """
         nexact = max(default_nexact(n_docs) if self.nexact is None else self.nexact, k)
         ncandidates = 4 * nexact if self.ncandidates is None else max(self.ncandidates, 4 * nexact)
         return SearchParams(self.nprobe, ncandidates, nexact)

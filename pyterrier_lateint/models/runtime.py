@@ -139,7 +139,7 @@ CPU_PLAN = EncodePlan()
 
 # Rows of every document / query batch when encoding batch-invariantly (``batch_invariant=True``,
 # ``$LATEINT_BATCH_INVARIANT=1``). What it costs: ``python benchmarks/bench_encoding.py --configs bf16-torch
-# bf16-torch-invariant`` (README, "Encoding").
+# bf16-torch-invariant`` (docs/benchmarks.md, "Encoding speed").
 INVARIANT_ROWS = 32
 INVARIANT_QUERY_ROWS = 1
 

@@ -58,9 +58,31 @@ def _check_unique_docnos(index: "ShardedColBERTIndex", readers: list) -> None:
 
 class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
     """A late-interaction index split into shards (each a :class:`~pyterrier_lateint.index.ColBERTIndex`) that
-    share one codec, for collections beyond one machine: built by workers (:meth:`indexer`, on Ray with
-    ``executor="ray"``), searched by fanning each query batch out to shard searchers and merging exactly
-    (:meth:`retriever`). Files: :mod:`pyterrier_lateint.sharded.layout`; ``pt.Artifact.load(path)`` opens it."""
+    share one codec, for collections beyond one machine.
+
+    Built by workers (:meth:`indexer`, on Ray with ``executor="ray"``), searched by fanning each query batch out to
+    shard searchers and merging exactly (:meth:`retriever`): the same results as a single index of the same
+    documents and codec. Files: :mod:`pyterrier_lateint.sharded.layout`; ``pt.Artifact.load(path)`` opens it.
+
+    Args:
+        path: the index folder (on a cluster, a folder every node sees).
+        model: the default model of every factory; ``None``: pass one to each.
+
+    Raises:
+        TypeError: when ``model`` is not a late-interaction model.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint import ColBERT, ShardedColBERTIndex
+
+            model = ColBERT.from_pretrained()
+            index = ShardedColBERTIndex("vaswani.sharded", model)
+            index.indexer(n_shards=8, executor="ray", workers=4, cpus_per_worker=2).index(docs)
+            retriever = index.retriever(num_results=10, executor="ray", workers=4, cpus_per_worker=2)
+            results = retriever.search("chemical reactions")
+            index.close()   # stop the Ray shard searchers
+    """
 
     ARTIFACT_TYPE = ARTIFACT_TYPE
     ARTIFACT_FORMAT = SHARDED_FORMAT
@@ -107,19 +129,57 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
 
     # --- building -------------------------------------------------------------------------------------------------
     def indexer(self, model: Optional[LateInteractionModel] = None, **kwargs: Any) -> ShardedIndexer:
-        """A :class:`~pyterrier_lateint.sharded.build.ShardedIndexer` writing this index (``n_shards``,
-        ``executor``, ``workers``, ``max_retries``, ``nbits``, ``codec``, ``store_token_ids``, ...)."""
+        """A :class:`~pyterrier_lateint.sharded.build.ShardedIndexer` writing this index.
+
+        Args:
+            model: encodes ``text`` and records its signature; default the index's.
+            **kwargs: the indexer's settings: ``n_shards``, ``executor`` (``"local"`` or ``"ray"``), ``workers``,
+                ``cpus_per_worker``, ``gpus_per_worker``, ``max_retries``, ``nbits``, ``codec``, ``n_centroids``,
+                ``kmeans_iters``, ``kmeans_sample``, ``batch_size``, ``store_token_ids``, ``pool_factor``, ``seed``,
+                ``overwrite``, ``resume``, ``codec_from``, ``verbose`` (see
+                :class:`~pyterrier_lateint.sharded.ShardedIndexer`).
+
+        Returns:
+            ShardedIndexer: the indexer; its ``index(docs)`` builds the index and returns this artifact.
+
+        Raises:
+            TypeError: when ``model`` is not a late-interaction model.
+            ValueError: on an unsupported ``nbits`` or ``codec``, ``n_shards`` below 1, or an unknown executor.
+
+        Example:
+            .. code-block:: python
+
+                index = ShardedColBERTIndex("sharded.lateint", model)
+                index.indexer(n_shards=3, overwrite=True).index(docs)                 # in this process
+                index.indexer(n_shards=8, executor="ray", workers=4).index(docs)       # on a Ray cluster
+        """
         return ShardedIndexer(self, self.model if model is None else check_model(model, repr(self)), **kwargs)
 
     def index(self, inp: Union[Iterable[dict], pd.DataFrame]) -> "ShardedColBERTIndex":
-        """Index ``inp`` at default settings with the constructor's model."""
+        """Index ``inp`` at default settings with the constructor's model: ``index.indexer().index(inp)``.
+
+        Args:
+            inp: documents (dicts or a frame) with ``docno`` and ``text`` or ``doc_embs``.
+
+        Returns:
+            ShardedColBERTIndex: this index (``self``), built.
+        """
         return self.indexer().index(inp)
 
     def index_inputs(self) -> list[list[str]]:
+        """The input columns :meth:`index` accepts (PyTerrier's ``Indexer`` API).
+
+        Returns:
+            list: ``[["docno", "text"], ["docno", "doc_embs"]]``.
+        """
         return [["docno", "text"], ["docno", "doc_embs"]]
 
     def built(self) -> bool:
-        """Whether a complete sharded index exists at the path."""
+        """Whether a complete sharded index exists at the path.
+
+        Returns:
+            bool: False when there is none, or only an interrupted build.
+        """
         try:
             self._open()
         except FileNotFoundError:
@@ -132,9 +192,41 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
                   nexact: Optional[int] = None, batch_size: int = 64,
                   executor: Union[str, LocalExecutor, RayExecutor] = "local", verbose: bool = False,
                   **executor_kwargs: Any) -> ShardedRetriever:
-        """End-to-end retriever over every shard (the knobs of :meth:`ColBERTIndex.retriever`); ``executor``:
-        ``"local"`` (threads here) or ``"ray"`` (shard searchers as Ray actors; ``workers=``,
-        ``cpus_per_worker=``)."""
+        """End-to-end retriever over every shard: query frame -> top ``num_results`` documents per query.
+
+        Queries are encoded here; shard searchers run where ``executor`` puts them, and their results are merged
+        exactly.
+
+        Args:
+            model: encodes ``query``; default the index's. Must be the indexing model.
+            num_results: documents per query (default 1000).
+            mode: ``"plaid"`` (default) or ``"exhaustive"``, as :meth:`ColBERTIndex.retriever
+                <pyterrier_lateint.ColBERTIndex.retriever>`.
+            nprobe: centroids probed per query token (default 8).
+            ncandidates: documents kept by stage 1; default ``4 * nexact``.
+            nexact: documents scored exactly; default by the size of the whole collection.
+            batch_size: queries encoded and searched together (default 64).
+            executor: ``"local"`` (default: threads in this process), ``"ray"`` (shard searchers as Ray actors), or
+                an executor object.
+            verbose: show a progress bar over the query batches.
+            **executor_kwargs: the executor's settings, e.g. ``workers=``, ``cpus_per_worker=``, ``address=`` for
+                Ray.
+
+        Returns:
+            ShardedRetriever: the retriever transformer (``% k`` fuses into ``num_results``).
+
+        Raises:
+            IndexNotFoundError: when there is no complete sharded index at the path.
+            ModelMismatchError: when ``model`` differs from the indexing model.
+            ValueError: on a bad ``mode`` or setting.
+
+        Example:
+            .. code-block:: python
+
+                retriever = index.retriever(num_results=10)                       # threads in this process
+                on_ray = index.retriever(executor="ray", workers=4, cpus_per_worker=2)
+                pt.Experiment([retriever], topics, qrels, ["nDCG@10"])
+        """
         model = self.model if model is None else check_model(model, repr(self))
         self._check_model(model)
         return ShardedRetriever(self, model, num_results=num_results, mode=mode, nprobe=nprobe,
@@ -143,7 +235,29 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
 
     def scorer(self, model: Optional[LateInteractionModel] = None, *, batch_size: int = 64,
                on_unknown: str = "error", verbose: bool = False) -> ShardedScorer:
-        """Re-ranker: result frame -> the same rows re-scored by exact MaxSim over the stored vectors."""
+        """Re-ranker: result frame -> the same rows re-scored by exact MaxSim over the stored vectors.
+
+        Each docno's vectors are read from its shard, memory-mapped in this process.
+
+        Args:
+            model: encodes ``query`` when the frame has no ``query_embs``; default the index's.
+            batch_size: queries encoded and scored together (default 64).
+            on_unknown: docnos not in the index: ``"error"`` (default, ``KeyError``) or ``"drop"``.
+            verbose: show a progress bar over the query batches.
+
+        Returns:
+            ShardedScorer: the scorer transformer.
+
+        Raises:
+            IndexNotFoundError: when there is no complete sharded index at the path.
+            ModelMismatchError: when ``model`` differs from the indexing model.
+            ValueError: on a bad ``on_unknown``.
+
+        Example:
+            .. code-block:: python
+
+                pipeline = bm25 % 100 >> index.scorer()
+        """
         model = self.model if model is None else check_model(model, repr(self))
         self._check_model(model)
         return ShardedScorer(self, model, batch_size=batch_size, on_unknown=on_unknown, verbose=verbose)
@@ -170,12 +284,28 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
     # --- changing the index ---------------------------------------------------------------------------------------
     def add(self, docs: Union[Iterable[dict], pd.DataFrame], model: Optional[LateInteractionModel] = None, *,
             replace: bool = False, batch_size: int = 64, verbose: bool = False) -> int:
-        """Add documents (``docno`` and ``text``, or ``doc_embs``), compressed with the shared codec; returns how many
-        were added. Docnos stay unique over the whole index: a docno live in any shard raises ``ValueError``
-        unless ``replace=True``, which replaces it in the shard that holds it; new docnos go to the shard with the
-        fewest live documents. Each shard commits its part on its own (:meth:`ColBERTIndex.add`): after an
-        interruption, some shards hold their part and others not; run the same call with ``replace=True`` to
-        finish it."""
+        """Add documents, compressed with the shared codec.
+
+        Docnos stay unique over the whole index: a docno live in any shard raises ``ValueError`` unless
+        ``replace=True``, which replaces it in the shard that holds it; new docnos go to the shard with the fewest
+        live documents. Each shard commits its part on its own (:meth:`ColBERTIndex.add
+        <pyterrier_lateint.ColBERTIndex.add>`): after an interruption, some shards hold their part and others
+        not; run the same call with ``replace=True`` to finish it.
+
+        Args:
+            docs: documents (dicts or a frame) with ``docno`` and ``text``, or ``doc_embs``.
+            model: encodes ``text``; default the index's.
+            replace: replace live documents with the same docno instead of raising.
+            batch_size: documents encoded together (default 64).
+            verbose: show progress bars.
+
+        Returns:
+            int: how many documents were added.
+
+        Raises:
+            KeyError: when the documents have no ``docno`` column.
+            ValueError: for a docno already live (without ``replace``).
+        """
         frame = docs if isinstance(docs, pd.DataFrame) else pd.DataFrame(list(docs))
         if "docno" not in frame.columns:
             raise KeyError(f"documents need a 'docno' column; got {list(frame.columns)}")
@@ -203,8 +333,20 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
         return added
 
     def delete(self, docnos: Union[str, Iterable[str]], on_unknown: str = "error") -> int:
-        """Delete documents from whichever shards hold them; returns how many were deleted. Unknown or already
-        deleted docnos raise ``KeyError`` (``on_unknown="ignore"`` skips them); nothing is deleted then."""
+        """Delete documents from whichever shards hold them.
+
+        Args:
+            docnos: one docno or an iterable of them.
+            on_unknown: ``"error"`` (default): unknown or already deleted docnos raise ``KeyError`` and nothing is
+                deleted; ``"ignore"`` skips them.
+
+        Returns:
+            int: how many documents were deleted.
+
+        Raises:
+            KeyError: for unknown or already deleted docnos (with ``on_unknown="error"``); nothing is deleted then.
+            ValueError: on a bad ``on_unknown``.
+        """
         if on_unknown not in ("error", "ignore"):
             raise ValueError(f"on_unknown must be 'error' or 'ignore', not {on_unknown!r}")
         docnos = np.asarray([docnos] if isinstance(docnos, str) else list(docnos), dtype=object).astype(str)
@@ -249,19 +391,32 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
         return ids
 
     def shards(self) -> list[ColBERTIndex]:
-        """The shard indexes, in global id order."""
+        """The shard indexes, in global id order.
+
+        Returns:
+            list: one :class:`~pyterrier_lateint.ColBERTIndex` per shard.
+        """
         return list(self._open()[1])
 
     def codec(self) -> ResidualCodec:
-        """The codec every shard shares (pass it as ``codec_from=`` to build a comparable single index)."""
+        """The codec every shard shares (pass it as ``codec_from=`` to build a comparable single index).
+
+        Returns:
+            ResidualCodec: the shared centroids and residual quantiser.
+        """
         return ResidualCodec.load(Path(self.path) / CODEC_DIR)
 
     @property
     def dim(self) -> int:
+        """Dimension of the stored token vectors."""
         return self._open()[1][0]._reader().dim
 
     def metadata(self) -> dict:
-        """``sharded.json``: shards, documents, vectors, model signature, codec, build record."""
+        """``sharded.json``: shards, documents, vectors, model signature, codec, build record.
+
+        Returns:
+            dict: a copy of the committed metadata.
+        """
         return dict(self._open()[0])
 
     def __len__(self) -> int:
@@ -269,7 +424,11 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
         return int(sum(len(s) for s in self._open()[1]))
 
     def size_bytes(self) -> dict[str, int]:
-        """Bytes on disk per file, summed over the shards."""
+        """Bytes on disk per file, summed over the shards.
+
+        Returns:
+            dict: file name -> size in bytes.
+        """
         out: dict[str, int] = {}
         for s in self._open()[1]:
             for name, n in s.size_bytes().items():

@@ -67,11 +67,52 @@ class _Settings:
 
 class ShardedIndexer(pt.Indexer):
     """Builds a :class:`~pyterrier_lateint.sharded.ShardedColBERTIndex` from documents (``docno`` with ``text``,
-    or ``doc_embs``): ``n_shards`` shards of about equal document counts (default: one per worker), built by
-    ``executor`` (``"local"``, ``"ray"``, or an executor object, see :mod:`.executors`). The other settings are
-    :meth:`ColBERTIndex.indexer`'s. ``resume`` (default): keep the codec and finished shards of an earlier, failed
-    build of the same corpus with the same settings. ``codec_from``: reuse the centroids and residual quantiser of
-    another index (a :class:`ColBERTIndex`, a sharded index, a codec or a path) instead of training them."""
+    or ``doc_embs``).
+
+    ``n_shards`` shards of about equal document counts are built by ``executor`` (``"local"``, ``"ray"``, or an
+    executor object, see :mod:`pyterrier_lateint.sharded.executors`); the phases are described in
+    :mod:`pyterrier_lateint.sharded.build`. Usually made by :meth:`ShardedColBERTIndex.indexer
+    <pyterrier_lateint.ShardedColBERTIndex.indexer>`.
+
+    Args:
+        index: the sharded index to write.
+        model: encodes ``text`` and records its signature; ``None`` only for input with ``doc_embs``.
+        n_shards: number of shards (>= 1, at most the number of documents); default one per worker.
+        executor: ``"local"`` (default: tasks one after the other in this process), ``"ray"``, or an executor.
+        workers: Ray: tasks at a time; default the cluster's CPUs over ``cpus_per_worker``.
+        cpus_per_worker: Ray: CPUs per task (default 1).
+        gpus_per_worker: Ray: GPUs per task; default one when the cluster has GPUs.
+        max_retries: retries of a task that failed with an error that may pass (``OSError``, ``RuntimeError``,
+            ``MemoryError``, a lost worker); default 2.
+        nbits: bits per residual dimension: 1, 2 (default), 4, or 16.
+        codec: the residual quantiser, ``"pq"`` (default) or ``"scalar"``.
+        n_centroids: number of centroids; default by the collection's estimated vector count.
+        kmeans_iters: k-means iterations (default 8).
+        kmeans_sample: vectors k-means is trained on; default as a single index.
+        batch_size: documents encoded together (default 64).
+        store_token_ids: also store each vector's token id.
+        pool_factor: token pooling, as :meth:`ColBERTIndex.indexer <pyterrier_lateint.ColBERTIndex.indexer>`'s
+            (default 1: none).
+        seed: seed of the samples and k-means (default 0).
+        overwrite: replace an existing index (built beside it and swapped in at the end).
+        resume: keep the codec and finished shards of an earlier, failed build of the same corpus with the same
+            settings (default True).
+        codec_from: reuse the centroids and residual quantiser of another index (a
+            :class:`~pyterrier_lateint.ColBERTIndex`, a sharded index, a codec or a path) instead of training them.
+        verbose: show progress bars (default True).
+
+    Raises:
+        ValueError: on an unsupported ``nbits`` or ``codec``, ``n_shards`` below 1, or an unknown executor.
+        ImportError: for ``executor="ray"`` without Ray installed.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.sharded import ShardedIndexer
+
+            indexer = ShardedIndexer(index, model, n_shards=4)   # as index.indexer(model, n_shards=4)
+            indexer.index(dataset.get_corpus_iter())
+    """
 
     def __init__(self, index: "ShardedColBERTIndex", model: Optional[LateInteractionModel] = None, *,
                  n_shards: Optional[int] = None, executor: Union[str, LocalExecutor, RayExecutor] = "local",
@@ -103,12 +144,31 @@ class ShardedIndexer(pt.Indexer):
         return f"ShardedIndexer({str(self.index_ref.path)!r}, n_shards={self.n_shards}, executor={self.executor!r})"
 
     def index_inputs(self) -> list[list[str]]:
+        """The input columns :meth:`index` accepts (PyTerrier's ``Indexer`` API).
+
+        Returns:
+            list: ``[["docno", "text"], ["docno", "doc_embs"]]``.
+        """
         return [["docno", "text"], ["docno", "doc_embs"]]
 
     def index(self, inp: Union[Iterable[dict], pd.DataFrame]) -> "ShardedColBERTIndex":
-        """Index ``inp`` (an iterable of dicts or a DataFrame); returns the index artifact. Replacing an existing
-        index (``overwrite=True``) builds beside it and swaps the new one in at the end, so a failed rebuild leaves
-        the old index as it was."""
+        """Index ``inp`` (an iterable of dicts or a DataFrame).
+
+        Replacing an existing index (``overwrite=True``) builds beside it and swaps the new one in at the end, so
+        a failed rebuild leaves the old index as it was. An interrupted build of the same corpus resumes in place.
+
+        Args:
+            inp: documents with ``docno`` and ``text`` or ``doc_embs``.
+
+        Returns:
+            ShardedColBERTIndex: the index artifact, built.
+
+        Raises:
+            FileExistsError: when the path holds an index (without ``overwrite``) or anything but an empty folder
+                or an interrupted build.
+            ValueError: for a document without docno, duplicate docnos, or more shards than documents.
+            KeyError: for a document with neither ``text`` nor ``doc_embs``.
+        """
         if isinstance(inp, pd.DataFrame):
             inp = inp.to_dict(orient="records")
         root = Path(self.index_ref.path).absolute()  # tasks may run in other processes, folders or machines

@@ -35,7 +35,21 @@ INLINE_BYTES = 100_000  # query batches up to this size travel inside each actor
 
 
 class LocalExecutor:
-    """Runs build tasks one after the other in this process, and searches with threads in this process."""
+    """Runs build tasks one after the other in this process, and searches with threads in this process.
+
+    The default executor (``executor="local"``).
+
+    Args:
+        max_retries: retries of a task that failed with an error that may pass (``OSError``, ``RuntimeError``,
+            ``MemoryError``); input errors fail at once. Default 2.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.sharded import LocalExecutor
+
+            index.indexer(n_shards=4, executor=LocalExecutor(max_retries=0)).index(docs)
+    """
 
     name = "local"
 
@@ -47,6 +61,19 @@ class LocalExecutor:
         return f"LocalExecutor(max_retries={self.max_retries})"
 
     def run(self, fn: Callable[..., Any], calls: Sequence[tuple], desc: str = "tasks") -> list[Any]:
+        """Run ``fn(*args)`` for each of ``calls``, one after the other, retrying errors that may pass.
+
+        Args:
+            fn: the task.
+            calls: the arguments of each call.
+            desc: what the tasks are, for the retry warnings.
+
+        Returns:
+            list: each call's result, in the order of ``calls``.
+
+        Raises:
+            Exception: a task's error, at once for input errors, after ``max_retries`` retries for the others.
+        """
         out = []
         for i, args in enumerate(calls):
             for attempt in range(self.max_retries + 1):
@@ -61,12 +88,43 @@ class LocalExecutor:
         return out
 
     def search_pool(self, paths: Sequence[Path], bases: Sequence[int]) -> "LocalSearchPool":
+        """One shard searcher over every shard, in this process.
+
+        Args:
+            paths: the shard index folders, in global id order.
+            bases: the first global doc id of each shard.
+
+        Returns:
+            LocalSearchPool: the pool.
+        """
         return LocalSearchPool(paths, bases)
 
 
 class RayExecutor:
-    """Build tasks and shard searchers on Ray (``ray.init()`` is called with ``address`` when Ray is not yet
-    initialised: ``None`` starts a local cluster of this machine's CPUs, ``"auto"`` joins a running one)."""
+    """Build tasks and shard searchers on Ray.
+
+    ``ray.init()`` is called with ``address`` when Ray is not yet initialised: ``None`` starts a local cluster of
+    this machine's CPUs, ``"auto"`` joins a running one. Every node must see the index folder.
+
+    Args:
+        workers: tasks (or search actors) at a time; default the cluster's CPUs over ``cpus_per_worker``.
+        cpus_per_worker: CPUs per task or actor (default 1); also the threads each one uses.
+        gpus_per_worker: GPUs per build task; default one when the cluster has GPUs, else none.
+        max_retries: retries of a task that failed with an error that may pass (default 2).
+        address: the Ray cluster to join (``ray.init(address=...)``); default ``None``.
+
+    Raises:
+        ImportError: when Ray is not installed.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.sharded import RayExecutor
+
+            ray_exec = RayExecutor(workers=4, cpus_per_worker=2, address="auto")
+            index.indexer(n_shards=8, executor=ray_exec).index(docs)
+            retriever = index.retriever(executor="ray", workers=4, cpus_per_worker=2)
+    """
 
     name = "ray"
 
@@ -110,6 +168,22 @@ class RayExecutor:
         return {"env_vars": {THREADS_ENV: threads, "OMP_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}}
 
     def run(self, fn: Callable[..., Any], calls: Sequence[tuple], desc: str = "tasks") -> list[Any]:
+        """Run ``fn(*args)`` for each of ``calls`` as Ray tasks, at most :attr:`workers` at a time.
+
+        Models among the arguments go to the object store once. Errors that may pass are retried by Ray
+        (``max_retries``).
+
+        Args:
+            fn: the task.
+            calls: the arguments of each call.
+            desc: what the tasks are (unused by Ray; kept for the executor interface).
+
+        Returns:
+            list: each call's result, in the order of ``calls``.
+
+        Raises:
+            Exception: a task's error, after its retries.
+        """
         ray = self._ray()
         remote = ray.remote(fn).options(num_cpus=self.cpus_per_worker, num_gpus=self._gpus(),
                                         max_retries=self.max_retries, retry_exceptions=list(RETRIED),
@@ -130,6 +204,18 @@ class RayExecutor:
         return out
 
     def search_pool(self, paths: Sequence[Path], bases: Sequence[int]) -> "RaySearchPool":
+        """Shard searchers as Ray actors: :attr:`workers` of them, actor ``w`` holding shards ``w, w + workers, ...``.
+
+        Args:
+            paths: the shard index folders, in global id order.
+            bases: the first global doc id of each shard.
+
+        Returns:
+            RaySearchPool: the pool (its actors live until it is closed).
+
+        Raises:
+            RuntimeError: when the actors do not start within 120 s (too few free CPUs).
+        """
         return RaySearchPool(self, paths, bases)
 
 

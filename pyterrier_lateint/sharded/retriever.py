@@ -44,9 +44,35 @@ def search_sharded(pool, queries: list[np.ndarray], k: int, params: SearchParams
 
 class ShardedRetriever(ConfigEquality, pt.Transformer):
     """Query frame (``qid``, ``query`` and/or ``query_embs``) -> ranked results (``docno``, ``score``, ``rank``)
-    from every shard, merged: the same rows, scores and ranks as :class:`~pyterrier_lateint.index.ColBERTRetriever`
-    over a single index of the same documents and codec. Queries are encoded here; shard searchers run where the
-    ``executor`` puts them (``"local"``: this process's threads; ``"ray"``: Ray actors)."""
+    from every shard, merged.
+
+    The same rows, scores and ranks as :class:`~pyterrier_lateint.index.ColBERTRetriever` over a single index of
+    the same documents and codec. Queries are encoded here; shard searchers run where the ``executor`` puts them
+    (``"local"``: this process's threads; ``"ray"``: Ray actors). Usually made by
+    :meth:`ShardedColBERTIndex.retriever <pyterrier_lateint.ShardedColBERTIndex.retriever>`.
+
+    Args:
+        index: the sharded index to search.
+        model: encodes ``query`` when the frame has no ``query_embs``.
+        num_results: documents per query (default 1000).
+        mode: ``"plaid"`` (default) or ``"exhaustive"``.
+        nprobe: centroids probed per query token (default 8).
+        ncandidates: documents kept by stage 1; default ``4 * nexact``.
+        nexact: documents scored exactly; default by the whole collection's size.
+        batch_size: queries encoded and searched together (default 64).
+        executor: ``"local"`` (default), ``"ray"``, or an executor object.
+        verbose: show a progress bar over the query batches.
+        **executor_kwargs: the executor's settings (``workers``, ``cpus_per_worker``, ...).
+
+    Raises:
+        ValueError: on a bad ``mode`` or ``num_results``.
+
+    Example:
+        .. code-block:: python
+
+            retriever = index.retriever(num_results=10, executor="ray", workers=4)   # a ShardedRetriever
+            results = retriever.search("chemical reactions")
+    """
 
     def __init__(self, index: "ShardedColBERTIndex", model: Optional[LateInteractionModel] = None, *,
                  num_results: int = 1000, mode: str = "plaid", nprobe: Optional[int] = None,
@@ -71,7 +97,14 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
                 f"{self.params.describe()})")
 
     def fuse_rank_cutoff(self, k: int) -> Optional[pt.Transformer]:
-        """``retriever % k`` -> the same retriever with ``num_results=k`` (when ``k`` is smaller)."""
+        """``retriever % k`` -> the same retriever with ``num_results=k`` (PyTerrier's rank cutoff fusion).
+
+        Args:
+            k: the rank cutoff.
+
+        Returns:
+            ShardedRetriever: a copy with ``num_results=k`` when ``k`` is smaller, else ``None`` (no fusion).
+        """
         if k >= self.num_results:
             return None
         return ShardedRetriever(self.index, self.model, num_results=k, mode=self.mode, nprobe=self.params.nprobe,
@@ -80,6 +113,18 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
                                 **self.executor_kwargs)
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Search every shard for every query of ``inp`` and merge the results.
+
+        Args:
+            inp: a query frame with ``qid`` and ``query`` or ``query_embs``.
+
+        Returns:
+            pandas.DataFrame: the input columns, repeated per result, plus ``docno``, ``score`` and ``rank``
+            (from 0), best first per query.
+
+        Raises:
+            ModelMismatchError: when the model differs from the indexing model.
+        """
         validate_queries(inp)
         self.index._check_model(self.model)
         pool = self.index._pool(self.executor, **self.executor_kwargs)
@@ -92,7 +137,25 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
 
 class ShardedScorer(ConfigEquality, pt.Transformer):
     """Re-ranks a result frame by exact MaxSim over the stored vectors, each docno read from its shard (memory-mapped
-    in this process); ``on_unknown`` as :class:`~pyterrier_lateint.index.ColBERTScorer`'s."""
+    in this process).
+
+    Usually made by :meth:`ShardedColBERTIndex.scorer <pyterrier_lateint.ShardedColBERTIndex.scorer>`.
+
+    Args:
+        index: the sharded index holding the documents' vectors.
+        model: encodes ``query`` when the frame has no ``query_embs``.
+        batch_size: queries encoded and scored together (default 64).
+        on_unknown: as :class:`~pyterrier_lateint.index.ColBERTScorer`'s: ``"error"`` (default) or ``"drop"``.
+        verbose: show a progress bar over the query batches.
+
+    Raises:
+        ValueError: on a bad ``on_unknown``.
+
+    Example:
+        .. code-block:: python
+
+            pipeline = bm25 % 100 >> index.scorer()   # a ShardedScorer
+    """
 
     def __init__(self, index: "ShardedColBERTIndex", model: Optional[LateInteractionModel] = None, *,
                  batch_size: int = 64, on_unknown: str = "error", verbose: bool = False):
@@ -109,6 +172,18 @@ class ShardedScorer(ConfigEquality, pt.Transformer):
         return f"ShardedScorer({str(self.index.path)!r}, on_unknown={self.on_unknown!r})"
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
+        """Re-score every row by exact MaxSim and re-rank per query.
+
+        Args:
+            inp: results with ``qid``, ``docno`` and ``query`` or ``query_embs``.
+
+        Returns:
+            pandas.DataFrame: the input columns with ``score`` and ``rank`` (from 0) set, sorted by qid and score.
+
+        Raises:
+            KeyError: for docnos not in the index (with ``on_unknown="error"``).
+            ModelMismatchError: when the model differs from the indexing model.
+        """
         validate_results(inp)
         self.index._check_model(self.model)
         out_cols = list(inp.columns) + [c for c in ("score", "rank") if c not in inp.columns]

@@ -34,7 +34,26 @@ FORMATS = ("triples", "colbertv2", "pos-neg", "positive-negative", "pointwise")
 
 @dataclass
 class Example:
-    """One training query: texts of its positives and negatives, and optional teacher scores (same order)."""
+    """One training query: texts of its positives and negatives, and optional teacher scores (same order).
+
+    Args:
+        query: the query text.
+        positives: texts of its relevant documents (at least one).
+        negatives: texts of non-relevant documents (may be empty: in-batch negatives only).
+        pos_scores: teacher scores of the positives (for distillation), or ``None``.
+        neg_scores: teacher scores of the negatives, or ``None``.
+
+    Raises:
+        ValueError: when there is no positive, or a score list's length differs from its documents'.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.training import Example
+
+            ex = Example("what is the spin of an electron", ["The electron has spin 1/2 ..."],
+                         ["Protons are ...", "Neutrons are ..."], pos_scores=[9.1], neg_scores=[2.3, 1.7])
+    """
 
     query: str
     positives: list[str]
@@ -100,7 +119,20 @@ def _as_list(value: Union[str, Sequence[str], None]) -> list[str]:
 
 
 def detect_format(path: Union[str, Path]) -> str:
-    """Guess the format of a training file from its first non-empty line."""
+    """Guess the format of a training file from its first non-empty line.
+
+    A ``.tsv`` / ``.txt`` file, or a tab-separated line not starting with ``{`` or ``[``, is ``triples``; a JSON
+    list is ``colbertv2``; a JSON object is ``pos-neg``, ``positive-negative`` or ``pointwise`` by its keys.
+
+    Args:
+        path: the training file.
+
+    Returns:
+        str: one of ``triples``, ``colbertv2``, ``pos-neg``, ``positive-negative``, ``pointwise``.
+
+    Raises:
+        ValueError: when the file is empty or its first record matches no format.
+    """
     path = Path(path)
     for _, line in _lines(path):
         if path.suffix in (".tsv", ".txt") or ("\t" in line and not line.lstrip().startswith(("{", "["))):
@@ -121,7 +153,31 @@ def detect_format(path: Union[str, Path]) -> str:
 
 def read_examples(path: Union[str, Path], format: str = "auto", queries: Union[str, Path, None] = None,
                   collection: Union[str, Path, None] = None) -> Iterator[Example]:
-    """Stream :class:`Example` records from a training file (see the module docstring for the formats)."""
+    """Stream :class:`Example` records from a training file (see :mod:`pyterrier_lateint.training.data` for the
+    formats).
+
+    Args:
+        path: the training file.
+        format: one of the formats, or ``"auto"`` (default) to :func:`detect_format` it.
+        queries: ``queries.tsv`` (``qid \\t text``) when the file holds query ids (``colbertv2``; ``triples``
+            of ids).
+        collection: ``collection.tsv`` (``pid \\t text``) when the file holds passage ids.
+
+    Yields:
+        Example: one per query (per line, or per run of consecutive lines of one query for ``pointwise``).
+
+    Raises:
+        ValueError: on an unknown format, a ``colbertv2`` file without ``queries`` and ``collection``, or a
+            malformed record (naming the file and line).
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.training import read_examples
+
+            for ex in read_examples("train.jsonl"):
+                print(ex.query, len(ex.positives), len(ex.negatives))
+    """
     path = Path(path)
     fmt = detect_format(path) if format == "auto" else format
     if fmt not in FORMATS:
@@ -218,7 +274,22 @@ class TrainingStream:
     ``source()`` must return a fresh iterator over the examples each time (a file is re-read per epoch; never
     held in memory). With ``shuffle_buffer > 1`` examples are shuffled within a sliding buffer seeded by
     ``(seed, epoch)``. The stream is a pure function of the seed; ``skip(n)`` makes the next iteration replay and
-    drop the first ``n`` groups, which is how a resumed trainer continues exactly.
+    drop the first ``n`` groups, which is how a resumed trainer continues exactly. Iterating raises
+    ``ValueError`` when the source holds no examples.
+
+    Args:
+        source: returns a fresh iterator over the examples each time it is called.
+        n_negatives: negatives per group (sampled with replacement when an example has fewer).
+        seed: seed of the shuffling and the sampling (default 42).
+        shuffle_buffer: examples shuffled within a sliding buffer of this size (default 1000; 1: source order).
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.training import TrainingStream, read_examples
+
+            stream = TrainingStream(lambda: read_examples("train.jsonl"), n_negatives=7)
+            first = next(iter(stream))           # Group(query, docs=[positive, 7 negatives], teacher)
     """
 
     def __init__(self, source: Callable[[], Iterable[Example]], n_negatives: int, seed: int = 42,
@@ -230,7 +301,14 @@ class TrainingStream:
         self._skip = 0
 
     def skip(self, n: int) -> "TrainingStream":
-        """Start the next iteration after the first ``n`` groups."""
+        """Start the next iteration after the first ``n`` groups.
+
+        Args:
+            n: groups to skip (those consumed before a checkpoint).
+
+        Returns:
+            TrainingStream: ``self``.
+        """
         self._skip = n
         return self
 
@@ -276,10 +354,35 @@ def mine_hard_negatives(topics, qrels, first_stage, text_loader, *, neg_ranks: t
     """Training examples from PyTerrier itself: positives from ``qrels``, hard negatives from ``first_stage``.
 
     Negatives are documents ranked in ``[neg_ranks[0], neg_ranks[1])`` (0-based) by ``first_stage`` that are not
-    judged relevant, ``n_negatives`` of them sampled per query. With ``teacher`` (any PyTerrier re-ranker taking
-    ``query`` and ``text``, e.g. a cross-encoder) every positive and negative gets a teacher score for KL
-    distillation. ``text_loader`` adds ``text`` by docno (e.g. ``pt.text.get_text(collection, "text")``).
-    Use only training queries: never the test queries of a collection.
+    judged relevant, up to ``n_negatives`` of them sampled per query. With ``teacher`` every positive and negative
+    gets a teacher score for KL distillation. Queries without a relevant document are left out. Use only training
+    queries: never the test queries of a collection.
+
+    Args:
+        topics: the training queries (``qid``, ``query``).
+        qrels: their judgements (``qid``, ``docno``, ``label``).
+        first_stage: a retriever whose results give the negatives (e.g. BM25).
+        text_loader: adds ``text`` by docno (e.g. ``pt.text.get_text(collection, "text")``).
+        neg_ranks: the 0-based rank range ``[start, stop)`` negatives are drawn from (default ``(20, 200)``).
+        n_negatives: negatives sampled per query, at most (default 32).
+        teacher: any PyTerrier re-ranker taking ``query`` and ``text`` (e.g. a cross-encoder); default none.
+        min_label: the lowest label that counts as relevant (default 1).
+        seed: seed of the sampling (default 42).
+        verbose: show a progress bar while building the examples (default True).
+
+    Returns:
+        list: one :class:`Example` per query with a relevant document.
+
+    Example:
+        .. code-block:: python
+
+            import pyterrier as pt
+            from pyterrier_lateint.training import mine_hard_negatives, write_jsonl
+
+            bm25 = pt.terrier.Retriever.from_dataset("msmarco_passage", "terrier_stemmed", wmodel="BM25")
+            examples = mine_hard_negatives(train_topics, train_qrels, bm25, pt.text.get_text(dataset, "text"),
+                                           n_negatives=16)
+            write_jsonl(examples, "train.jsonl")
     """
     import pandas as pd
     import pyterrier as pt
@@ -311,7 +414,15 @@ def mine_hard_negatives(topics, qrels, first_stage, text_loader, *, neg_ranks: t
 
 
 def write_jsonl(examples: Iterable[Example], path: Union[str, Path]) -> Path:
-    """Save examples in the ``pos-neg`` format (with teacher scores when present)."""
+    """Save examples in the ``pos-neg`` format (with teacher scores when present), one JSON object a line.
+
+    Args:
+        examples: the examples.
+        path: the file to write (replaced if it exists).
+
+    Returns:
+        pathlib.Path: the file written.
+    """
     path = Path(path)
     with open(path, "w", encoding="utf-8") as f:
         for ex in examples:

@@ -133,7 +133,11 @@ class TrainingLoop:
 
     # ------------------------------------------------------------ checkpoints
     def checkpoints(self) -> list[Path]:
-        """Complete checkpoints in ``output_dir``, oldest first."""
+        """Complete checkpoints in ``output_dir``, oldest first.
+
+        Returns:
+            list: the checkpoint folders (``checkpoint-N``) holding their state file.
+        """
         return complete_checkpoints(self.config.output_dir)
 
     def _save(self, accelerator, step: int, consumed: int) -> None:

@@ -13,8 +13,20 @@ import torch.nn.functional as F
 
 def maxsim_scores(Q: torch.Tensor, q_mask: torch.Tensor, D: torch.Tensor, d_mask: torch.Tensor,
                   divide_by_query_length: bool = False) -> torch.Tensor:
-    """MaxSim of every query against every document: ``(B, N)``. Masked document tokens never win a max;
-    masked query tokens add nothing."""
+    """MaxSim of every query against every document of a batch, differentiable.
+
+    Masked document tokens never win a max; masked query tokens add nothing.
+
+    Args:
+        Q: query token vectors ``(B, Lq, dim)``.
+        q_mask: bool ``(B, Lq)``: the query tokens that count.
+        D: document token vectors ``(N, Ld, dim)``.
+        d_mask: bool ``(N, Ld)``: the document tokens that count.
+        divide_by_query_length: divide each score by the number of counted query tokens (default False).
+
+    Returns:
+        torch.Tensor: ``(B, N)`` scores.
+    """
     sim = torch.einsum("bqd,ntd->bnqt", Q, D)
     sim = sim.masked_fill(~d_mask[None, :, None, :], torch.finfo(sim.dtype).min / 4)
     best = sim.max(dim=-1).values * q_mask[:, None, :].to(sim.dtype)
@@ -50,9 +62,20 @@ def own_scores(scores: torch.Tensor, n: GroupSizes) -> torch.Tensor:
 
 def contrastive_loss(scores: torch.Tensor, n: GroupSizes, temperature: float = 1.0,
                      in_batch: bool = True) -> torch.Tensor:
-    """Softmax cross-entropy with each query's positive as target. ``scores``: ``(B, N)``; ``n``: documents per
-    query (an int, or one size per query when some queries have fewer negatives). With ``in_batch`` the other
-    queries' documents are negatives too; without, only the query's own."""
+    """Softmax cross-entropy with each query's positive as target.
+
+    Args:
+        scores: all-pairs MaxSim ``(B, N)``; each query owns consecutive columns, its positive first.
+        n: documents per query (an int, or one size per query when some queries have fewer negatives).
+        temperature: the scores are divided by this (default 1.0).
+        in_batch: the other queries' documents are negatives too (default True); without, only the query's own.
+
+    Returns:
+        torch.Tensor: the mean loss (a scalar).
+
+    Raises:
+        ValueError: when the number of group sizes differs from ``B``.
+    """
     B = scores.shape[0]
     owner, target = _layout(n, B, scores.device)
     logits = scores.float() / temperature
@@ -64,7 +87,21 @@ def contrastive_loss(scores: torch.Tensor, n: GroupSizes, temperature: float = 1
 
 def distillation_loss(scores: torch.Tensor, teacher: torch.Tensor, n: GroupSizes, temperature: float = 1.0,
                       teacher_temperature: float = 1.0) -> torch.Tensor:
-    """KL(teacher || student) over each query's own ``n`` documents; ``teacher``: ``(B, n)`` scores."""
+    """KL(teacher || student) over each query's own ``n`` documents.
+
+    Args:
+        scores: all-pairs MaxSim ``(B, N)`` (the student).
+        teacher: teacher scores ``(B, n)``.
+        n: documents per query: an int, or one size per query (all equal).
+        temperature: the student scores are divided by this (default 1.0).
+        teacher_temperature: the teacher scores are divided by this before their softmax (default 1.0).
+
+    Returns:
+        torch.Tensor: the batch-mean KL divergence (a scalar).
+
+    Raises:
+        ValueError: when the queries have different numbers of documents.
+    """
     student = F.log_softmax(own_scores(scores, n).float() / temperature, dim=-1)
     target = F.softmax(teacher.float() / teacher_temperature, dim=-1)
     return F.kl_div(student, target, reduction="batchmean")
@@ -73,7 +110,35 @@ def distillation_loss(scores: torch.Tensor, teacher: torch.Tensor, n: GroupSizes
 def combined_loss(scores: torch.Tensor, n: GroupSizes, teacher: Optional[torch.Tensor], loss: str,
                   temperature: float, in_batch: bool, kl_weight: float = 1.0, ce_weight: float = 1.0,
                   teacher_temperature: float = 1.0) -> dict[str, torch.Tensor]:
-    """``loss`` is ``ce``, ``kl`` or ``ce+kl``; returns the parts and ``total`` (the weights apply to ce+kl)."""
+    """The configured training loss: contrastive (``ce``), distillation (``kl``) or both (``ce+kl``).
+
+    Args:
+        scores: all-pairs MaxSim ``(B, N)``.
+        n: documents per query (an int or one size per query).
+        teacher: teacher scores ``(B, n)``, or ``None`` (then ``kl`` is unavailable).
+        loss: ``"ce"``, ``"kl"`` or ``"ce+kl"``.
+        temperature: the student scores are divided by this.
+        in_batch: other queries' documents are negatives too (``ce``).
+        kl_weight: weight of ``kl`` in ``ce+kl`` (default 1.0).
+        ce_weight: weight of ``ce`` in ``ce+kl`` (default 1.0).
+        teacher_temperature: the teacher scores are divided by this (default 1.0).
+
+    Returns:
+        dict: the parts (``ce`` and/or ``kl``) and ``total``, the weighted sum for ``ce+kl`` (the part itself
+        otherwise); scalar tensors.
+
+    Raises:
+        ValueError: on an unknown ``loss``, or ``kl`` without teacher scores.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.training import combined_loss, maxsim_scores
+
+            scores = maxsim_scores(Q, q_mask, D, d_mask)              # (B, B * n)
+            parts = combined_loss(scores, n, teacher, "ce+kl", 1.0, True)
+            parts["total"].backward()
+    """
     if loss not in ("ce", "kl", "ce+kl"):
         raise ValueError(f"unknown loss {loss!r}; expected 'ce', 'kl' or 'ce+kl'")
     parts: dict[str, torch.Tensor] = {}

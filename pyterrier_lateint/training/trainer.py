@@ -30,7 +30,49 @@ FINAL_DIR = "final"  # output_dir/final: the trained model
 
 @dataclass
 class TrainingConfig:
-    """Every training setting (the CLI exposes each one as ``--name``)."""
+    """Every training setting (the CLI, ``lateint train``, exposes each one as ``--name-with-dashes``).
+
+    ``from_json(path)`` reads them from a JSON object of setting names.
+
+    Args:
+        output_dir: where checkpoints and the final model go (default ``'lateint-model'``).
+        max_steps: optimiser steps (default ``1000``).
+        batch_size: queries per micro-batch (per process) (default ``16``).
+        n_negatives: negatives per query (resampled when a query has fewer) (default ``7``).
+        learning_rate: peak AdamW learning rate of the encoder (default ``3e-05``).
+        head_learning_rate: a separate rate for the projection head (default: learning_rate).
+        weight_decay: AdamW weight decay (default ``0.01``).
+        warmup_ratio: linear warmup over this share of max_steps, then linear decay to 0 (default ``0.1``).
+        grad_accum: micro-batches per optimiser step (default ``1``).
+        max_grad_norm: gradient clipping norm (0: no clipping) (default ``1.0``).
+        loss: "ce" (n-way softmax cross-entropy), "kl" (distillation), or "ce+kl" (default ``'ce'``).
+        temperature: student scores are divided by this in both losses (default ``1.0``).
+        teacher_temperature: teacher scores are divided by this before their softmax (kl) (default ``1.0``).
+        kl_weight: weight of the distillation loss in ce+kl (default ``1.0``).
+        ce_weight: weight of the cross-entropy loss in ce+kl (default ``1.0``).
+        in_batch_negatives: other queries' documents are negatives too (ce) (default ``True``).
+        mixed_precision: "no", "fp16" (GPU) or "bf16" (default ``'no'``).
+        freeze_backbone: train only the projection head (the encoder stays as loaded) (default ``False``).
+        gradient_checkpointing: recompute activations in the backward pass (less memory, slower) (default ``False``).
+        seed: seed of model RNGs, shuffling and negative sampling (default ``42``).
+        shuffle_buffer: examples shuffled within a sliding buffer of this size (1: file order) (default ``1000``).
+        save_every: steps between checkpoints (0: only at the end) (default ``500``).
+        keep_checkpoints: newest checkpoints kept on disk (default ``2``).
+        eval_every: steps between validations (0: never) (default ``0``).
+        log_every: steps between loss log lines (default ``10``).
+        report_to: "none", "tensorboard" or "wandb" (default ``'none'``).
+
+    Raises:
+        ValueError: on an unknown ``loss`` or ``mixed_precision``, or a count out of range.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint.training import TrainingConfig
+
+            config = TrainingConfig(output_dir="my-colbert", max_steps=2000, batch_size=32, loss="ce+kl")
+            config = TrainingConfig.from_json("train.json")   # {"max_steps": 2000, ...}
+    """
 
     output_dir: str = setting("lateint-model", 'where checkpoints and the final model go')
     max_steps: int = setting(1000, 'optimiser steps')
@@ -71,6 +113,17 @@ class TrainingConfig:
 
     @classmethod
     def from_json(cls, path: Union[str, Path]) -> "TrainingConfig":
+        """Read settings from a JSON file (an object of setting names; settings not given keep their defaults).
+
+        Args:
+            path: the JSON file.
+
+        Returns:
+            TrainingConfig: the configuration.
+
+        Raises:
+            ValueError: on an unknown setting name, or a value out of range.
+        """
         with open(path) as f:
             data = json.load(f)
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
@@ -112,10 +165,30 @@ class Batch:
 
 
 class Trainer(TrainingLoop):
-    """Trains ``model`` in place; ``train(data)`` accepts a training file path, a list of :class:`Example`, or a
-    callable returning a fresh iterator of examples (re-read every epoch). The mechanics (schedule, accumulation,
-    precision, checkpoints, exact resume) are :class:`~pyterrier_lateint.training.loop.TrainingLoop`'s; a training
-    item is one query group (a query, its positive and negatives)."""
+    """Trains a late-interaction model in place with contrastive and/or distillation losses.
+
+    ``train(data)`` accepts a training file path, a list of :class:`Example`, or a callable returning a fresh
+    iterator of examples (re-read every epoch). The mechanics (schedule, accumulation, precision, checkpoints, exact
+    resume) are :class:`~pyterrier_lateint.training.loop.TrainingLoop`'s; a training item is one query group (a
+    query, its positive and negatives).
+
+    Args:
+        model: the model to train (e.g. a :class:`~pyterrier_lateint.ColBERT`); its weights change in place.
+        config: the training settings.
+        validation: called with the model every ``eval_every`` steps (and at the last step when ``eval_every`` is
+            set), returning measures to log, e.g. :func:`pyterrier_validation`; default none.
+
+    Example:
+        .. code-block:: python
+
+            from pyterrier_lateint import ColBERT
+            from pyterrier_lateint.training import Trainer, TrainingConfig, mine_hard_negatives
+
+            model = ColBERT.from_pretrained("bert-base-uncased", dim=128)
+            examples = mine_hard_negatives(train_topics, train_qrels, bm25, pt.text.get_text(dataset, "text"))
+            trainer = Trainer(model, TrainingConfig(output_dir="my-colbert", max_steps=1000))
+            model = trainer.train(examples)   # also saved to my-colbert/final
+    """
 
     def __init__(self, model: LateInteractionEncoder, config: TrainingConfig,
                  validation: Optional[Callable[[LateInteractionEncoder], dict[str, float]]] = None):
@@ -140,8 +213,24 @@ class Trainer(TrainingLoop):
     # ---------------------------------------------------------------- training
     def train(self, data: Union[str, Path, Iterable[Example], Callable[[], Iterable[Example]]], *,
               format: str = "auto", queries=None, collection=None, resume: bool = True) -> LateInteractionEncoder:
-        """Train for ``max_steps`` optimiser steps; with ``resume`` continue from the newest complete checkpoint
-        in ``output_dir``. Saves the final model to ``output_dir/final`` and returns the trained model."""
+        """Train for ``max_steps`` optimiser steps and save the final model to ``output_dir/final``.
+
+        Args:
+            data: a training file (any format of :func:`detect_format`), a list of :class:`Example`, or a callable
+                returning a fresh iterator of examples (called again every epoch).
+            format: the file's format, or ``"auto"`` (default) to detect it.
+            queries: ``queries.tsv`` (``qid \\t text``) for files that hold query ids.
+            collection: ``collection.tsv`` (``pid \\t text``) for files that hold passage ids.
+            resume: continue from the newest complete checkpoint in ``output_dir`` (default True); the run then
+                ends with the weights of an uninterrupted one.
+
+        Returns:
+            LateInteractionEncoder: the trained model (the same object, in eval mode).
+
+        Raises:
+            ValueError: when ``data`` holds no examples, a file is malformed, or ``freeze_backbone`` is set for a
+                model without a projection head.
+        """
         stream = self._stream(data, format, queries, collection)
         cpu = self.model.device.type == "cpu" and not torch.cuda.is_available()
         self._run(lambda skip: iter(stream.skip(skip)), resume=resume, cpu=cpu)
@@ -209,8 +298,27 @@ class Trainer(TrainingLoop):
 
 def pyterrier_validation(topics, qrels, first_stage, text_loader,
                          measures=("nDCG@10",)) -> Callable[[LateInteractionEncoder], dict]:
-    """A validation callback: ``first_stage >> text_loader >> model.text_scorer()`` evaluated with
-    ``pt.Experiment`` on ``topics``/``qrels`` (use held-out training queries, never test queries)."""
+    """A validation callback for :class:`Trainer`: ``first_stage >> text_loader >> model.text_scorer()`` evaluated
+    with ``pt.Experiment``.
+
+    Use held-out training queries, never test queries.
+
+    Args:
+        topics: the validation queries (``qid``, ``query``).
+        qrels: their relevance judgements.
+        first_stage: the retriever whose results are re-ranked (e.g. BM25).
+        text_loader: adds ``text`` by docno (e.g. ``pt.text.get_text(dataset, "text")``).
+        measures: measure names or ``ir_measures`` measures (default ``("nDCG@10",)``).
+
+    Returns:
+        Callable: ``validate(model) -> {measure name: value}``.
+
+    Example:
+        .. code-block:: python
+
+            validation = pyterrier_validation(dev_topics, dev_qrels, bm25 % 100, pt.text.get_text(dataset, "text"))
+            Trainer(model, TrainingConfig(eval_every=200), validation=validation).train("train.jsonl")
+    """
     import ir_measures
     import pyterrier as pt
 
