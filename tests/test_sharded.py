@@ -399,3 +399,20 @@ def test_tasks_get_absolute_paths(tmp_path, monkeypatch):
                                             verbose=False).index(DOCS[:100])
     assert len(sh) == 100 and (tmp_path / "rel" / META_FILE).exists()
     assert not (tmp_path / "elsewhere" / "rel").exists()
+
+
+def test_executor_settings_are_checked_where_the_retriever_is_made(built):
+    """A misspelt executor keyword is refused by ``retriever()``, naming it and the known ones, instead of failing at
+    the first search; Ray's settings are accepted (and ignored) by the local executor, so one string switches them."""
+    sh, _ = built[2]
+    with pytest.raises(TypeError, match=r"unknown setting\(s\) \['wrokers'\].*'workers'"):
+        sh.retriever(wrokers=2)
+    with pytest.raises(ValueError, match="executor must be one of"):
+        sh.retriever(executor="dask")
+    from pyterrier_lateint.sharded.executors import LocalExecutor
+    with pytest.raises(TypeError, match="already configured"):
+        sh.retriever(executor=LocalExecutor(), workers=2)
+    queries = make_queries(2)
+    plain = sh.retriever(num_results=5)(queries)
+    with_ray_settings = sh.retriever(num_results=5, workers=2, cpus_per_worker=1)(queries)
+    pd.testing.assert_frame_equal(plain, with_ray_settings)

@@ -14,6 +14,8 @@ Two kinds of work:
 """
 from __future__ import annotations
 
+import inspect
+
 import logging
 import os
 import time
@@ -227,6 +229,31 @@ def _put(ray, arg: Any, shared: dict) -> Any:
             shared[key] = ray.put(arg)
         return shared[key]
     return arg
+
+
+def check_executor_settings(executor: Union[str, LocalExecutor, RayExecutor, None], settings: dict) -> None:
+    """Refuse, where a transformer is made, settings that :func:`make_executor` would reject at the first search.
+
+    Args:
+        executor: ``"local"``, ``"ray"``, ``None`` or an executor object.
+        settings: the keyword settings meant for it.
+
+    Raises:
+        TypeError: naming the unknown settings and those the executor takes (an executor object takes none).
+        ValueError: when ``executor`` is neither a known name nor an executor object.
+    """
+    if isinstance(executor, (LocalExecutor, RayExecutor)):
+        if settings:
+            raise TypeError(f"settings {sorted(settings)} are for an executor made by name; the executor object "
+                            f"{executor!r} is already configured: set them when making it")
+        return
+    if executor not in (None, "local", "ray"):
+        raise ValueError(f"executor must be one of {EXECUTORS} or an executor object, not {executor!r}")
+    known = set(inspect.signature(RayExecutor.__init__).parameters) | set(inspect.signature(LocalExecutor.__init__).parameters)
+    unknown = sorted(set(settings) - known - {"self"})
+    if unknown:
+        raise TypeError(f"unknown setting(s) {unknown} for executor={executor!r}: the executors take "
+                        f"{sorted(known - {'self'})}")
 
 
 def make_executor(executor: Union[str, LocalExecutor, RayExecutor, None] = "local", **kwargs: Any):

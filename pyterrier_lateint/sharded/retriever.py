@@ -14,6 +14,7 @@ from ..index.retriever import retrieve_in_batches, search_params
 from ..index.scorer import check_on_unknown, score_in_batches
 from ..index.search import SearchParams, pad_queries
 from ..models import LateInteractionModel, check_model, model_key
+from .executors import check_executor_settings
 from .search import Results, merge_candidates, merge_top_k
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
                  num_results: int = 1000, mode: str = "plaid", nprobe: Optional[int] = None,
                  ncandidates: Optional[int] = None, nexact: Optional[int] = None, batch_size: int = 64,
                  executor: Union[str, object] = "local", verbose: bool = False, **executor_kwargs):
+        check_executor_settings(executor, executor_kwargs)  # a misspelt keyword fails here, not at first search
         self.params = search_params(mode, num_results, nprobe, ncandidates, nexact)
         self.index = index
         self.model = check_model(model, "ShardedRetriever")
