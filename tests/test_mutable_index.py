@@ -240,3 +240,29 @@ def test_truncated_and_altered_files(tmp_path, model, pool, queries):
     (bad / "ivf.0.docs.npy").unlink()
     with pytest.raises(IndexCorruptError, match="'ivf.0.docs.npy' is missing"):
         len(ColBERTIndex(bad))
+
+
+def test_add_text_to_an_index_opened_without_a_model_uses_the_recorded_one(tmp_path, stanford_v2):
+    """``ColBERTIndex(path).add(docs)`` encodes text with the model the index records (what ``lateint search``
+    loads), giving the vectors and rankings of adding with that model given; an index built from vectors has no model
+    to load, and adding text to it still names the missing model."""
+    from pyterrier_lateint import ColBERT
+    model = ColBERT.from_pretrained(str(stanford_v2.path), device="cpu")
+    first = [{"docno": f"d{i}", "text": f"document {i} about {w}"} for i, w in
+             enumerate(["physics", "solar energy", "quantum fields", "protein folding", "ocean tides", "graphs"] * 3)]
+    more = [{"docno": "n1", "text": "the physics of ocean tides"}, {"docno": "n2", "text": "protein folding models"}]
+    for name in ("given", "recorded"):
+        ColBERTIndex(tmp_path / name, model).indexer(n_centroids=8, verbose=False).index(first)
+    ColBERTIndex(tmp_path / "given").add(more, model)
+    assert ColBERTIndex(tmp_path / "recorded").add(more) == 2          # no model: the recorded one
+    given, recorded = ColBERTIndex(tmp_path / "given"), ColBERTIndex(tmp_path / "recorded")
+    for docno in ("n1", "n2"):
+        np.testing.assert_array_equal(recorded.vectors(docno), given.vectors(docno))
+    topics = pd.DataFrame({"qid": ["1"], "query": ["ocean physics"]})
+    pd.testing.assert_frame_equal(recorded.retriever(model, num_results=5)(topics),
+                                  given.retriever(model, num_results=5)(topics))
+    vec = ColBERTIndex(tmp_path / "vectors")
+    vec.indexer(n_centroids=8, verbose=False).index(
+        [{"docno": d["docno"], "doc_embs": v} for d, v in zip(first, model.encode_docs([d["text"] for d in first]))])
+    with pytest.raises(Exception, match="model"):
+        vec.add(more)

@@ -569,7 +569,8 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
 
         Args:
             docs: documents (dicts or a frame) with ``docno`` and ``text``, or ``doc_embs``.
-            model: encodes ``text``; default the index's.
+            model: encodes ``text``; default the index's, else the model the index records (:meth:`load_model`,
+                loaded when some document has no ``doc_embs``).
             replace: replace live documents with the same docno instead of raising.
             batch_size: documents encoded together (default 64).
             verbose: show progress bars.

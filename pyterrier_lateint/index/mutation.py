@@ -101,6 +101,17 @@ def _records(docs: Union[Iterable[dict], pd.DataFrame]) -> list[dict]:
     return list(docs)
 
 
+def _recorded_model(index: "ColBERTIndex") -> Optional[LateInteractionModel]:
+    """The model the index records (:meth:`ColBERTIndex.load_model`), to encode added text when none is given;
+    ``None`` when the index was built from vectors (the indexer then names the missing model)."""
+    if index.metadata().get("model") is None:
+        return None
+    model = index.load_model()
+    logger.info("%r: encoding the added text with the model the index records, %r (pass model= to choose)",
+                index, model)
+    return model
+
+
 def _new_meta(meta: dict[str, Any], files: dict[str, dict], **changes: Any) -> dict[str, Any]:
     out = dict(meta, **changes)
     out["generation"] = int(meta.get("generation", 0)) + 1
@@ -142,6 +153,8 @@ def add_documents(index: "ColBERTIndex", docs: Union[Iterable[dict], pd.DataFram
             raise ValueError(f"duplicate docno {d!r} in the documents to add (positions {seen[d]} and {i}); docnos "
                              f"must be unique: drop or rename the duplicates")
         seen[d] = i
+    if model is None and any("doc_embs" not in d for d in records):
+        model = _recorded_model(index)
     with writer_lock(path):
         reader = _open_for_write(index)
         index._check_model(model)
