@@ -51,7 +51,7 @@ def _squash(text: str) -> str:
     return " ".join(text.split())
 
 
-def check_output(stdout: str, code: str, line: int) -> None:
+def check_output(stdout: str, code: str, line: str | int) -> None:
     """Each expected text of ``code`` occurs in ``stdout``, in order, after runs of whitespace are made one space in
     both; ``...`` in an expected text stands for anything (``# -> [ 1.92... -0.03...]``)."""
     out, at = _squash(stdout), 0
@@ -82,9 +82,10 @@ def run_offline(code: str, folder: Path) -> subprocess.CompletedProcess:
                           timeout=BLOCK_TIMEOUT)
 
 
-def run_against_stubs(code: str, line: int, tmp_path: Path, stub_cache: Path) -> subprocess.CompletedProcess:
-    """One run of an online or long block (from line ``line``) in a fresh folder under ``tmp_path``, against the
-    stand-ins of tests/readme_stubs.py (``stub_cache``: the stand-ins shared by the session's blocks)."""
+def run_against_stubs(code: str, line: str | int, tmp_path: Path, stub_cache: Path) -> subprocess.CompletedProcess:
+    """One run of an online or long block (``line``: where it is, e.g. ``README.md:42``) in a fresh folder under
+    ``tmp_path``, against the stand-ins of tests/readme_stubs.py (``stub_cache``: the stand-ins shared by the
+    session's blocks)."""
     work, world = tmp_path / "work", tmp_path / "world"
     work.mkdir()
     world.mkdir()

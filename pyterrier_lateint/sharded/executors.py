@@ -15,7 +15,6 @@ Two kinds of work:
 from __future__ import annotations
 
 import inspect
-
 import logging
 import os
 import time
