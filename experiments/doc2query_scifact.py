@@ -113,7 +113,7 @@ def main(argv=None) -> None:
     from pyterrier_pisa import PisaIndex
     d2q = Doc2Query(str(final), num_samples=args.num_samples, max_new_tokens=args.max_new_tokens,
                     max_input_tokens=args.max_input_tokens, max_chunks=args.max_chunks, seed=args.seed,
-                    batch_size=32, cache=out / "expansions", verbose=True,
+                    batch_size=32, cache=out / "expansions", verbose=True, append=True,
                     precision="bf16" if args.mixed_precision == "bf16" else "fp32")
     docs = pd.DataFrame(list(scifact.get_corpus_iter()))
     if args.limit_docs:

@@ -98,11 +98,11 @@ def test_memorised_queries_are_regenerated_exactly(memorised):
     final, trainer = memorised
     losses = [h["total"] for h in trainer.history if "total" in h]
     assert losses[-1] < 0.05 < losses[0]
-    out = greedy(final)(DOCS)
+    out = greedy(final, append=True)(DOCS)
     assert list(out.columns) == ["docno", "text", "querygen"]
     assert out["querygen"].tolist() == [q for _, q in PAIRS]
     assert out["text"].tolist() == [f"{p}\n{q}" for p, q in PAIRS]  # append=True: text gains the queries
-    plain = greedy(final, append=False)(DOCS)
+    plain = greedy(final)(DOCS)  # append=False by default, as pyterrier_doc2query's Doc2Query
     assert plain["text"].tolist() == DOCS["text"].tolist() and plain["querygen"].tolist() == out["querygen"].tolist()
     # validation during training ran at the end: BLEU 100 and ROUGE 1 on the memorised pairs
     val = [h for h in trainer.history if "val/bleu" in h][-1]
@@ -128,7 +128,7 @@ def test_long_documents_are_split_into_chunks_whose_queries_are_joined(memorised
 
 def test_short_and_empty_documents_are_left_unexpanded(memorised):
     docs = pd.DataFrame({"docno": ["a", "b", "c"], "text": [PAIRS[0][0], "apple", "  "]})
-    out = Doc2Query(str(memorised[0]), decoding="greedy", num_samples=1, min_chars=10)(docs)
+    out = Doc2Query(str(memorised[0]), decoding="greedy", num_samples=1, min_chars=10, append=True)(docs)
     assert out["querygen"].tolist() == [PAIRS[0][1], "", ""]
     assert out["text"].tolist() == [f"{PAIRS[0][0]}\n{PAIRS[0][1]}", "apple", "  "]
     empty = greedy(memorised[0])(DOCS.iloc[:0])
@@ -261,7 +261,7 @@ def test_precomputed_jsonl_and_tsv(tmp_path):
     with gzip.open(jsonl, "wt", encoding="utf-8") as f:
         f.write(json.dumps({"id": "d0", "predicted_queries": ["what is x", "x y\nz"]}) + "\n")
         f.write(json.dumps({"id": "d1", "predicted_queries": ["café ünïcode"]}) + "\n")
-    load = load_expansions(jsonl)
+    load = load_expansions(jsonl, append=True)
     docs = pd.DataFrame({"docno": ["d1", "d0"], "text": ["one", "zero"]})
     out = load(docs)
     assert out["querygen"].tolist() == ["café ünïcode", "what is x\nx y z"]
@@ -270,7 +270,7 @@ def test_precomputed_jsonl_and_tsv(tmp_path):
                                                                                           "what is x"]
     with pytest.raises(KeyError, match=r"\['d9'\].*on_missing='keep'"):
         load(pd.DataFrame({"docno": ["d9"], "text": ["nine"]}))
-    kept = load_expansions(jsonl, on_missing="keep")(pd.DataFrame({"docno": ["d9"], "text": ["nine"]}))
+    kept = load_expansions(jsonl, on_missing="keep", append=True)(pd.DataFrame({"docno": ["d9"], "text": ["nine"]}))
     assert kept["text"].tolist() == ["nine"] and kept["querygen"].tolist() == [""]
 
     tsv = tmp_path / "d2q.tsv"
@@ -370,7 +370,7 @@ def test_query_filter_errors():
 # ============================================================================================ pipelines
 def test_bm25_over_expanded_text(memorised, tmp_path):
     from pyterrier_pisa import PisaIndex
-    d2q = greedy(memorised[0])
+    d2q = greedy(memorised[0], append=True)
     expanded, plain = PisaIndex(str(tmp_path / "expanded")), PisaIndex(str(tmp_path / "plain"))
     (d2q >> expanded.indexer()).index(DOCS.to_dict("records"))
     plain.indexer().index(DOCS.to_dict("records"))
@@ -382,7 +382,7 @@ def test_bm25_over_expanded_text(memorised, tmp_path):
 
 def test_late_interaction_index_over_expanded_text(memorised, default_model, tmp_path):
     from pyterrier_lateint import ColBERTIndex
-    d2q = greedy(memorised[0])
+    d2q = greedy(memorised[0], append=True)
     index = ColBERTIndex(tmp_path / "expanded.lateint")
     (d2q >> index.indexer(default_model, nbits=16, verbose=False)).index(DOCS.to_dict("records"))
     for i, (p, q) in enumerate(PAIRS):

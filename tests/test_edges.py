@@ -78,6 +78,21 @@ def test_prf_and_scorer_settings_checked(indexes):
         single.scorer(batch_size="64")
 
 
+def test_indexer_settings_are_explicit_and_checked(tmp_path):
+    idx = ColBERTIndex(tmp_path / "i.lateint")
+    with pytest.raises(TypeError, match="chunksize"):  # an unknown keyword fails where the indexer is made
+        idx.indexer(chunksize=100)
+    with pytest.raises(TypeError, match="kmeans_sample must be an int"):
+        idx.indexer(kmeans_sample=1e5)
+    with pytest.raises(ValueError, match="codec must be one of"):
+        idx.indexer(codec="opq")
+    with pytest.raises(ValueError, match="pool_factor must be >= 1"):
+        idx.indexer(pool_factor=0.5)
+    indexer = idx.indexer(kmeans_sample=4096, seed=3, codec="scalar", pool_factor=2)
+    assert (indexer.kmeans_sample, indexer.seed, indexer.codec, indexer.pooler.pool_factor) == (4096, 3, "scalar", 2)
+    assert idx.indexer().pooler is None
+
+
 def test_a_gpu_that_is_not_there_fails_when_the_retriever_is_made(indexes):
     import torch
     if torch.cuda.is_available():

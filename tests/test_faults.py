@@ -355,8 +355,8 @@ BAD_INPUT = [
      "'docno' and 'text'"),
     ("add: one dict instead of a list", lambda b: b.idx.add({"docno": "x", "text": "t1"}), TypeError, "wrap it"),
     ("add: existing docno", lambda b: b.idx.add([{"docno": "d1", "text": "t1"}]), ValueError, "replace=True"),
-    ("delete: unknown docno", lambda b: b.idx.delete(["nope"]), KeyError, "on_unknown='ignore'"),
-    ("delete: bad on_unknown", lambda b: b.idx.delete(["d1"], on_unknown="skip"), ValueError, "'ignore'"),
+    ("delete: unknown docno", lambda b: b.idx.delete(["nope"]), KeyError, "on_unknown='drop'"),
+    ("delete: bad on_unknown", lambda b: b.idx.delete(["d1"], on_unknown="skip"), ValueError, "'drop'"),
     ("open: not an index", lambda b: len(ColBERTIndex(b.tmp_path)), IndexNotFoundError, "half-written"),
 ]
 

@@ -138,7 +138,10 @@ def test_deleted_docnos_are_unknown(tmp_path, model, pool, queries):
     assert [d["docno"] for d in idx.get_corpus_iter()] == [d for d in pool.docno.iloc[:40] if d != "d3"]
     with pytest.raises(KeyError, match="already deleted"):
         idx.delete("d3")
-    assert idx.delete(["d3", "nope"], on_unknown="ignore") == 0
+    assert idx.delete(["d3", "nope"], on_unknown="drop") == 0
+    assert idx.delete(["d3", "nope"], on_unknown="ignore") == 0  # the former name of "drop"
+    with pytest.raises(ValueError, match="on_unknown"):
+        idx.delete(["d3"], on_unknown="skip")
     for mode in ("plaid", "exhaustive"):
         assert "d3" not in set(idx.retriever(model, mode=mode, num_results=1000)(queries).docno)
 

@@ -161,7 +161,7 @@ def test_prf_hand_built_example(hand):
 def test_expansion_embeddings_fewer_vectors_than_clusters():
     stats = TokenStats(np.array([[0, 0], [5, 5], [1, 1], [3, 3]]), n_docs=9, n_vectors=9)
     vecs = np.eye(3, 4, dtype=np.float32)
-    e, t, w = expansion_embeddings(vecs, np.array([1, 2, 3]), stats, k=24, fb_embs=10, beta=2.0)
+    e, t, w = expansion_embeddings(vecs, np.array([1, 2, 3]), stats, n_clusters=24, fb_embs=10, beta=2.0)
     assert t.tolist() == [2, 3, 1]  # by decreasing idf: df 1, 3, 5
     np.testing.assert_allclose(w, 2.0 * np.log(10 / np.array([2, 4, 6])), rtol=1e-6)
     np.testing.assert_allclose(e, vecs[[1, 2, 0]] * w[:, None], atol=1e-6)
@@ -230,3 +230,17 @@ def _contract_prf() -> ColBERTPRF:
 @pt.testing.transformer_test_class
 def test_prf_contract():
     return _contract_prf()
+
+
+def test_n_clusters_and_its_pyterrier_colbert_alias(index, model):
+    def prf(**kw):
+        return index.prf(model, fb_embs=4, **kw)
+    assert prf(k=8) == prf(n_clusters=8) == prf(n_clusters=8, k=8) != prf()
+    assert prf().n_clusters == 24 and prf(k=8).n_clusters == 8
+    assert "n_clusters=8" in repr(prf(k=8))
+    with pytest.raises(ValueError, match="name the same setting"):
+        prf(n_clusters=8, k=12)
+    with pytest.raises(ValueError, match="between 0 and the number of clusters"):
+        prf(k=3)
+    with pytest.raises(TypeError, match="fb_dcos"):  # a misspelt setting fails where the transformer is made
+        prf(fb_dcos=3)

@@ -216,6 +216,69 @@ def test_text_with_model(tmp_path, tiny_model):
         sh.retriever(default)
 
 
+def test_query_pruning_equals_single_index(tmp_path, tiny_model):
+    """Pruning by collection frequency counts tokens over every shard: the same kept query vectors, so the same
+    results, as a single index of the same documents (whose statistics the shards' add up to)."""
+    sh = ShardedColBERTIndex(tmp_path / "s", tiny_model).indexer(n_shards=3, n_centroids=16, store_token_ids=True,
+                                                                 verbose=False).index(pd.DataFrame(text_docs()))
+    single = ColBERTIndex(tmp_path / "one", tiny_model).indexer(codec_from=sh.codec(), store_token_ids=True,
+                                                                verbose=False).index(text_docs())
+    combined, whole = sh.token_stats(), single.token_stats()
+    assert (combined.n_docs, combined.n_vectors) == (whole.n_docs, whole.n_vectors)
+    np.testing.assert_array_equal(combined.stats[:len(whole.stats)], whole.stats[:len(combined.stats)])
+    topics = pd.DataFrame({"qid": ["1", "2"], "query": ["solar energy theory and measurement", "protein folding"]})
+    for by in ("cf", "position"):
+        want = single.retriever(num_results=10, query_pruning=2, query_pruning_by=by)(topics)
+        got = sh.retriever(num_results=10, query_pruning=2, query_pruning_by=by)(topics)
+        assert_same(want, got, 10)
+        unpruned = sh.retriever(num_results=10)(topics)
+        assert not np.allclose(got.score.to_numpy()[:5], unpruned.score.to_numpy()[:5])  # pruning changed scores
+    r = sh.retriever(query_pruning=2)
+    assert r.fuse_rank_cutoff(5) == sh.retriever(num_results=5, query_pruning=2) and r != sh.retriever()
+    with pytest.raises(ValueError, match="query_pruning"):
+        sh.retriever(query_pruning=0)
+    with pytest.raises(ValueError, match="token ids"):  # cf pruning needs stored token ids
+        ShardedColBERTIndex(tmp_path / "s2", tiny_model).indexer(n_shards=2, n_centroids=16, verbose=False).index(
+            pd.DataFrame(text_docs())).retriever(query_pruning=2)(topics)
+
+
+def test_prf_equals_single_index(tmp_path, tiny_model):
+    """ColBERT-PRF over shards: feedback vectors from their shards, statistics summed over them, the expanded query
+    searched by the shard searchers: the same expansion and results as a single index of the same documents."""
+    sh = ShardedColBERTIndex(tmp_path / "s", tiny_model).indexer(n_shards=3, n_centroids=16, store_token_ids=True,
+                                                                 verbose=False).index(pd.DataFrame(text_docs()))
+    single = ColBERTIndex(tmp_path / "one", tiny_model).indexer(codec_from=sh.codec(), store_token_ids=True,
+                                                                verbose=False).index(text_docs())
+    topics = pd.DataFrame({"qid": ["1", "2"], "query": ["solar energy theory and measurement", "protein folding"]})
+    settings = dict(fb_docs=3, fb_embs=3, n_clusters=6, num_results=10)
+    for rerank in (False, True):
+        want = (single.retriever(num_results=8) >> single.prf(rerank=rerank, **settings))(topics)
+        got = (sh.retriever(num_results=8) >> sh.prf(rerank=rerank, **settings))(topics)
+        assert_same(want, got, 10)
+        for a, b in zip(want.groupby("qid").head(1).itertuples(), got.groupby("qid").head(1).itertuples()):
+            np.testing.assert_array_equal(a.prf_toks, b.prf_toks)
+            np.testing.assert_allclose(a.query_embs, b.query_embs, rtol=1e-6)
+            assert len(a.prf_toks) == 3
+    prf = sh.prf(**settings)
+    assert prf == sh.prf(**settings) != sh.prf(**{**settings, "fb_docs": 2})
+    assert prf.fuse_rank_cutoff(5) == sh.prf(**{**settings, "num_results": 5}) and "ShardedColBERTPRF" in repr(prf)
+    assert sh.prf(k=6, fb_embs=3) == sh.prf(n_clusters=6, fb_embs=3)
+    with pytest.raises(TypeError, match="fb_dcos"):
+        sh.prf(fb_dcos=3)
+    with pytest.raises(ValueError, match="single ColBERTIndex"):
+        sh.prf(backend="torch")
+    with pytest.raises(KeyError, match="put it after a retriever"):
+        sh.prf(**settings)(pd.DataFrame({"qid": ["1"], "query": ["solar"], "docno": ["nope"], "rank": [0]}))
+
+
+def test_backend_and_device_settings(built):
+    sh, _ = built[2]
+    assert sh.retriever(backend="numba", device="cpu") == sh.retriever()
+    for bad in (dict(backend="torch"), dict(device="cuda"), dict(backend="faiss")):
+        with pytest.raises(ValueError, match="single ColBERTIndex"):
+            sh.retriever(**bad)
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 def test_bad_input(tmp_path):
     idx = ShardedColBERTIndex(tmp_path / "s")
@@ -416,3 +479,29 @@ def test_executor_settings_are_checked_where_the_retriever_is_made(built):
     plain = sh.retriever(num_results=5)(queries)
     with_ray_settings = sh.retriever(num_results=5, workers=2, cpus_per_worker=1)(queries)
     pd.testing.assert_frame_equal(plain, with_ray_settings)
+
+
+def test_vec_loader_and_corpus_iter_equal_single_index(built):
+    sh, single = built[2]
+    docnos = [d["docno"] for d in DOCS[::23]] + ["d5", "d0"]  # repeats, an empty document (d0), shard order mixed
+    frame = pd.DataFrame({"docno": docnos[::-1], "qid": "q"})
+    got, want = sh.vec_loader()(frame), single.vec_loader()(frame)
+    assert got.docno.tolist() == want.docno.tolist() == docnos[::-1]
+    for a, b in zip(got.doc_embs, want.doc_embs):
+        np.testing.assert_array_equal(a, b)  # same codec, same bytes: the same decompressed vectors
+    assert got.doc_embs[0].shape == (0, DIM)  # d0 is empty
+    with pytest.raises(KeyError, match="nope"):
+        sh.vec_loader()(pd.DataFrame({"docno": ["d1", "nope"]}))
+    dropped = sh.vec_loader(on_unknown="drop")(pd.DataFrame({"docno": ["d1", "nope"]}))
+    assert dropped.docno.tolist() == ["d1"]
+    with pytest.raises(ValueError, match="on_unknown"):
+        sh.vec_loader(on_unknown="skip")
+    assert sh.vec_loader() == sh.vec_loader() and sh.vec_loader() != sh.vec_loader(on_unknown="drop")
+
+    corpus = list(sh.get_corpus_iter())
+    assert sorted(d["docno"] for d in corpus) == sorted(d["docno"] for d in DOCS)
+    by_docno = {d["docno"]: d["doc_embs"] for d in single.get_corpus_iter()}
+    for d in corpus:
+        np.testing.assert_array_equal(d["doc_embs"], by_docno[d["docno"]])
+    with pytest.raises(ValueError, match="token ids"):
+        next(sh.get_corpus_iter(token_ids=True))

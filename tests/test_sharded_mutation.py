@@ -68,7 +68,10 @@ def test_delete_routes_and_is_all_or_nothing(sharded):
     with pytest.raises(KeyError, match="nothing was deleted"):
         idx.delete(["d2", "d1"])  # d1 is deleted already
     assert "d2" in live(idx)
-    assert idx.delete(["d2", "d1", "zz"], on_unknown="ignore") == 1
+    assert idx.delete(["d2", "d1", "zz"], on_unknown="drop") == 1
+    assert idx.delete(["d2", "zz"], on_unknown="ignore") == 0  # the former name of "drop"
+    with pytest.raises(ValueError, match="on_unknown"):
+        idx.delete(["d2"], on_unknown="skip")
     assert idx.add(docs(["d1"], 5)) == 1  # a deleted docno can come back
     assert live(idx).count("d1") == 1
 

@@ -2,7 +2,7 @@
 transformers; a disk cache of expansions; precomputed expansions; training a generator.
 
 >>> from pyterrier_lateint.doc2query import Doc2Query, QueryScorer, QueryFilter
->>> d2q = Doc2Query("castorini/doc2query-t5-base-msmarco", num_samples=10)   # any seq2seq checkpoint or folder
+>>> d2q = Doc2Query("castorini/doc2query-t5-base-msmarco", num_samples=10, append=True)   # any seq2seq checkpoint
 >>> (d2q >> pisa_index.indexer()).index(corpus_iter)                        # BM25 over expanded text
 >>> d2qmm = d2q >> QueryScorer(model.text_scorer()) >> QueryFilter(keep=0.7)  # Doc2Query--: drop the worst 30%
 """

@@ -200,8 +200,9 @@ class Doc2Query(ConfigEquality, pt.Transformer):
     """Documents ``(docno, text)`` -> generated queries.
 
     Output: the input columns plus ``querygen`` (the queries, one a line: ``num_samples`` per chunk of the document,
-    chunk by chunk); with ``append=True`` (default) ``text`` also gets them appended after a newline, ready for an
-    indexer (``d2q >> index.indexer()``); with ``append=False`` ``text`` is left as is. Documents whose stripped
+    chunk by chunk); ``text`` is left as is (``append=False``, the default, as pyterrier_doc2query's ``Doc2Query``)
+    or, with ``append=True``, gets them appended after a newline, ready for an indexer
+    (``Doc2Query(..., append=True) >> index.indexer()``). Documents whose stripped
     text is shorter than ``min_chars`` characters get no queries.
 
     Generation runs in length-sorted batches of ``batch_size`` chunks under ``torch.inference_mode``, on CUDA when
@@ -226,7 +227,7 @@ class Doc2Query(ConfigEquality, pt.Transformer):
         seed: sampling seed (default 42).
         batch_size: chunks generated together (default 16).
         block_size: documents generated (and cached) per block (default 256).
-        append: append the queries to ``text`` (default True).
+        append: also append the queries to ``text`` (default False, as pyterrier_doc2query).
         device: where generation runs; default ``cuda`` when available, else ``cpu``.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``; default as above.
         cache: a folder keeping every expansion on disk; default none.
@@ -252,7 +253,7 @@ class Doc2Query(ConfigEquality, pt.Transformer):
                  top_k: int = 10, temperature: float = 1.0, num_beams: Optional[int] = None,
                  max_new_tokens: int = 64, max_input_tokens: Optional[int] = None, max_chunks: int = 8,
                  min_chars: int = 10, seed: int = 42, batch_size: int = 16, block_size: int = 256,
-                 append: bool = True, device: Optional[Union[str, torch.device]] = None,
+                 append: bool = False, device: Optional[Union[str, torch.device]] = None,
                  precision: Optional[str] = None, cache: Optional[Union[str, Path]] = None, verbose: bool = False,
                  model: Any = None, tokenizer: Any = None):
         if (model is None) != (tokenizer is None):

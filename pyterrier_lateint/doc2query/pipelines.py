@@ -14,6 +14,7 @@ import pyterrier as pt
 from ..settings import cache_dir
 from .filtering import QueryFilter, QueryScorer
 from .generate import Doc2Query
+from .store import expanded_text
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,10 @@ def expand_collection(collection, generator: Union[str, Path, Doc2Query], scorer
     d2q = _generator(generator, append=scorer is None, verbose=verbose, **generator_kwargs)
     docs = pd.DataFrame(list(collection.get_corpus_iter()))
     if scorer is None:
-        return d2q(docs)
+        out = d2q(docs)
+        if not d2q.append:  # a Doc2Query given without append=True: expand the text here
+            out["text"] = [expanded_text(t, q) for t, q in zip(docs["text"], out["querygen"])]
+        return out
     if keep is None:
         raise ValueError("a scorer needs keep= (the share of generated queries to keep)")
     scored = QueryScorer(scorer, verbose=verbose)(d2q(docs))

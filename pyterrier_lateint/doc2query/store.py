@@ -72,7 +72,7 @@ class Doc2QueryStore:
             from pyterrier_lateint.doc2query import Doc2QueryStore
 
             store = Doc2QueryStore("msmarco-v2.d2qstore").import_file("d2q.jsonl.gz")
-            pipeline = store.generator() >> pisa_index.indexer()   # stored queries instead of generated ones
+            pipeline = store.generator(append=True) >> pisa_index.indexer()   # stored, not generated, queries
     """
 
     def __init__(self, path: Union[str, Path], settings: Optional[Mapping[str, Any]] = None):
@@ -297,12 +297,12 @@ class Doc2QueryStore:
         return self
 
     # ---------------------------------------------------------------- as a transformer
-    def generator(self, append: bool = True, limit_k: Optional[int] = None,
+    def generator(self, append: bool = False, limit_k: Optional[int] = None,
                   on_missing: str = "error") -> "StoredQueries":
         """A transformer that adds each document's stored queries (see :class:`StoredQueries`).
 
         Args:
-            append: append the queries to ``text`` too (default True).
+            append: append the queries to ``text`` too (default False, as :class:`Doc2Query`).
             limit_k: at most this many queries per document; default all.
             on_missing: ``"error"`` (default) or ``"keep"`` for documents the store lacks.
 
@@ -375,7 +375,7 @@ def read_expansions(path: Union[str, Path], format: str = "auto") -> Iterator[tu
 
 
 def load_expansions(path: Union[str, Path], format: str = "auto", store: Optional[Union[str, Path]] = None,
-                    append: bool = True, limit_k: Optional[int] = None,
+                    append: bool = False, limit_k: Optional[int] = None,
                     on_missing: str = "error") -> "StoredQueries":
     """A transformer adding precomputed queries by docno, instead of generating them.
 
@@ -385,7 +385,7 @@ def load_expansions(path: Union[str, Path], format: str = "auto", store: Optiona
         format: the file's format, ``"jsonl"``, ``"tsv"`` or ``"auto"`` (default).
         store: where a file is imported; default a ``.d2qstore`` folder beside it (importing again after an
             interruption continues).
-        append: append the queries to ``text`` too (default True).
+        append: append the queries to ``text`` too (default False, as :class:`Doc2Query`).
         limit_k: at most this many queries per document; default all.
         on_missing: ``"error"`` (default) or ``"keep"`` for documents the store lacks.
 
@@ -401,7 +401,7 @@ def load_expansions(path: Union[str, Path], format: str = "auto", store: Optiona
 
             from pyterrier_lateint.doc2query import load_expansions
 
-            expand = load_expansions("msmarco_v2_d2q.jsonl.gz", limit_k=20)
+            expand = load_expansions("msmarco_v2_d2q.jsonl.gz", limit_k=20, append=True)
             (expand >> pisa_index.indexer()).index(dataset.get_corpus_iter())
     """
     path = Path(path)
@@ -448,7 +448,7 @@ class StoredQueries(ConfigEquality, pt.Transformer):
             expanded = expand(pd.DataFrame({"docno": ["d1"], "text": ["..."]}))
     """
 
-    def __init__(self, store: Doc2QueryStore, append: bool = True, limit_k: Optional[int] = None,
+    def __init__(self, store: Doc2QueryStore, append: bool = False, limit_k: Optional[int] = None,
                  on_missing: str = "error"):
         if on_missing not in ("error", "keep"):
             raise ValueError(f"on_missing must be 'error' or 'keep', not {on_missing!r}")

@@ -15,9 +15,9 @@ import pyterrier as pt
 from ..base import check_int
 from ..models import LateInteractionModel, check_model
 from .build import ColBERTIndexer, check_target
+from .codec import DEFAULT_KIND
 from .layout import ARTIFACT_FORMAT, ARTIFACT_TYPE, META_FILE, PACKAGE_HINT, DocnoList, IndexReader
 from .retriever import ColBERTRetriever
-from .pruning import TokenPooler
 from .scorer import ColBERTScorer, ColBERTVecLoader
 
 if TYPE_CHECKING:
@@ -159,8 +159,10 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
 
     # --- factories ----------------------------------------------------------------------------------------------
     def indexer(self, model: Optional[LateInteractionModel] = None, *, nbits: int = 2, n_centroids: Optional[int] = None,
-                kmeans_iters: int = 8, batch_size: int = 64, store_token_ids: bool = False,
-                overwrite: bool = False, verbose: bool = True, pool_factor: float = 1, **kwargs: Any) -> ColBERTIndexer:
+                kmeans_iters: int = 8, kmeans_sample: Optional[int] = None, batch_size: int = 64,
+                store_token_ids: bool = False, overwrite: bool = False, verbose: bool = True, pool_factor: float = 1,
+                codec: str = DEFAULT_KIND, codec_from: Any = None, seed: int = 0,
+                assignment: str = "auto") -> ColBERTIndexer:
         """An indexer writing this index.
 
         Documents are streamed through ``model.encode_docs`` (or taken from ``doc_embs``), k-means trains the
@@ -172,6 +174,8 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
             nbits: bits per residual dimension: 1, 2 (default), 4, or 16 (uncompressed float16).
             n_centroids: number of centroids (default: :func:`~pyterrier_lateint.index.kmeans.default_n_centroids`).
             kmeans_iters: k-means iterations (an int >= 0; default 8).
+            kmeans_sample: vectors k-means is trained on; default 32 per centroid, at least 32,768 (all vectors when
+                there are fewer).
             batch_size: documents encoded together (default 64).
             store_token_ids: also store each vector's token id (needs a model or a ``doc_toks`` field); needed by
                 :meth:`prf`, :meth:`token_stats`, :meth:`explain` and ``query_pruning_by="cf"``.
@@ -182,11 +186,14 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
             pool_factor: token pooling: each document keeps about ``1 / pool_factor`` of its vectors (similar ones
                 merged, :class:`~pyterrier_lateint.index.pruning.TokenPooler`); 1 (default) keeps them all. The
                 fraction removed is recorded in ``metadata()["pooling"]``.
-            **kwargs: further :class:`~pyterrier_lateint.index.ColBERTIndexer` settings: ``codec``, the residual
-                quantiser, ``"pq"`` (default: product quantisation) or ``"scalar"`` (per-dimension buckets, the
-                first indexes' codec; see :mod:`pyterrier_lateint.index.codec`); ``kmeans_sample`` (vectors k-means
-                is trained on; default 32 per centroid, at least 32,768); ``seed`` (default 0); ``codec_from``
-                (another index, or its path, whose centroids and buckets are reused instead of trained).
+            codec: the residual quantiser, ``"pq"`` (default: product quantisation) or ``"scalar"`` (per-dimension
+                buckets, the first indexes' codec; see :mod:`pyterrier_lateint.index.codec`).
+            codec_from: another index (a ``ColBERTIndex``, a sharded index, or a path) whose centroids and residual
+                quantiser are reused instead of trained (``nbits`` and ``codec`` are then its own).
+            seed: seed of the samples and of k-means (default 0).
+            assignment: how k-means and the compression find each vector's nearest centroid: ``"auto"`` (default:
+                exact below 16,384 centroids, two-level from there, :mod:`~pyterrier_lateint.index.coarse`),
+                ``"exact"`` or ``"coarse"``; ``metadata()["build"]["assignment"]`` records it.
 
         Returns:
             ColBERTIndexer: the indexer; its ``index(docs)`` builds the index and returns this artifact.
@@ -210,14 +217,13 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         check_int("n_centroids", n_centroids, optional=True)
         check_int("kmeans_iters", kmeans_iters, minimum=0)
         check_int("batch_size", batch_size)
-        if kwargs.get("kmeans_sample") is not None:
-            check_int("kmeans_sample", kwargs["kmeans_sample"])
+        check_int("kmeans_sample", kmeans_sample, optional=True)
+        check_int("seed", seed, minimum=0)
         check_target(Path(self.path), overwrite)  # refuse a file, a foreign folder or an index now, not after encoding
-        indexer = ColBERTIndexer(self, self._model(model), nbits=nbits, n_centroids=n_centroids,
-                                 kmeans_iters=kmeans_iters, batch_size=batch_size, store_token_ids=store_token_ids,
-                                 overwrite=overwrite, verbose=verbose, **kwargs)
-        indexer.pooler = TokenPooler(pool_factor) if pool_factor != 1 else None  # read by build._batch_vectors
-        return indexer
+        return ColBERTIndexer(self, self._model(model), nbits=nbits, n_centroids=n_centroids,
+                              kmeans_iters=kmeans_iters, kmeans_sample=kmeans_sample, batch_size=batch_size,
+                              store_token_ids=store_token_ids, overwrite=overwrite, seed=seed, verbose=verbose,
+                              codec_from=codec_from, codec=codec, pool_factor=pool_factor, assignment=assignment)
 
     def retriever(self, model: Optional[LateInteractionModel] = None, *, num_results: int = 1000,
                   mode: str = "plaid", nprobe: Optional[int] = None, ncandidates: Optional[int] = None,
@@ -316,26 +322,37 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
                              device=device, verbose=verbose)
 
     def prf(self, model: Optional[LateInteractionModel] = None, *, fb_docs: int = 3, fb_embs: int = 10,
-            beta: float = 1.0, k: int = 24, rerank: bool = False, num_results: int = 1000, seed: int = 42,
-            **kwargs: Any) -> "ColBERTPRF":
+            beta: float = 1.0, n_clusters: Optional[int] = None, rerank: bool = False, num_results: int = 1000,
+            seed: int = 42, kmeans_iters: int = 20, mode: str = "plaid", nprobe: Optional[int] = None,
+            ncandidates: Optional[int] = None, nexact: Optional[int] = None, batch_size: int = 64,
+            backend: Optional[str] = None, device: Optional[str] = None, verbose: bool = False,
+            k: Optional[int] = None) -> "ColBERTPRF":
         """ColBERT-PRF (Wang et al., ICTIR 2021): pseudo-relevance feedback on the stored vectors.
 
         Results -> the query expanded with ``fb_embs`` weighted centroids of the top ``fb_docs`` documents' vectors
-        (``k`` clusters), then retrieved again (``rerank=False``) or the same documents re-scored
+        (``n_clusters`` clusters), then retrieved again (``rerank=False``) or the same documents re-scored
         (``rerank=True``). Needs ``store_token_ids=True``; see :class:`~pyterrier_lateint.index.prf.ColBERTPRF`.
 
         Args:
             model: encodes ``query`` when the frame has no ``query_embs``; default the index's.
             fb_docs: feedback documents per query (default 3).
-            fb_embs: expansion vectors added to the query, between 0 and ``k`` (default 10).
+            fb_embs: expansion vectors added to the query, between 0 and ``n_clusters`` (default 10).
             beta: weight of the expansion vectors (>= 0; default 1.0).
-            k: k-means clusters of the feedback documents' vectors (default 24).
+            n_clusters: k-means clusters of the feedback documents' vectors (default 24).
             rerank: re-score the input's documents instead of retrieving again (default False).
             num_results: documents per query (default 1000).
             seed: seed of the clustering (default 42).
-            **kwargs: further :class:`~pyterrier_lateint.index.prf.ColBERTPRF` settings: ``kmeans_iters``
-                (default 20), ``mode``, ``nprobe``, ``ncandidates``, ``nexact``, ``batch_size``, ``backend``,
-                ``device``, ``verbose`` (as :meth:`retriever`'s).
+            kmeans_iters: k-means iterations of the clustering (default 20).
+            mode: ``"plaid"`` (default) or ``"exhaustive"`` for the second retrieval.
+            nprobe: as :meth:`retriever`'s.
+            ncandidates: as :meth:`retriever`'s.
+            nexact: as :meth:`retriever`'s.
+            batch_size: queries searched together (default 64).
+            backend: as :meth:`retriever`'s.
+            device: as :meth:`retriever`'s.
+            verbose: show a progress bar over the queries.
+            k: pyterrier_colbert's name of ``n_clusters`` (``ColbertPRF(k=24)``), taken for it; ``k`` is the
+                result depth everywhere else here.
 
         Returns:
             ColBERTPRF: the transformer; its output has the expanded ``query_embs`` and ``prf_toks`` /
@@ -355,8 +372,10 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         from .prf import ColBERTPRF
         model = self._model(model)
         self._check_model(model)
-        return ColBERTPRF(self, model, fb_docs=fb_docs, fb_embs=fb_embs, beta=beta, k=k, rerank=rerank,
-                          num_results=num_results, seed=seed, **kwargs)
+        return ColBERTPRF(self, model, fb_docs=fb_docs, fb_embs=fb_embs, beta=beta, n_clusters=n_clusters,
+                          rerank=rerank, num_results=num_results, seed=seed, kmeans_iters=kmeans_iters, mode=mode,
+                          nprobe=nprobe, ncandidates=ncandidates, nexact=nexact, batch_size=batch_size,
+                          backend=backend, device=device, verbose=verbose, k=k)
 
     def token_stats(self) -> "TokenStats":
         """Document / collection frequency per token id; needs ``store_token_ids=True`` at indexing.
@@ -441,7 +460,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         return (q_vecs[0], q_ids[0], self.vectors(docno), d_ids, getattr(model, "tokenizer", None),
                 float(model.score_divisor(len(q_vecs[0]))))
 
-    def vec_loader(self, on_unknown: str = "error") -> ColBERTVecLoader:
+    def vec_loader(self, *, on_unknown: str = "error") -> ColBERTVecLoader:
         """Transformer adding ``doc_embs`` (the stored vectors, decompressed: float32 ``(n_tokens, dim)``) by ``docno``.
 
         Args:
@@ -463,7 +482,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         self._reader()
         return ColBERTVecLoader(self, on_unknown=on_unknown)
 
-    def get_corpus_iter(self, verbose: bool = False, token_ids: bool = False) -> Iterator[dict[str, Any]]:
+    def get_corpus_iter(self, *, verbose: bool = False, token_ids: bool = False) -> Iterator[dict[str, Any]]:
         """Every live document's stored vectors, in index order: re-index with other settings, or export.
 
         Args:
@@ -587,13 +606,13 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         self._reset()
         return n
 
-    def delete(self, docnos: Union[str, Iterable[str]], on_unknown: str = "error") -> int:
+    def delete(self, docnos: Union[str, Iterable[str]], *, on_unknown: str = "error") -> int:
         """Delete documents at once (tombstones; space is reclaimed by :meth:`compact`).
 
         Args:
             docnos: one docno, an iterable of them, or a frame with a ``docno`` column.
-            on_unknown: ``"error"`` (default) raises for unknown or already deleted docnos; ``"ignore"`` skips
-                them.
+            on_unknown: ``"error"`` (default) raises for unknown or already deleted docnos; ``"drop"`` skips them
+                (``"ignore"``, its former name, is taken as ``"drop"``).
 
         Returns:
             int: how many documents were deleted.

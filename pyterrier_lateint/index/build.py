@@ -35,14 +35,15 @@ import pyterrier as pt
 
 from ..base import invalid_unicode
 from ..models import LateInteractionModel, check_model
+from . import coarse
 from .codec import DEFAULT_KIND, KINDS, SUPPORTED_NBITS, ResidualCodec
 from .commit import commit_meta, writer_lock
 from .docstore import write_docnos
 from .integrity import fsync_dir, fsync_file, record
-from .kmeans import assign_nearest, default_n_centroids, kmeans
+from .kmeans import default_n_centroids, kmeans
 from .layout import (ARTIFACT_FORMAT, ARTIFACT_TYPE, FORMAT_VERSION, META_FILE, PACKAGE_HINT, SHARDED_META_FILE,
                      describe_entries, is_index_folder)
-from .pruning import pool_batch
+from .pruning import TokenPooler, pool_batch
 from .token_stats import write_token_stats
 from .vectorfile import VectorFile
 
@@ -85,9 +86,13 @@ class ColBERTIndexer(pt.Indexer):
         codec_from: another index (or its path) whose centroids and residual buckets are reused instead of trained
             (``nbits`` is then that index's).
         codec: the residual quantiser, ``"pq"`` (default) or ``"scalar"``.
+        pool_factor: token pooling: each document keeps about ``1 / pool_factor`` of its vectors
+            (:class:`~pyterrier_lateint.index.pruning.TokenPooler`); 1 (default) keeps them all.
+        assignment: how k-means and the compression assign vectors to centroids: ``"auto"`` (default: two-level
+            from 16,384 centroids up, :mod:`~pyterrier_lateint.index.coarse`), ``"exact"`` or ``"coarse"``.
 
     Raises:
-        ValueError: on an unsupported ``nbits`` or ``codec``.
+        ValueError: on an unsupported ``nbits``, ``codec`` or ``assignment``, or ``pool_factor`` below 1.
 
     Example:
         .. code-block:: python
@@ -101,7 +106,8 @@ class ColBERTIndexer(pt.Indexer):
     def __init__(self, index: "ColBERTIndex", model: Optional[LateInteractionModel] = None, *, nbits: int = 2,
                  n_centroids: Optional[int] = None, kmeans_iters: int = 8, kmeans_sample: Optional[int] = None,
                  batch_size: int = 64, store_token_ids: bool = False, overwrite: bool = False, seed: int = 0,
-                 verbose: bool = True, codec_from: Any = None, codec: str = DEFAULT_KIND):
+                 verbose: bool = True, codec_from: Any = None, codec: str = DEFAULT_KIND, pool_factor: float = 1,
+                 assignment: str = "auto"):
         if nbits not in SUPPORTED_NBITS:
             raise ValueError(f"nbits must be one of {SUPPORTED_NBITS} (16 = uncompressed float16), not {nbits!r}")
         if codec not in KINDS:
@@ -119,6 +125,8 @@ class ColBERTIndexer(pt.Indexer):
         self.seed = seed
         self.verbose = verbose
         self.codec_from = codec_from
+        self.pooler = TokenPooler(pool_factor) if pool_factor != 1 else None  # read by pruning.pool_batch
+        self.assignment = coarse.check_assignment(assignment)
 
     def __repr__(self) -> str:
         return f"ColBERTIndexer({str(self.index_ref.path)!r}, nbits={self.nbits})"
@@ -411,7 +419,7 @@ def _train_codec(raw: np.ndarray, cfg: Any, n_total: Optional[int] = None,
     bucket_sample = np.asarray(raw[bucket_idx], dtype=np.float32)
     t1 = time.perf_counter()
     logger.info("k-means: %d centroids from %d of %d vectors", k, n_sample, n_vectors)
-    centroids = kmeans(sample, k, iters=cfg.kmeans_iters, seed=cfg.seed)
+    centroids = kmeans(sample, k, iters=cfg.kmeans_iters, seed=cfg.seed, assignment=cfg.assignment)
     del sample
     t2 = time.perf_counter()
     codec = ResidualCodec.train(centroids, bucket_sample, cfg.nbits, kind=cfg.codec, seed=cfg.seed)
@@ -428,7 +436,8 @@ def default_kmeans_sample(k: int) -> int:
 
 
 def _compress(tmp: Path, raw: np.ndarray, offsets: np.ndarray, doclens: np.ndarray, codec: ResidualCodec,
-              verbose: bool, timings: Optional[dict[str, float]] = None) -> tuple[np.ndarray, int]:
+              verbose: bool, timings: Optional[dict[str, float]] = None,
+              assignment: str = "auto") -> tuple[np.ndarray, int]:
     """Phase 3: raw ``codes.bin`` and ``residuals.bin`` in chunks aligned to document boundaries, appended in order
     (memory: one chunk); the sorted unique (centroid, document) pairs of each chunk go to ``pairs.i32``. Returns the
     postings per centroid and their total. ``timings``: receives ``seconds_read``, ``seconds_assign`` (nearest
@@ -437,6 +446,9 @@ def _compress(tmp: Path, raw: np.ndarray, offsets: np.ndarray, doclens: np.ndarr
     ivf_counts = np.zeros(k, dtype=np.int64)
     n_pairs = 0
     spent = {"seconds_read": 0.0, "seconds_assign": 0.0, "seconds_quantise": 0.0}
+    t = time.perf_counter()
+    nearest_of = coarse.assigner(codec.centroids, assignment)  # exact, or two-level (many centroids)
+    spent["seconds_assign"] += time.perf_counter() - t
     pbar = pt.tqdm(total=n_vectors, desc="compressing", unit="vec", disable=not verbose)
     with open(tmp / "pairs.i32", "wb") as pair_out, open(tmp / "codes.bin", "wb") as codes_out, \
             open(tmp / "residuals.bin", "wb") as res_out:
@@ -449,7 +461,7 @@ def _compress(tmp: Path, raw: np.ndarray, offsets: np.ndarray, doclens: np.ndarr
                 t0 = time.perf_counter()
                 vectors = np.asarray(raw[v0:v1], dtype=np.float32)
                 t1 = time.perf_counter()
-                nearest = assign_nearest(vectors, codec.centroids)
+                nearest = nearest_of(vectors)
                 t2 = time.perf_counter()
                 codes, packed = codec.compress(vectors, codes=nearest)
                 codes_out.write(np.ascontiguousarray(codes).tobytes())
@@ -528,7 +540,8 @@ def _build(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer) -> dict[str, Any
         codec, n_sample = _train_codec(raw, cfg, timings=phases)
     codec.save(tmp)
     t_train = time.perf_counter()
-    ivf_counts, n_pairs = _compress(tmp, raw, offsets, doclens, codec, cfg.verbose, timings=phases)
+    ivf_counts, n_pairs = _compress(tmp, raw, offsets, doclens, codec, cfg.verbose, timings=phases,
+                                    assignment=cfg.assignment)
     t_ivf = time.perf_counter()
     _write_ivf(tmp, ivf_counts, n_pairs, "ivf.0")
     phases["seconds_ivf"] = time.perf_counter() - t_ivf
@@ -574,7 +587,8 @@ def _metadata(cfg: ColBERTIndexer, streamed: _Streamed, codec: ResidualCodec, n_
         "has_token_ids": bool(cfg.store_token_ids),
         "has_token_stats": bool(cfg.store_token_ids),
         "pooling": cfg.pooler.take_stats() if getattr(cfg, "pooler", None) is not None else None,
-        "build": {"kmeans_iters": cfg.kmeans_iters, "kmeans_sample": int(n_sample), "seed": cfg.seed, **timings},
+        "build": {"kmeans_iters": cfg.kmeans_iters, "kmeans_sample": int(n_sample), "seed": cfg.seed,
+                  "assignment": coarse.describe(int(codec.n_centroids), cfg.assignment), **timings},
         "generation": 0,
         "segments": [{"start": 0, "end": n_docs, "docnos": "docnos.0", "ivf": "ivf.0"}],
         "tombstones": None,

@@ -34,7 +34,7 @@ from .commit import commit_meta, writer_lock
 from .docstore import write_docnos
 from .integrity import extend_record, fsync_dir, record
 from .layout import META_FILE, IndexReader
-from .pruning import TokenPooler
+from .scorer import check_on_unknown
 from .vectorfile import VectorFile
 
 if TYPE_CHECKING:
@@ -164,10 +164,10 @@ def add_documents(index: "ColBERTIndex", docs: Union[Iterable[dict], pd.DataFram
             names = [docnos[i] for i in np.nonzero(live)[0][:5]]
             raise ValueError(f"{int(live.sum())} docno(s) already in {index!r}, e.g. {names}; use "
                              f"index.add(docs, replace=True) to replace them, or delete them first")
-        cfg = ColBERTIndexer(index, model, nbits=reader.nbits, batch_size=batch_size,
-                             store_token_ids=reader.token_ids is not None, verbose=verbose)
         pool_factor = (reader.meta.get("pooling") or {}).get("pool_factor")  # added documents pooled alike
-        cfg.pooler = TokenPooler(pool_factor) if pool_factor not in (None, 1) else None
+        cfg = ColBERTIndexer(index, model, nbits=reader.nbits, batch_size=batch_size,
+                             store_token_ids=reader.token_ids is not None, verbose=verbose,
+                             pool_factor=1 if pool_factor is None else pool_factor)
         tmp = new_temp_folder(path)
         try:
             meta = _add_segment(path, tmp, reader, records, cfg, existing[live])
@@ -221,8 +221,7 @@ def _add_segment(path: Path, tmp: Path, reader: IndexReader, records: list[dict]
 # --- delete -------------------------------------------------------------------------------------------------------
 def delete_documents(index: "ColBERTIndex", docnos: Union[str, Iterable[str]], on_unknown: str = "error") -> int:
     """Tombstone ``docnos``; returns how many were deleted."""
-    if on_unknown not in ("error", "ignore"):
-        raise ValueError(f"on_unknown must be 'error' or 'ignore', not {on_unknown!r}")
+    on_unknown = check_on_unknown(on_unknown)
     if isinstance(docnos, pd.DataFrame):
         if "docno" not in docnos.columns:
             raise KeyError(f"delete() needs a 'docno' column; got {list(docnos.columns)}")
@@ -237,7 +236,7 @@ def delete_documents(index: "ColBERTIndex", docnos: Union[str, Iterable[str]], o
         if (ids < 0).any() and on_unknown == "error":
             missing = list(dict.fromkeys(np.array(names, dtype=object)[ids < 0].tolist()))
             raise KeyError(f"{len(missing)} docno(s) not in {index!r} (or already deleted), e.g. {missing[:5]}; "
-                           f"check them, or use delete(..., on_unknown='ignore')")
+                           f"check them, or use delete(..., on_unknown='drop')")
         ids = np.unique(ids[ids >= 0])
         if len(ids) == 0:
             return 0

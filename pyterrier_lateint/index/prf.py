@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional, Protocol
 
 import numpy as np
 import pandas as pd
@@ -61,23 +61,93 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def expansion_embeddings(fb_vecs: np.ndarray, fb_ids: np.ndarray, stats: TokenStats, *, k: int, fb_embs: int,
-                         beta: float, seed: int = 42, iters: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def expansion_embeddings(fb_vecs: np.ndarray, fb_ids: np.ndarray, stats: TokenStats, *, n_clusters: int,
+                         fb_embs: int, beta: float, seed: int = 42, iters: int = 20
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Steps 1-3 for one query: feedback vectors ``(n, dim)`` with their token ids ``(n,)`` -> ``(weighted
-    expansion vectors (m, dim) float32, token ids (m,) int32, weights (m,) float32)``, ``m = min(fb_embs, k, n)``,
-    ordered by decreasing IDF (ties: centroid order). ``k`` is lowered to ``n`` when there are fewer vectors."""
+    expansion vectors (m, dim) float32, token ids (m,) int32, weights (m,) float32)``, ``m = min(fb_embs,
+    n_clusters, n)``, ordered by decreasing IDF (ties: centroid order). ``n_clusters`` is lowered to ``n`` when there
+    are fewer vectors."""
     fb_vecs = np.ascontiguousarray(fb_vecs, dtype=np.float32)
     n = len(fb_vecs)
     if n == 0 or fb_embs == 0:
         return np.zeros((0, fb_vecs.shape[1]), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32)
     with _one_torch_thread():
-        centroids = kmeans(fb_vecs, min(k, n), iters=iters, seed=seed, use_faiss=False)
+        centroids = kmeans(fb_vecs, min(n_clusters, n), iters=iters, seed=seed, use_faiss=False)
         nearest = assign_nearest(centroids, fb_vecs)  # the feedback vector nearest to each centroid
     toks = np.asarray(fb_ids, dtype=np.int64)[nearest]
     idf = stats.idf(toks)
     keep = np.lexsort((np.arange(len(idf)), -idf))[:fb_embs]
     weights = (beta * idf[keep]).astype(np.float32)
     return centroids[keep] * weights[:, None], toks[keep].astype(np.int32), weights
+
+
+class FeedbackSource(Protocol):
+    """What ColBERT-PRF needs of an index (a structural protocol): its dimension and token statistics, the stored
+    vectors and token ids of feedback documents, and searching or exactly scoring with the expanded queries. Scores
+    are raw MaxSim (not divided by the model's ``score_divisor``); ``ids`` are the source's document ids."""
+
+    dim: int
+
+    def token_stats(self) -> TokenStats:
+        """The index's token statistics (``ValueError`` when it stores no token ids)."""
+
+    def feedback(self, docnos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The stored vectors ``(n, dim)`` and token ids ``(n,)`` of ``docnos``, documents in id order."""
+
+    def doc_ids(self, docnos: np.ndarray) -> np.ndarray:
+        """Ids (int64) of ``docnos``; ``KeyError`` naming unknown ones."""
+
+    def search(self, queries: list[np.ndarray], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query: its top ``k`` ``(docnos, raw scores)``, best first."""
+
+    def exact(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Raw MaxSim (float32) of ``query`` against the documents ``ids`` (sorted, unique)."""
+
+
+class IndexSource:
+    """:class:`FeedbackSource` of one :class:`~pyterrier_lateint.ColBERTIndex` (its reader and search backend)."""
+
+    def __init__(self, reader, backend: SearchBackend, params, mode: str):
+        self.reader, self.backend, self.params, self.mode = reader, backend, params, mode
+        self.dim = reader.dim
+
+    def token_stats(self) -> TokenStats:
+        return load_token_stats(self.reader, "ColBERT-PRF")
+
+    def feedback(self, docnos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r = self.reader
+        fb = np.sort(r.doc_ids(docnos, fix=PRF_DOCNO_FIX))
+        vecs, _ = r.decompress_docs(fb)
+        ids = np.concatenate([np.asarray(r.token_ids[r.offsets[d]:r.offsets[d + 1]]) for d in fb])
+        return vecs, ids
+
+    def doc_ids(self, docnos: np.ndarray) -> np.ndarray:
+        return self.reader.doc_ids(docnos, fix=PRF_DOCNO_FIX)
+
+    def search(self, queries: list[np.ndarray], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        if self.mode == "exhaustive":
+            res = self.backend.exhaustive(self.reader, queries, k)
+        else:
+            res = self.backend.plaid(self.reader, queries, k, self.params)
+        return [(np.asarray(self.reader.docnos.fwd.lookup(ids)) if len(ids) else np.array([], dtype=str), sc)
+                for ids, sc in res]
+
+    def exact(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        return self.backend.exact(self.reader, query, ids)
+
+
+DEFAULT_CLUSTERS = 24
+
+
+def prf_clusters(n_clusters: Optional[int], k: Optional[int]) -> int:
+    """The checked number of clusters from ``n_clusters`` and its alias ``k`` (pyterrier_colbert's name): either,
+    the same value twice, or neither (:data:`DEFAULT_CLUSTERS`)."""
+    if n_clusters is not None and k is not None and n_clusters != k:
+        raise ValueError(f"n_clusters={n_clusters!r} and k={k!r} name the same setting (k is pyterrier_colbert's "
+                         f"name for the number of clusters); give one")
+    value = n_clusters if n_clusters is not None else k if k is not None else DEFAULT_CLUSTERS
+    return check_int("n_clusters", value)
 
 
 class ColBERTPRF(ConfigEquality, pt.Transformer):
@@ -97,9 +167,9 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
         index: the index (built with ``store_token_ids=True``) holding the feedback documents.
         model: encodes ``query`` when the frame has no ``query_embs``.
         fb_docs: feedback documents per query (default 3).
-        fb_embs: expansion vectors, between 0 and ``k`` (default 10).
+        fb_embs: expansion vectors, between 0 and ``n_clusters`` (default 10).
         beta: weight of the expansion vectors (>= 0; default 1.0).
-        k: k-means clusters of the feedback vectors (default 24).
+        n_clusters: k-means clusters of the feedback vectors (default 24).
         rerank: re-score the input's documents instead of retrieving again (default False).
         num_results: documents per query (default 1000).
         seed: seed of the clustering (default 42).
@@ -112,10 +182,12 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
         backend: ``"numba"``, ``"torch"`` or ``None`` (automatic).
         device: a torch device string for the torch backend.
         verbose: show a progress bar over the queries.
+        k: pyterrier_colbert's name of ``n_clusters`` (``ColbertPRF(k=24)``), taken for it.
 
     Raises:
         TypeError: when an integer setting is not an int.
-        ValueError: on a setting out of range, ``fb_embs > k``, a negative ``beta``, or a bad mode or backend.
+        ValueError: on a setting out of range, ``fb_embs > n_clusters``, a negative ``beta``, a bad mode or backend,
+            or ``k`` and ``n_clusters`` both given and different.
 
     Example:
         .. code-block:: python
@@ -124,21 +196,23 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
     """
 
     def __init__(self, index: "ColBERTIndex", model: Optional[LateInteractionModel] = None, *, fb_docs: int = 3,
-                 fb_embs: int = 10, beta: float = 1.0, k: int = 24, rerank: bool = False, num_results: int = 1000,
-                 seed: int = 42, kmeans_iters: int = 20, mode: str = "plaid", nprobe: Optional[int] = None,
-                 ncandidates: Optional[int] = None, nexact: Optional[int] = None, batch_size: int = 64,
-                 backend: Optional[str] = None, device: Optional[str] = None, verbose: bool = False):
-        fb_docs, k = check_int("fb_docs", fb_docs), check_int("k", k)
+                 fb_embs: int = 10, beta: float = 1.0, n_clusters: Optional[int] = None, rerank: bool = False,
+                 num_results: int = 1000, seed: int = 42, kmeans_iters: int = 20, mode: str = "plaid",
+                 nprobe: Optional[int] = None, ncandidates: Optional[int] = None, nexact: Optional[int] = None,
+                 batch_size: int = 64, backend: Optional[str] = None, device: Optional[str] = None,
+                 verbose: bool = False, k: Optional[int] = None):
+        k = prf_clusters(n_clusters, k)
+        fb_docs = check_int("fb_docs", fb_docs)
         num_results = check_int("num_results", num_results)
         fb_embs, kmeans_iters = check_int("fb_embs", fb_embs, 0), check_int("kmeans_iters", kmeans_iters)
         batch_size = check_int("batch_size", batch_size)
         if not 0 <= fb_embs <= k:
-            raise ValueError(f"fb_embs ({fb_embs}) must be between 0 and the number of clusters k ({k})")
+            raise ValueError(f"fb_embs ({fb_embs}) must be between 0 and the number of clusters n_clusters ({k})")
         if not beta >= 0:
             raise ValueError(f"beta must be >= 0 (it weights the expansion vectors), not {beta!r}")
         self.index = index
         self.model = check_model(model, "ColBERTPRF")
-        self.fb_docs, self.fb_embs, self.beta, self.k = fb_docs, fb_embs, float(beta), k
+        self.fb_docs, self.fb_embs, self.beta, self.n_clusters = fb_docs, fb_embs, float(beta), k
         self.rerank, self.num_results, self.seed, self.kmeans_iters = rerank, num_results, seed, kmeans_iters
         self.mode = mode
         self.params = search_params(mode, num_results, nprobe, ncandidates, nexact)
@@ -147,13 +221,14 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
         self.verbose = verbose
 
     def _config(self) -> tuple:
-        return (str(self.index.path), model_key(self.model), self.fb_docs, self.fb_embs, self.beta, self.k,
+        return (str(self.index.path), model_key(self.model), self.fb_docs, self.fb_embs, self.beta, self.n_clusters,
                 self.rerank, self.num_results, self.seed, self.kmeans_iters, self.mode, self.params,
                 self.backend.name, self.backend.device)
 
     def __repr__(self) -> str:
         return (f"ColBERTPRF({str(self.index.path)!r}, fb_docs={self.fb_docs}, fb_embs={self.fb_embs}, "
-                f"beta={self.beta}, k={self.k}, rerank={self.rerank}, num_results={self.num_results})")
+                f"beta={self.beta}, n_clusters={self.n_clusters}, rerank={self.rerank}, "
+                f"num_results={self.num_results})")
 
     def fuse_rank_cutoff(self, k: int) -> Optional[pt.Transformer]:
         """``prf % k`` -> the same transformer with ``num_results=k`` (when ``k`` is smaller)."""
@@ -161,7 +236,8 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
             return None
         p = self.params
         return ColBERTPRF(self.index, self.model, fb_docs=self.fb_docs, fb_embs=self.fb_embs, beta=self.beta,
-                          k=self.k, rerank=self.rerank, num_results=k, seed=self.seed, kmeans_iters=self.kmeans_iters,
+                          n_clusters=self.n_clusters, rerank=self.rerank, num_results=k, seed=self.seed,
+                          kmeans_iters=self.kmeans_iters,
                           mode=self.mode, nprobe=p.nprobe, ncandidates=p.ncandidates, nexact=p.nexact,
                           batch_size=self.batch_size, backend=self.backend.name, device=self.backend.device,
                           verbose=self.verbose)
@@ -181,9 +257,9 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
             KeyError: when a feedback docno is not a live document of this index.
         """
         validate_results(inp)
-        reader = self.index._reader()
+        src = self._source()
         self.index._check_model(self.model)
-        stats = load_token_stats(reader, "ColBERT-PRF")
+        stats = src.token_stats()
         query_cols = [c for c in inp.columns if c == "qid" or (c.startswith("query") and c not in RESULT_ONLY)]
         if self.rerank:
             out_cols = list(dict.fromkeys([c for c in inp.columns if c != "query_toks"] +
@@ -201,15 +277,13 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
         groups = order.groupby("qid", sort=False).indices  # positions into `order`, best first
         qids = list(groups)
         first = order.iloc[[groups[q][0] for q in qids]]
-        q_vecs = query_vectors(self.model, first, self.batch_size, reader.dim)
+        q_vecs = query_vectors(self.model, first, self.batch_size, src.dim)
         expanded, toks, weights = [], [], []
         it = pt.tqdm(qids, desc=repr(self), unit="query", disable=not self.verbose)
         for q, qv in zip(it, q_vecs):
-            fb = reader.doc_ids(order["docno"].to_numpy()[groups[q][:self.fb_docs]], fix=PRF_DOCNO_FIX)
-            vecs, offs = reader.decompress_docs(np.sort(fb))
-            ids = np.concatenate([np.asarray(reader.token_ids[reader.offsets[d]:reader.offsets[d + 1]])
-                                  for d in np.sort(fb)])
-            e, t, w = expansion_embeddings(vecs, ids, stats, k=self.k, fb_embs=self.fb_embs, beta=self.beta,
+            vecs, ids = src.feedback(order["docno"].to_numpy()[groups[q][:self.fb_docs]])
+            e, t, w = expansion_embeddings(vecs, ids, stats, n_clusters=self.n_clusters, fb_embs=self.fb_embs,
+                                           beta=self.beta,
                                            seed=self.seed, iters=self.kmeans_iters)
             expanded.append(np.concatenate([qv, e]).astype(np.float32))
             toks.append(t)
@@ -217,39 +291,38 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
         divisors = [score_divisor(self.model, len(qv)) for qv in q_vecs]
         per_query = pd.DataFrame({"qid": qids, "query_embs": expanded, "prf_toks": toks, "prf_weights": weights})
         if self.rerank:
-            return self._rerank(inp, per_query, divisors, reader, out_cols)
-        return self._retrieve(first, per_query, divisors, reader, query_cols, out_cols)
+            return self._rerank(inp, per_query, divisors, src, out_cols)
+        return self._retrieve(first, per_query, divisors, src, query_cols, out_cols)
 
-    def _retrieve(self, first: pd.DataFrame, per_query: pd.DataFrame, divisors: list, reader, query_cols: list,
-                  out_cols: list) -> pd.DataFrame:
+    def _source(self) -> "FeedbackSource":
+        """Where the feedback vectors come from and the expanded queries are searched: this index."""
+        return IndexSource(self.index._reader(), self.backend, self.params, self.mode)
+
+    def _retrieve(self, first: pd.DataFrame, per_query: pd.DataFrame, divisors: list, src: "FeedbackSource",
+                  query_cols: list, out_cols: list) -> pd.DataFrame:
         frames = []
         for s in range(0, len(per_query), self.batch_size):
             vecs = per_query["query_embs"].iloc[s:s + self.batch_size].tolist()
-            if self.mode == "exhaustive":
-                res = self.backend.exhaustive(reader, vecs, self.num_results)
-            else:
-                res = self.backend.plaid(reader, vecs, self.num_results, self.params)
-            for j, (ids, scores) in enumerate(res):
+            for j, (docnos, scores) in enumerate(src.search(vecs, self.num_results)):
                 i = s + j
                 frames.append(pd.DataFrame({
-                    "docno": np.asarray(reader.docnos.fwd.lookup(ids)) if len(ids) else np.array([], dtype=str),
-                    "score": scores.astype(np.float64) / divisors[i], "rank": np.arange(len(ids), dtype=np.int64),
-                    "_q": i}))
+                    "docno": docnos, "score": scores.astype(np.float64) / divisors[i],
+                    "rank": np.arange(len(docnos), dtype=np.int64), "_q": i}))
         res = pd.concat(frames, ignore_index=True)
         head = pd.concat([first[query_cols].reset_index(drop=True).drop(columns=["query_embs"], errors="ignore"),
                           per_query.drop(columns=["qid"])], axis=1)
         out = head.iloc[res["_q"].to_numpy()].reset_index(drop=True)
         return pd.concat([out, res.drop(columns=["_q"])], axis=1)[out_cols]
 
-    def _rerank(self, inp: pd.DataFrame, per_query: pd.DataFrame, divisors: list, reader,
+    def _rerank(self, inp: pd.DataFrame, per_query: pd.DataFrame, divisors: list, src: "FeedbackSource",
                 out_cols: list) -> pd.DataFrame:
-        ids = reader.doc_ids(inp["docno"].to_numpy(), fix=PRF_DOCNO_FIX)
+        ids = src.doc_ids(inp["docno"].to_numpy())
         scores = np.empty(len(inp), dtype=np.float64)
         rows_of = inp.groupby("qid", sort=False).indices
         for i, (q, qv) in enumerate(zip(per_query["qid"], per_query["query_embs"])):
             rows = rows_of[q]
             uniq, inv = np.unique(ids[rows], return_inverse=True)
-            scores[rows] = self.backend.exact(reader, qv, uniq)[inv].astype(np.float64) / divisors[i]
+            scores[rows] = src.exact(qv, uniq)[inv].astype(np.float64) / divisors[i]
         extra = per_query.set_index("qid").loc[inp["qid"]].reset_index(drop=True)
         out = inp.drop(columns=[c for c in extra.columns if c in inp.columns]).assign(
             **{c: extra[c].to_numpy() for c in extra.columns}, score=scores)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,7 @@ import pyterrier as pt
 
 from ..base import ConfigEquality
 from .queries import query_vectors
-from .token_stats import TokenStats, load_token_stats
+from .token_stats import TokenStats
 
 logger = logging.getLogger(__name__)
 
@@ -49,23 +49,24 @@ def kept_positions(ids: Optional[np.ndarray], n: int, keep: int, by: str, stats:
     return np.sort(order[:keep])
 
 
-def pruned_query_vectors(model, frame: pd.DataFrame, batch_size: int, reader, keep: int,
-                         by: str = "cf") -> list[np.ndarray]:
+def pruned_query_vectors(model, frame: pd.DataFrame, batch_size: int, dim: int, keep: int, by: str,
+                         stats: Callable[[], TokenStats]) -> list[np.ndarray]:
     """The query vectors of ``frame`` (as :func:`~.queries.query_vectors`), each cut to ``keep`` vectors.
 
     ``by="cf"`` needs each query's token ids: the ``query_toks`` column next to ``query_embs``, or ``query`` encoded
-    by ``model`` with ids. Tokens absent from the collection have frequency 0 and are kept first.
+    by ``model`` with ids, and the collection's token statistics (``stats()``: read only then). Tokens absent from
+    the collection have frequency 0 and are kept first.
     """
     if by == "position":
-        vecs = query_vectors(model, frame, batch_size, reader.dim)
+        vecs = query_vectors(model, frame, batch_size, dim)
         return [v[kept_positions(None, len(v), keep, by, None)] for v in vecs]
-    stats = load_token_stats(reader, "query_pruning_by='cf'")
+    stats = stats()
     if "query_embs" in frame.columns:
         if "query_toks" not in frame.columns:
             raise ValueError("query_pruning by collection frequency needs the query token ids: give 'query' text, or "
                              "'query_toks' next to 'query_embs' (model.query_encoder(token_ids=True)); or use "
                              "query_pruning_by='position'")
-        vecs = query_vectors(model, frame, batch_size, reader.dim)
+        vecs = query_vectors(model, frame, batch_size, dim)
         ids = [np.asarray(t, dtype=np.int64) for t in frame["query_toks"]]
     elif model is None:
         raise ValueError("the input has no 'query_embs' and no model was given to encode 'query'; pass the indexing "

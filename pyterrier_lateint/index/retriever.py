@@ -14,6 +14,7 @@ from .backends import SearchBackend, select_backend
 from .pruning import check_query_pruning, pruned_query_vectors
 from .queries import query_vectors, score_divisor, validate_queries
 from .search import SearchParams
+from .token_stats import load_token_stats
 
 if TYPE_CHECKING:
     from .artifact import ColBERTIndex
@@ -169,8 +170,9 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
         def vectors(batch: pd.DataFrame) -> list[np.ndarray]:
             if self.query_pruning is None:
                 return query_vectors(self.model, batch, self.batch_size, reader.dim)
-            return pruned_query_vectors(self.model, batch, self.batch_size, reader, self.query_pruning,
-                                        self.query_pruning_by)
+            return pruned_query_vectors(self.model, batch, self.batch_size, reader.dim, self.query_pruning,
+                                        self.query_pruning_by,
+                                        lambda: load_token_stats(reader, "query_pruning_by='cf'"))
 
         def search(vecs: list[np.ndarray]):
             if self.mode == "exhaustive":

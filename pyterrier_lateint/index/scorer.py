@@ -21,7 +21,13 @@ logger = logging.getLogger(__name__)
 ON_UNKNOWN = ("error", "drop")
 
 
+ON_UNKNOWN_ALIASES = {"ignore": "drop"}  # delete()'s former word for "drop"
+
+
 def check_on_unknown(on_unknown: str) -> str:
+    """The checked ``on_unknown`` setting: ``"error"`` or ``"drop"`` (``"ignore"``, the former word of ``delete``,
+    is taken as ``"drop"``); ``ValueError`` otherwise."""
+    on_unknown = ON_UNKNOWN_ALIASES.get(on_unknown, on_unknown)
     if on_unknown not in ON_UNKNOWN:
         raise ValueError(f"on_unknown must be one of {ON_UNKNOWN}, not {on_unknown!r}")
     return on_unknown
@@ -167,9 +173,16 @@ class ColBERTVecLoader(ConfigEquality, pt.Transformer):
             KeyError: for docnos not in the index (with ``on_unknown="error"``).
         """
         pt.validate.columns(inp, includes=["docno"])
-        reader = self.index._reader()
-        inp, ids = known_rows(reader, inp, self.on_unknown, "ColBERTVecLoader")
+        inp, ids = self._known(inp)
         uniq, inv = np.unique(ids, return_inverse=True)
-        vectors, offsets = reader.decompress_docs(uniq)
-        per_doc = [vectors[offsets[i]:offsets[i + 1]] for i in range(len(uniq))]
+        per_doc = self._vectors(uniq)
         return inp.assign(doc_embs=pd.Series([per_doc[i] for i in inv], index=inp.index, dtype=object))
+
+    def _known(self, inp: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """``inp`` less the rows dropped by ``on_unknown``, and the ids of its docnos."""
+        return known_rows(self.index._reader(), inp, self.on_unknown, type(self).__name__)
+
+    def _vectors(self, ids: np.ndarray) -> list[np.ndarray]:
+        """The stored vectors of the documents ``ids`` (sorted, unique), decompressed, one array each."""
+        vectors, offsets = self.index._reader().decompress_docs(ids)
+        return [vectors[offsets[i]:offsets[i + 1]] for i in range(len(ids))]

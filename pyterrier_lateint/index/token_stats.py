@@ -108,6 +108,23 @@ class TokenStats:
     def __repr__(self) -> str:
         return f"TokenStats({len(self.stats)} token ids, {self.n_docs} docs, {self.n_vectors} vectors)"
 
+    @classmethod
+    def combine(cls, parts: "list[TokenStats]") -> "TokenStats":
+        """The statistics of the union of disjoint document sets (the shards of a sharded index): frequencies,
+        documents and vectors added up.
+
+        Args:
+            parts: the statistics of each set.
+
+        Returns:
+            TokenStats: their sum.
+        """
+        width = max((len(p.stats) for p in parts), default=0)
+        stats = np.zeros((width, 2), dtype=np.int64)
+        for p in parts:
+            stats[:len(p.stats)] += p.stats
+        return cls(stats, sum(p.n_docs for p in parts), sum(p.n_vectors for p in parts))
+
 
 _CACHE: "weakref.WeakKeyDictionary[Any, TokenStats]" = weakref.WeakKeyDictionary()
 

@@ -4,21 +4,26 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import pandas as pd
 import pyterrier as pt
 
 from ..index import ColBERTIndex, IndexNotFoundError
-from ..index.codec import ResidualCodec
+from ..index.codec import DEFAULT_KIND, ResidualCodec
 from ..index.layout import ARTIFACT_TYPE, PACKAGE_HINT
 from ..index.layout import META_FILE as SHARD_META
+from ..index.scorer import check_on_unknown
+from ..index.token_stats import TokenStats
 from ..models import LateInteractionModel, check_model
 from .build import ShardedIndexer
 from .executors import LocalExecutor, RayExecutor, make_executor
 from .layout import CODEC_DIR, META_FILE, PLAN_FILE, SHARDED_FORMAT, ShardTable, read_json
-from .retriever import ShardedRetriever, ShardedScorer
+from .retriever import ShardedRetriever, ShardedScorer, ShardedVecLoader
+
+if TYPE_CHECKING:
+    from .prf import ShardedColBERTPRF
 
 
 def _stamp(path: Path) -> Optional[tuple]:
@@ -128,23 +133,49 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
         return self._state[1], self._state[2], self._state[3]
 
     # --- building -------------------------------------------------------------------------------------------------
-    def indexer(self, model: Optional[LateInteractionModel] = None, **kwargs: Any) -> ShardedIndexer:
+    def indexer(self, model: Optional[LateInteractionModel] = None, *, n_shards: Optional[int] = None,
+                executor: Union[str, LocalExecutor, RayExecutor] = "local", workers: Optional[int] = None,
+                cpus_per_worker: float = 1, gpus_per_worker: Optional[float] = None, max_retries: int = 2,
+                nbits: int = 2, codec: str = DEFAULT_KIND, n_centroids: Optional[int] = None, kmeans_iters: int = 8,
+                kmeans_sample: Optional[int] = None, batch_size: int = 64, store_token_ids: bool = False,
+                pool_factor: float = 1, seed: int = 0, overwrite: bool = False, resume: bool = True,
+                codec_from: Any = None, verbose: bool = True, assignment: str = "auto") -> ShardedIndexer:
         """A :class:`~pyterrier_lateint.sharded.build.ShardedIndexer` writing this index.
+
+        The settings of :meth:`ColBERTIndex.indexer <pyterrier_lateint.ColBERTIndex.indexer>`, plus how the build is
+        split and where it runs.
 
         Args:
             model: encodes ``text`` and records its signature; default the index's.
-            **kwargs: the indexer's settings: ``n_shards``, ``executor`` (``"local"`` or ``"ray"``), ``workers``,
-                ``cpus_per_worker``, ``gpus_per_worker``, ``max_retries``, ``nbits``, ``codec``, ``n_centroids``,
-                ``kmeans_iters``, ``kmeans_sample``, ``batch_size``, ``store_token_ids``, ``pool_factor``, ``seed``,
-                ``overwrite``, ``resume``, ``codec_from``, ``verbose`` (see
-                :class:`~pyterrier_lateint.sharded.ShardedIndexer`).
+            n_shards: shards to build; default one per worker.
+            executor: ``"local"`` (default: this process) or ``"ray"`` (a task per shard), or an executor object.
+            workers: Ray: concurrent tasks; default the cluster's CPUs / ``cpus_per_worker``.
+            cpus_per_worker: Ray: CPUs per task (default 1).
+            gpus_per_worker: Ray: GPUs per task; default one when the cluster has GPUs.
+            max_retries: retries of a task that failed with an error that may pass (default 2).
+            nbits: bits per residual dimension: 1, 2 (default), 4, or 16.
+            codec: the residual quantiser, ``"pq"`` (default) or ``"scalar"``.
+            n_centroids: number of centroids; default by the collection's estimated vector count.
+            kmeans_iters: k-means iterations (default 8).
+            kmeans_sample: vectors k-means is trained on; default as a single index.
+            batch_size: documents encoded together (default 64).
+            store_token_ids: also store each vector's token id.
+            pool_factor: token pooling (default 1: none).
+            seed: seed of the samples and k-means (default 0).
+            overwrite: replace an existing index.
+            resume: keep the codec and finished shards of an earlier, failed build of the same corpus with the same
+                settings (default True).
+            codec_from: another index whose codec is reused instead of trained.
+            verbose: show progress (default True).
+            assignment: nearest-centroid assignment, ``"auto"`` (default), ``"exact"`` or ``"coarse"``.
 
         Returns:
             ShardedIndexer: the indexer; its ``index(docs)`` builds the index and returns this artifact.
 
         Raises:
             TypeError: when ``model`` is not a late-interaction model.
-            ValueError: on an unsupported ``nbits`` or ``codec``, ``n_shards`` below 1, or an unknown executor.
+            ValueError: on an unsupported ``nbits``, ``codec`` or ``assignment``, ``n_shards`` below 1, or an
+                unknown executor.
 
         Example:
             .. code-block:: python
@@ -153,7 +184,13 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
                 index.indexer(n_shards=3, overwrite=True).index(docs)                 # in this process
                 index.indexer(n_shards=8, executor="ray", workers=4).index(docs)       # on a Ray cluster
         """
-        return ShardedIndexer(self, self.model if model is None else check_model(model, repr(self)), **kwargs)
+        return ShardedIndexer(self, self.model if model is None else check_model(model, repr(self)),
+                              n_shards=n_shards, executor=executor, workers=workers, cpus_per_worker=cpus_per_worker,
+                              gpus_per_worker=gpus_per_worker, max_retries=max_retries, nbits=nbits, codec=codec,
+                              n_centroids=n_centroids, kmeans_iters=kmeans_iters, kmeans_sample=kmeans_sample,
+                              batch_size=batch_size, store_token_ids=store_token_ids, pool_factor=pool_factor,
+                              seed=seed, overwrite=overwrite, resume=resume, codec_from=codec_from, verbose=verbose,
+                              assignment=assignment)
 
     def index(self, inp: Union[Iterable[dict], pd.DataFrame]) -> "ShardedColBERTIndex":
         """Index ``inp`` at default settings with the constructor's model: ``index.indexer().index(inp)``.
@@ -189,8 +226,9 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
     # --- searching ------------------------------------------------------------------------------------------------
     def retriever(self, model: Optional[LateInteractionModel] = None, *, num_results: int = 1000,
                   mode: str = "plaid", nprobe: Optional[int] = None, ncandidates: Optional[int] = None,
-                  nexact: Optional[int] = None, batch_size: int = 64,
-                  executor: Union[str, LocalExecutor, RayExecutor] = "local", verbose: bool = False,
+                  nexact: Optional[int] = None, batch_size: int = 64, backend: Optional[str] = None,
+                  device: Optional[str] = None, executor: Union[str, LocalExecutor, RayExecutor] = "local",
+                  verbose: bool = False, query_pruning: Optional[int] = None, query_pruning_by: str = "cf",
                   **executor_kwargs: Any) -> ShardedRetriever:
         """End-to-end retriever over every shard: query frame -> top ``num_results`` documents per query.
 
@@ -206,9 +244,15 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
             ncandidates: documents kept by stage 1; default ``4 * nexact``.
             nexact: documents scored exactly; default by the size of the whole collection.
             batch_size: queries encoded and searched together (default 64).
+            backend: ``None`` or ``"numba"`` (the shard searchers' kernels; ``"torch"`` is refused: search a single
+                index for it).
+            device: ``None`` or ``"cpu"``.
             executor: ``"local"`` (default: threads in this process), ``"ray"`` (shard searchers as Ray actors), or
                 an executor object.
             verbose: show a progress bar over the query batches.
+            query_pruning: search with only this many query vectors; ``None`` (default): all.
+            query_pruning_by: ``"cf"`` (default: lowest collection frequency over every shard first; needs
+                ``store_token_ids=True``) or ``"position"``.
             **executor_kwargs: the executor's settings, e.g. ``workers=``, ``cpus_per_worker=``, ``address=`` for
                 Ray.
 
@@ -230,8 +274,9 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
         model = self.model if model is None else check_model(model, repr(self))
         self._check_model(model)
         return ShardedRetriever(self, model, num_results=num_results, mode=mode, nprobe=nprobe,
-                                ncandidates=ncandidates, nexact=nexact, batch_size=batch_size, executor=executor,
-                                verbose=verbose, **executor_kwargs)
+                                ncandidates=ncandidates, nexact=nexact, batch_size=batch_size, backend=backend,
+                                device=device, executor=executor, verbose=verbose, query_pruning=query_pruning,
+                                query_pruning_by=query_pruning_by, **executor_kwargs)
 
     def scorer(self, model: Optional[LateInteractionModel] = None, *, batch_size: int = 64,
                on_unknown: str = "error", verbose: bool = False) -> ShardedScorer:
@@ -261,6 +306,120 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
         model = self.model if model is None else check_model(model, repr(self))
         self._check_model(model)
         return ShardedScorer(self, model, batch_size=batch_size, on_unknown=on_unknown, verbose=verbose)
+
+    def prf(self, model: Optional[LateInteractionModel] = None, *, fb_docs: int = 3, fb_embs: int = 10,
+            beta: float = 1.0, n_clusters: Optional[int] = None, rerank: bool = False, num_results: int = 1000,
+            seed: int = 42, kmeans_iters: int = 20, mode: str = "plaid", nprobe: Optional[int] = None,
+            ncandidates: Optional[int] = None, nexact: Optional[int] = None, batch_size: int = 64,
+            backend: Optional[str] = None, device: Optional[str] = None,
+            executor: Union[str, LocalExecutor, RayExecutor] = "local", verbose: bool = False,
+            k: Optional[int] = None, **executor_kwargs: Any) -> "ShardedColBERTPRF":
+        """ColBERT-PRF over every shard, as :meth:`ColBERTIndex.prf <pyterrier_lateint.ColBERTIndex.prf>`: the
+        feedback documents' vectors read from their shards, token statistics summed over the shards
+        (:meth:`token_stats`), the expanded queries searched by the shard searchers, so the same results as a single
+        index of the same documents and codec. Needs ``store_token_ids=True``.
+
+        Args:
+            model: encodes ``query`` when the frame has no ``query_embs``; default the index's.
+            fb_docs: feedback documents per query (default 3).
+            fb_embs: expansion vectors added to the query, between 0 and ``n_clusters`` (default 10).
+            beta: weight of the expansion vectors (>= 0; default 1.0).
+            n_clusters: k-means clusters of the feedback documents' vectors (default 24).
+            rerank: re-score the input's documents instead of retrieving again (default False).
+            num_results: documents per query (default 1000).
+            seed: seed of the clustering (default 42).
+            kmeans_iters: k-means iterations of the clustering (default 20).
+            mode: ``"plaid"`` (default) or ``"exhaustive"`` for the second retrieval.
+            nprobe: as :meth:`retriever`'s.
+            ncandidates: as :meth:`retriever`'s.
+            nexact: as :meth:`retriever`'s.
+            batch_size: queries searched together (default 64).
+            backend: as :meth:`retriever`'s (``None`` or ``"numba"``).
+            device: as :meth:`retriever`'s (``None`` or ``"cpu"``).
+            executor: as :meth:`retriever`'s, for the second retrieval.
+            verbose: show a progress bar over the queries.
+            k: pyterrier_colbert's name of ``n_clusters``, taken for it.
+            **executor_kwargs: the executor's settings, as :meth:`retriever`'s.
+
+        Returns:
+            ShardedColBERTPRF: the transformer (:class:`~pyterrier_lateint.sharded.prf.ShardedColBERTPRF`).
+
+        Raises:
+            ModelMismatchError: when ``model`` differs from the indexing model.
+            TypeError: on a setting the executor does not take.
+            ValueError: on a setting out of range, or a backend or device a sharded index cannot search with.
+
+        Example:
+            .. code-block:: python
+
+                prf = sharded.retriever(num_results=10) >> sharded.prf(fb_docs=3, fb_embs=10)
+        """
+        from .prf import ShardedColBERTPRF
+        model = self.model if model is None else check_model(model, repr(self))
+        self._check_model(model)
+        return ShardedColBERTPRF(self, model, fb_docs=fb_docs, fb_embs=fb_embs, beta=beta, n_clusters=n_clusters,
+                                 rerank=rerank, num_results=num_results, seed=seed, kmeans_iters=kmeans_iters,
+                                 mode=mode, nprobe=nprobe, ncandidates=ncandidates, nexact=nexact,
+                                 batch_size=batch_size, backend=backend, device=device, executor=executor,
+                                 verbose=verbose, k=k, **executor_kwargs)
+
+    def token_stats(self) -> TokenStats:
+        """Document / collection frequency per token id over every shard; needs ``store_token_ids=True`` at
+        indexing.
+
+        Returns:
+            TokenStats: the shards' statistics added up
+            (:class:`~pyterrier_lateint.index.token_stats.TokenStats`).
+
+        Raises:
+            ValueError: when the index stores no token ids.
+            IndexCorruptError: when a shard's statistics file is unreadable (naming it).
+        """
+        return TokenStats.combine([shard.token_stats() for shard in self._open()[1]])
+
+    def vec_loader(self, *, on_unknown: str = "error") -> ShardedVecLoader:
+        """Transformer adding ``doc_embs`` (the stored vectors, decompressed: float32 ``(n_tokens, dim)``) by
+        ``docno``, each read from its shard, as :meth:`ColBERTIndex.vec_loader
+        <pyterrier_lateint.ColBERTIndex.vec_loader>`.
+
+        Args:
+            on_unknown: docnos not in the index: ``"error"`` (default, ``KeyError`` naming them) or ``"drop"``
+                (remove those rows, logging how many).
+
+        Returns:
+            ShardedVecLoader: the transformer.
+
+        Raises:
+            IndexNotFoundError: when there is no complete sharded index at the path.
+            ValueError: on a bad ``on_unknown``.
+
+        Example:
+            .. code-block:: python
+
+                with_vectors = index.retriever(num_results=10) >> index.vec_loader()
+        """
+        self._open()
+        return ShardedVecLoader(self, on_unknown=on_unknown)
+
+    def get_corpus_iter(self, *, verbose: bool = False, token_ids: bool = False) -> Iterator[dict[str, Any]]:
+        """Every live document's stored vectors, shard after shard (global id order), as
+        :meth:`ColBERTIndex.get_corpus_iter <pyterrier_lateint.ColBERTIndex.get_corpus_iter>`: re-index with other
+        settings (a single index, or other shards), or export.
+
+        Args:
+            verbose: show a progress bar per shard.
+            token_ids: also yield ``doc_toks`` (int32 ``(n_tokens,)``).
+
+        Yields:
+            dict: ``{"docno", "doc_embs"}`` (decompressed float32 ``(n_tokens, dim)``), plus ``doc_toks`` with
+            ``token_ids``.
+
+        Raises:
+            IndexNotFoundError: when there is no complete sharded index at the path.
+            ValueError: with ``token_ids`` when the index stores no token ids.
+        """
+        for shard in self._open()[1]:
+            yield from shard.get_corpus_iter(verbose=verbose, token_ids=token_ids)
 
     def _check_model(self, model: Optional[LateInteractionModel]) -> None:
         self._open()[1][0]._check_model(model)  # every shard records the same signature
@@ -332,13 +491,13 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
         self._reset()
         return added
 
-    def delete(self, docnos: Union[str, Iterable[str]], on_unknown: str = "error") -> int:
+    def delete(self, docnos: Union[str, Iterable[str]], *, on_unknown: str = "error") -> int:
         """Delete documents from whichever shards hold them.
 
         Args:
             docnos: one docno or an iterable of them.
             on_unknown: ``"error"`` (default): unknown or already deleted docnos raise ``KeyError`` and nothing is
-                deleted; ``"ignore"`` skips them.
+                deleted; ``"drop"`` skips them (``"ignore"``, its former name, is taken as ``"drop"``).
 
         Returns:
             int: how many documents were deleted.
@@ -347,15 +506,14 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
             KeyError: for unknown or already deleted docnos (with ``on_unknown="error"``); nothing is deleted then.
             ValueError: on a bad ``on_unknown``.
         """
-        if on_unknown not in ("error", "ignore"):
-            raise ValueError(f"on_unknown must be 'error' or 'ignore', not {on_unknown!r}")
+        on_unknown = check_on_unknown(on_unknown)
         docnos = np.asarray([docnos] if isinstance(docnos, str) else list(docnos), dtype=object).astype(str)
         _, shards, table = self._open()
         ids = self._doc_ids(docnos, on_unknown="drop")
         if on_unknown == "error" and (ids < 0).any():
             missing = list(dict.fromkeys(docnos[ids < 0].tolist()))
             raise KeyError(f"{len(missing)} docno(s) not in {self!r} (or deleted already), e.g. {missing[:5]}; "
-                           "nothing was deleted; use on_unknown='ignore' to skip them")
+                           "nothing was deleted; use on_unknown='drop' to skip them")
         known = docnos[ids >= 0]
         deleted = 0
         for s, pos in enumerate(table.split(ids[ids >= 0])):

@@ -38,6 +38,7 @@ from ..index import ColBERTIndex
 from ..index.build import (BUCKET_SAMPLE, check_target, default_kmeans_sample, _move_into_place,
                            _train_codec, codec_of, new_temp_folder, recover)
 from ..index.codec import DEFAULT_KIND, KINDS, SUPPORTED_NBITS, ResidualCodec
+from ..index.coarse import check_assignment
 from ..index.commit import write_json_atomic, writer_lock
 from ..index.kmeans import default_n_centroids
 from ..index.layout import ARTIFACT_TYPE, PACKAGE_HINT, is_index_folder
@@ -63,6 +64,7 @@ class _Settings:
     kmeans_iters: int
     kmeans_sample: Optional[int]
     seed: int
+    assignment: str = "auto"
 
 
 class ShardedIndexer(pt.Indexer):
@@ -94,6 +96,8 @@ class ShardedIndexer(pt.Indexer):
         pool_factor: token pooling, as :meth:`ColBERTIndex.indexer <pyterrier_lateint.ColBERTIndex.indexer>`'s
             (default 1: none).
         seed: seed of the samples and k-means (default 0).
+        assignment: nearest-centroid assignment of k-means and the shards' compression, as
+            :meth:`ColBERTIndex.indexer <pyterrier_lateint.ColBERTIndex.indexer>`'s (default ``"auto"``).
         overwrite: replace an existing index (built beside it and swapped in at the end).
         resume: keep the codec and finished shards of an earlier, failed build of the same corpus with the same
             settings (default True).
@@ -120,7 +124,7 @@ class ShardedIndexer(pt.Indexer):
                  max_retries: int = 2, nbits: int = 2, codec: str = DEFAULT_KIND, n_centroids: Optional[int] = None,
                  kmeans_iters: int = 8, kmeans_sample: Optional[int] = None, batch_size: int = 64,
                  store_token_ids: bool = False, pool_factor: float = 1, seed: int = 0, overwrite: bool = False,
-                 resume: bool = True, codec_from: Any = None, verbose: bool = True):
+                 resume: bool = True, codec_from: Any = None, verbose: bool = True, assignment: str = "auto"):
         if nbits not in SUPPORTED_NBITS:
             raise ValueError(f"nbits must be one of {SUPPORTED_NBITS} (16 = uncompressed float16), not {nbits!r}")
         if codec not in KINDS:
@@ -132,9 +136,10 @@ class ShardedIndexer(pt.Indexer):
         self.executor = make_executor(executor, workers=workers, cpus_per_worker=cpus_per_worker,
                                       gpus_per_worker=gpus_per_worker, max_retries=max_retries)
         self.n_shards = n_shards
-        self.settings = _Settings(nbits, codec, n_centroids, kmeans_iters, kmeans_sample, seed)
+        self.settings = _Settings(nbits, codec, n_centroids, kmeans_iters, kmeans_sample, seed,
+                                  check_assignment(assignment))
         self.shard_settings = {"batch_size": batch_size, "store_token_ids": store_token_ids,
-                               "pool_factor": pool_factor}
+                               "pool_factor": pool_factor, "assignment": assignment}
         self.codec_from = codec_from
         self.overwrite = overwrite
         self.resume = resume

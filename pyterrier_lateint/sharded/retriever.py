@@ -10,8 +10,9 @@ import pyterrier as pt
 
 from ..base import ConfigEquality, check_int
 from ..index.queries import query_vectors, validate_queries, validate_results
+from ..index.pruning import check_query_pruning, pruned_query_vectors
 from ..index.retriever import retrieve_in_batches, search_params
-from ..index.scorer import check_on_unknown, score_in_batches
+from ..index.scorer import ColBERTVecLoader, check_on_unknown, score_in_batches
 from ..index.search import SearchParams, pad_queries
 from ..models import LateInteractionModel, check_model, model_key
 from .executors import check_executor_settings
@@ -43,6 +44,17 @@ def search_sharded(pool, queries: list[np.ndarray], k: int, params: SearchParams
     return [merge_top_k([(per_worker[w][qi], scores[w][qi]) for w in range(pool.n)], k) for qi in range(len(queries))]
 
 
+def check_sharded_backend(backend: Optional[str], device: Optional[str]) -> None:
+    """``ValueError`` for a backend or device a sharded index cannot search with: its shard searchers (threads or
+    Ray actors) run the numba kernels on CPU."""
+    if backend not in (None, "numba") or device not in (None, "cpu"):
+        raise ValueError(f"a sharded index is searched by the numba kernels of its shard searchers, on CPU: "
+                         f"backend={backend!r}, device={device!r} is not available for it. Use backend=None or "
+                         f"'numba' (device None or 'cpu'); for the torch backend or a GPU, search a single "
+                         f"ColBERTIndex (ColBERTIndex(path).indexer(codec_from=sharded.codec()) builds one with "
+                         f"the same codec)")
+
+
 class ShardedRetriever(ConfigEquality, pt.Transformer):
     """Query frame (``qid``, ``query`` and/or ``query_embs``) -> ranked results (``docno``, ``score``, ``rank``)
     from every shard, merged.
@@ -61,12 +73,18 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
         ncandidates: documents kept by stage 1; default ``4 * nexact``.
         nexact: documents scored exactly; default by the whole collection's size.
         batch_size: queries encoded and searched together (default 64).
+        backend: ``None`` or ``"numba"``: the shard searchers run the numba kernels (``"torch"`` is refused).
+        device: ``None`` or ``"cpu"``.
         executor: ``"local"`` (default), ``"ray"``, or an executor object.
         verbose: show a progress bar over the query batches.
+        query_pruning: search with only this many query vectors; ``None`` (default): all (as
+            :class:`~pyterrier_lateint.index.ColBERTRetriever`, collection frequencies over every shard).
+        query_pruning_by: ``"cf"`` (default) or ``"position"``.
         **executor_kwargs: the executor's settings (``workers``, ``cpus_per_worker``, ...).
 
     Raises:
-        ValueError: on a bad ``mode`` or ``num_results``.
+        ValueError: on a bad ``mode``, ``num_results``, backend, device or pruning setting.
+        TypeError: on an executor setting the executor does not take.
 
     Example:
         .. code-block:: python
@@ -78,8 +96,14 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
     def __init__(self, index: "ShardedColBERTIndex", model: Optional[LateInteractionModel] = None, *,
                  num_results: int = 1000, mode: str = "plaid", nprobe: Optional[int] = None,
                  ncandidates: Optional[int] = None, nexact: Optional[int] = None, batch_size: int = 64,
-                 executor: Union[str, object] = "local", verbose: bool = False, **executor_kwargs):
+                 backend: Optional[str] = None, device: Optional[str] = None,
+                 executor: Union[str, object] = "local", verbose: bool = False, query_pruning: Optional[int] = None,
+                 query_pruning_by: str = "cf", **executor_kwargs):
         check_executor_settings(executor, executor_kwargs)  # a misspelt keyword fails here, not at first search
+        check_sharded_backend(backend, device)
+        check_query_pruning(query_pruning, query_pruning_by)
+        self.query_pruning = query_pruning
+        self.query_pruning_by = query_pruning_by
         self.params = search_params(mode, num_results, nprobe, ncandidates, nexact)
         self.index = index
         self.model = check_model(model, "ShardedRetriever")
@@ -92,7 +116,8 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
 
     def _config(self) -> tuple:
         return (str(self.index.path), model_key(self.model), self.num_results, self.mode, self.params,
-                repr(self.executor), tuple(sorted(self.executor_kwargs.items())))
+                repr(self.executor), tuple(sorted(self.executor_kwargs.items())), self.query_pruning,
+                self.query_pruning_by)
 
     def __repr__(self) -> str:
         return (f"ShardedRetriever({str(self.index.path)!r}, num_results={self.num_results}, mode={self.mode!r}, "
@@ -112,6 +137,7 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
         return ShardedRetriever(self.index, self.model, num_results=k, mode=self.mode, nprobe=self.params.nprobe,
                                 ncandidates=self.params.ncandidates, nexact=self.params.nexact,
                                 batch_size=self.batch_size, executor=self.executor, verbose=self.verbose,
+                                query_pruning=self.query_pruning, query_pruning_by=self.query_pruning_by,
                                 **self.executor_kwargs)
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
@@ -131,8 +157,15 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
         self.index._check_model(self.model)
         pool = self.index._pool(self.executor, **self.executor_kwargs)
         dim = self.index.dim
+
+        def vectors(batch: pd.DataFrame) -> list[np.ndarray]:
+            if self.query_pruning is None:
+                return query_vectors(self.model, batch, self.batch_size, dim)
+            return pruned_query_vectors(self.model, batch, self.batch_size, dim, self.query_pruning,
+                                        self.query_pruning_by, self.index.token_stats)
+
         return retrieve_in_batches(
-            inp, self, lambda batch: query_vectors(self.model, batch, self.batch_size, dim),
+            inp, self, vectors,
             lambda vecs: search_sharded(pool, vecs, self.num_results, self.params, self.mode, dim, len(self.index)),
             self.index._docnos_of)
 
@@ -203,3 +236,45 @@ class ShardedScorer(ConfigEquality, pt.Transformer):
             return searcher.exact(Q, q_off, doc_ids)
 
         return score_in_batches(inp, ids, self, dim, exact)[out_cols]
+
+
+class ShardedVecLoader(ColBERTVecLoader):
+    """Adds ``doc_embs`` (the stored vectors, decompressed: float32 ``(n_tokens, dim)``) to a frame with ``docno``,
+    each docno read from its shard: the same arrays as :class:`~pyterrier_lateint.index.ColBERTVecLoader` of a
+    single index of the same documents and codec.
+
+    Usually made by :meth:`ShardedColBERTIndex.vec_loader <pyterrier_lateint.ShardedColBERTIndex.vec_loader>`.
+
+    Args:
+        index: the sharded index holding the vectors.
+        on_unknown: docnos not in the index: ``"error"`` (default, ``KeyError`` naming them) or ``"drop"``.
+
+    Raises:
+        ValueError: on a bad ``on_unknown``.
+
+    Example:
+        .. code-block:: python
+
+            frame = index.vec_loader()(pd.DataFrame({"docno": ["1", "2"]}))   # a ShardedVecLoader
+            frame["doc_embs"][0].shape   # (n_tokens, dim)
+    """
+
+    def __repr__(self) -> str:
+        return f"ShardedVecLoader({str(self.index.path)!r})"
+
+    def _known(self, inp: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        ids = self.index._doc_ids(inp["docno"].to_numpy(), self.on_unknown)
+        if (ids < 0).any():
+            logger.warning("ShardedVecLoader: dropping %d rows whose docno is not in the index", int((ids < 0).sum()))
+            inp, ids = inp[ids >= 0], ids[ids >= 0]
+        return inp, ids
+
+    def _vectors(self, ids: np.ndarray) -> list[np.ndarray]:
+        _, shards, table = self.index._open()
+        out: list = [None] * len(ids)
+        for s, pos in enumerate(table.split(ids)):
+            if len(pos):
+                vectors, offs = shards[s]._reader().decompress_docs(ids[pos] - table.bases[s])
+                for j, p in enumerate(pos):
+                    out[p] = vectors[offs[j]:offs[j + 1]]
+        return out

@@ -1,0 +1,122 @@
+"""ColBERT-PRF over a sharded index: the feedback documents read from their shards, token statistics summed over the
+shards, the expanded queries searched (or re-scored) by the shard searchers. The same expansion and results as
+:class:`~pyterrier_lateint.index.prf.ColBERTPRF` over a single index of the same documents and codec."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Union
+
+import numpy as np
+import pyterrier as pt
+
+from ..index.prf import PRF_DOCNO_FIX, ColBERTPRF
+from ..index.search import SearchParams, pad_queries
+from ..index.token_stats import TokenStats
+from ..models import LateInteractionModel
+from .executors import check_executor_settings
+from .retriever import check_sharded_backend, search_sharded
+
+if TYPE_CHECKING:
+    from .artifact import ShardedColBERTIndex
+
+
+class ShardedSource:
+    """:class:`~pyterrier_lateint.index.prf.FeedbackSource` of a sharded index (ids are global ids); ``pool``: the
+    search pool of the retrieval (:mod:`.executors`)."""
+
+    def __init__(self, index: "ShardedColBERTIndex", params: SearchParams, mode: str, pool):
+        self.index, self.params, self.mode, self.pool = index, params, mode, pool
+        self.dim = index.dim
+
+    def token_stats(self) -> TokenStats:
+        return self.index.token_stats()
+
+    def doc_ids(self, docnos: np.ndarray) -> np.ndarray:
+        ids = self.index._doc_ids(np.asarray(docnos), on_unknown="drop")
+        if (ids < 0).any():
+            missing = list(dict.fromkeys(np.asarray(docnos, dtype=str)[ids < 0].tolist()))
+            raise KeyError(f"{len(missing)} docno(s) not in {self.index!r} (or deleted), e.g. {missing[:5]}; "
+                           f"{PRF_DOCNO_FIX}")
+        return ids
+
+    def feedback(self, docnos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.sort(self.doc_ids(docnos))
+        _, shards, table = self.index._open()
+        vecs, toks = [], []
+        for s, pos in enumerate(table.split(ids)):  # ids sorted: shard by shard is id order
+            if len(pos):
+                r = shards[s]._reader()
+                local = ids[pos] - table.bases[s]
+                vecs.append(r.decompress_docs(local)[0])
+                toks.append(np.concatenate([np.asarray(r.token_ids[r.offsets[d]:r.offsets[d + 1]]) for d in local]))
+        return np.concatenate(vecs), np.concatenate(toks)
+
+    def search(self, queries: list[np.ndarray], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        res = search_sharded(self.pool, queries, k, self.params, self.mode, self.dim, len(self.index))
+        return [(np.asarray(self.index._docnos_of(ids), dtype=str), sc) for ids, sc in res]
+
+    def exact(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        Q, q_off, _ = pad_queries([query], self.dim)
+        return self.index._pool("local").searcher.exact(Q, q_off, [np.asarray(ids, dtype=np.int64)])[0]
+
+
+class ShardedColBERTPRF(ColBERTPRF):
+    """:class:`~pyterrier_lateint.index.prf.ColBERTPRF` over a :class:`~pyterrier_lateint.ShardedColBERTIndex`:
+    the same settings, plus the ``executor`` (and its settings) that searches the expanded queries; ``backend`` and
+    ``device`` as :meth:`ShardedColBERTIndex.retriever <pyterrier_lateint.ShardedColBERTIndex.retriever>` takes
+    them. Usually made by :meth:`ShardedColBERTIndex.prf <pyterrier_lateint.ShardedColBERTIndex.prf>`.
+
+    Args:
+        index: the sharded index (built with ``store_token_ids=True``) holding the feedback documents.
+        model: encodes ``query`` when the frame has no ``query_embs``.
+        executor: ``"local"`` (default), ``"ray"``, or an executor object, for the second retrieval.
+        backend: ``None`` or ``"numba"``.
+        device: ``None`` or ``"cpu"``.
+        **settings: ColBERTPRF's settings (``fb_docs``, ``fb_embs``, ``beta``, ``n_clusters``, ``rerank``,
+            ``num_results``, ...) and the executor's (``workers``, ``cpus_per_worker``, ...).
+
+    Raises:
+        TypeError: on a setting neither ColBERTPRF nor the executor takes.
+        ValueError: as ColBERTPRF, or on a backend or device a sharded index cannot search with.
+
+    Example:
+        .. code-block:: python
+
+            prf = sharded.retriever(num_results=10) >> sharded.prf(fb_docs=3, fb_embs=10)   # a ShardedColBERTPRF
+    """
+
+    PRF_SETTINGS = ("fb_docs", "fb_embs", "beta", "n_clusters", "rerank", "num_results", "seed", "kmeans_iters",
+                    "mode", "nprobe", "ncandidates", "nexact", "batch_size", "verbose", "k")
+
+    def __init__(self, index: "ShardedColBERTIndex", model: Optional[LateInteractionModel] = None, *,
+                 executor: Union[str, object] = "local", backend: Optional[str] = None, device: Optional[str] = None,
+                 **settings):
+        check_sharded_backend(backend, device)
+        executor_kwargs = {k: v for k, v in settings.items() if k not in self.PRF_SETTINGS}
+        check_executor_settings(executor, executor_kwargs)
+        super().__init__(index, model, backend="numba", **{k: v for k, v in settings.items()
+                                                            if k in self.PRF_SETTINGS})
+        self.executor, self.executor_kwargs = executor, executor_kwargs
+
+    def _config(self) -> tuple:
+        return super()._config() + (repr(self.executor), tuple(sorted(self.executor_kwargs.items())))
+
+    def __repr__(self) -> str:
+        return "Sharded" + super().__repr__()
+
+    def _settings(self) -> dict:
+        p = self.params
+        return dict(fb_docs=self.fb_docs, fb_embs=self.fb_embs, beta=self.beta, n_clusters=self.n_clusters,
+                    rerank=self.rerank, num_results=self.num_results, seed=self.seed, kmeans_iters=self.kmeans_iters,
+                    mode=self.mode, nprobe=p.nprobe, ncandidates=p.ncandidates, nexact=p.nexact,
+                    batch_size=self.batch_size, verbose=self.verbose)
+
+    def fuse_rank_cutoff(self, k: int) -> Optional[pt.Transformer]:
+        """``prf % k`` -> the same transformer with ``num_results=k`` (when ``k`` is smaller)."""
+        if k >= self.num_results:
+            return None
+        return ShardedColBERTPRF(self.index, self.model, executor=self.executor,
+                                 **{**self._settings(), "num_results": k}, **self.executor_kwargs)
+
+    def _source(self) -> ShardedSource:
+        return ShardedSource(self.index, self.params, self.mode, self.index._pool(self.executor,
+                                                                                  **self.executor_kwargs))
