@@ -87,3 +87,14 @@ def test_the_indexer_setting_chooses_the_assignment(tmp_path):
     np.testing.assert_array_equal(np.asarray(exact._reader().codes), assign_nearest(x, c))
     with pytest.raises(ValueError, match="assignment must be one of"):
         ColBERTIndex(tmp_path / "x").indexer(assignment="approximate")
+
+
+def test_groups_without_centroids_are_never_probed():
+    # 40 copies of 4 distinct centroids: k-means of the centroids leaves most group means with no centroid
+    rng = np.random.default_rng(6)
+    c = np.repeat(clustered(rng, 4), 40, axis=0)
+    a = coarse.CoarseAssigner(c, probes=3)
+    assert all(len(m) for m in a.members) and len(a.members) <= 4 and a.probes <= len(a.members)
+    x = clustered(rng, 500)
+    got = a.assign(x)
+    np.testing.assert_allclose(sq_dist(x, c, got), sq_dist(x, c, assign_nearest(x, c, bf16=False)), atol=1e-5)

@@ -4,7 +4,8 @@ A build assigns every token vector to its nearest of ``K`` centroids (:func:`.km
 products per vector, most of a large build (at 300,000 documents, 26.1M vectors and 32,768 centroids, 3,031 of
 4,962 s). Here the centroids are first grouped by k-means into ``G ~ sqrt(K)`` groups; a vector is compared with the
 ``G`` group means, then only with the centroids of its ``probes`` nearest groups: ``G + probes * K / G`` dot
-products (1,280 instead of 32,768 at ``K = 32,768``, ``G = 128``, ``probes = 8``), as matrix products per group.
+products (1,280 instead of 32,768 at ``K = 32,768``: ``G = 256`` groups of 128 on average, ``probes = 8``), as
+matrix products per group.
 
 It is an approximation: a vector whose nearest centroid lies in a group it did not probe gets the nearest centroid of
 the groups it did. How often, and how much farther that centroid is, ``benchmarks/bench_assign.py --method coarse
@@ -52,6 +53,10 @@ class CoarseAssigner:
         g = n_groups(self.k)
         means = kmeans(c, g, iters=10, seed=seed, use_faiss=False)
         group_of = assign_nearest(c, means, bf16=False)
+        used = np.unique(group_of)  # a group mean no centroid is nearest to is dropped: nothing to probe there
+        means = np.ascontiguousarray(means[used])
+        group_of = np.searchsorted(used, group_of)
+        g = len(used)
         self.probes = int(min(max(1, probes), g))
         order = np.argsort(group_of, kind="stable")
         starts = np.searchsorted(group_of[order], np.arange(g + 1))
