@@ -230,17 +230,20 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
                 f"beta={self.beta}, n_clusters={self.n_clusters}, rerank={self.rerank}, "
                 f"num_results={self.num_results})")
 
+    def _settings(self) -> dict:
+        """This transformer's settings, as its constructor takes them (index and model apart)."""
+        p = self.params
+        return dict(fb_docs=self.fb_docs, fb_embs=self.fb_embs, beta=self.beta, n_clusters=self.n_clusters,
+                    rerank=self.rerank, num_results=self.num_results, seed=self.seed, kmeans_iters=self.kmeans_iters,
+                    mode=self.mode, nprobe=p.nprobe, ncandidates=p.ncandidates, nexact=p.nexact,
+                    batch_size=self.batch_size, backend=self.backend.name, device=self.backend.device,
+                    verbose=self.verbose)
+
     def fuse_rank_cutoff(self, k: int) -> Optional[pt.Transformer]:
         """``prf % k`` -> the same transformer with ``num_results=k`` (when ``k`` is smaller)."""
         if k >= self.num_results:
             return None
-        p = self.params
-        return ColBERTPRF(self.index, self.model, fb_docs=self.fb_docs, fb_embs=self.fb_embs, beta=self.beta,
-                          n_clusters=self.n_clusters, rerank=self.rerank, num_results=k, seed=self.seed,
-                          kmeans_iters=self.kmeans_iters,
-                          mode=self.mode, nprobe=p.nprobe, ncandidates=p.ncandidates, nexact=p.nexact,
-                          batch_size=self.batch_size, backend=self.backend.name, device=self.backend.device,
-                          verbose=self.verbose)
+        return type(self)(self.index, self.model, **{**self._settings(), "num_results": k})
 
     # ------------------------------------------------------------------------------------------------ transform
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:

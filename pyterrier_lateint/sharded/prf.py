@@ -3,10 +3,10 @@ shards, the expanded queries searched (or re-scored) by the shard searchers. The
 :class:`~pyterrier_lateint.index.prf.ColBERTPRF` over a single index of the same documents and codec."""
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
-import pyterrier as pt
 
 from ..index.prf import PRF_DOCNO_FIX, ColBERTPRF
 from ..index.search import SearchParams, pad_queries
@@ -84,8 +84,9 @@ class ShardedColBERTPRF(ColBERTPRF):
             prf = sharded.retriever(num_results=10) >> sharded.prf(fb_docs=3, fb_embs=10)   # a ShardedColBERTPRF
     """
 
-    PRF_SETTINGS = ("fb_docs", "fb_embs", "beta", "n_clusters", "rerank", "num_results", "seed", "kmeans_iters",
-                    "mode", "nprobe", "ncandidates", "nexact", "batch_size", "verbose", "k")
+    # ColBERTPRF's own settings; any other keyword goes to the executor (which refuses those it does not take)
+    PRF_SETTINGS = tuple(name for name in inspect.signature(ColBERTPRF.__init__).parameters
+                         if name not in ("self", "index", "model", "backend", "device"))
 
     def __init__(self, index: "ShardedColBERTIndex", model: Optional[LateInteractionModel] = None, *,
                  executor: Union[str, object] = "local", backend: Optional[str] = None, device: Optional[str] = None,
@@ -104,18 +105,7 @@ class ShardedColBERTPRF(ColBERTPRF):
         return "Sharded" + super().__repr__()
 
     def _settings(self) -> dict:
-        p = self.params
-        return dict(fb_docs=self.fb_docs, fb_embs=self.fb_embs, beta=self.beta, n_clusters=self.n_clusters,
-                    rerank=self.rerank, num_results=self.num_results, seed=self.seed, kmeans_iters=self.kmeans_iters,
-                    mode=self.mode, nprobe=p.nprobe, ncandidates=p.ncandidates, nexact=p.nexact,
-                    batch_size=self.batch_size, verbose=self.verbose)
-
-    def fuse_rank_cutoff(self, k: int) -> Optional[pt.Transformer]:
-        """``prf % k`` -> the same transformer with ``num_results=k`` (when ``k`` is smaller)."""
-        if k >= self.num_results:
-            return None
-        return ShardedColBERTPRF(self.index, self.model, executor=self.executor,
-                                 **{**self._settings(), "num_results": k}, **self.executor_kwargs)
+        return {**super()._settings(), "executor": self.executor, **self.executor_kwargs}
 
     def _source(self) -> ShardedSource:
         return ShardedSource(self.index, self.params, self.mode, self.index._pool(self.executor,
