@@ -124,7 +124,9 @@ def build_ours(pool_dir: Path, size: int, noise: float, seed: int, path: Path, i
     corpus = SyntheticCorpus(Pool.load(pool_dir), size, noise, seed)
     index = ColBERTIndex(path)
     start, t = rss.elapsed(), time.perf_counter()
-    index.indexer(None, overwrite=True, verbose=False, batch_size=1024, **indexer_kw).index(corpus.documents())
+    # without spill the indexer reads the collection twice: the function gives it a fresh stream each time
+    docs = corpus.documents if indexer_kw.get("spill") is False else corpus.documents()
+    index.indexer(None, overwrite=True, verbose=False, batch_size=1024, **indexer_kw).index(docs)
     wall = time.perf_counter() - t
     rss.stop()
     meta = index.metadata()
@@ -133,6 +135,7 @@ def build_ours(pool_dir: Path, size: int, noise: float, seed: int, path: Path, i
     return {"build_s": wall, "peak_rss_mib": peak_rss_mib(), "peak_rss_source": "VmHWM",  # not ru_maxrss
             "rss_phases_mib": rss.peaks(windows),
             "n_docs": meta["n_docs"], "n_vectors": meta["n_vectors"], "n_centroids": meta["n_centroids"],
+            "spill": meta["build"].get("spill", True),
             "kmeans_sample": meta["build"]["kmeans_sample"], "kmeans_sample_dtype": "float16",  # as the spill
             "index_bytes": int(sum(sizes.values())),
             "bytes_per_vector": sum(sizes.values()) / meta["n_vectors"],
@@ -295,7 +298,7 @@ def run_size(a, pool_dir: Path, pool: Pool, qidx: np.ndarray, size: int) -> dict
     row: dict = {"docs": size, "settings": f"{d.nprobe}:{d.ncandidates}:{d.nexact}", "noise": a.noise,
                  "passes": a.passes, "command": " ".join(sys.argv[1:])}
     cmd = [sys.executable, __file__, "_build", "--size", str(size), "--noise", str(a.noise), "--seed", str(a.seed),
-           "--index", str(work / "ours.lateint"), "--pool", str(pool_dir)]
+           "--index", str(work / "ours.lateint"), "--pool", str(pool_dir)] + (["--no-spill"] if a.no_spill else [])
     saved = work / "ours_build.json"  # the build's figures, kept beside the index for --reuse
     from pyterrier_lateint.index import ColBERTIndex
     if a.reuse and saved.exists() and ColBERTIndex(work / "ours.lateint").built():
@@ -398,7 +401,8 @@ def table(rows: list, a) -> str:
     for r in rows:
         b = r["ours_build"]
         lines.append("| " + " | ".join([
-            f"{r['docs']:,}", f"{b['n_vectors']:,}", f"{b['n_centroids']:,}", "ours", f"{b['build_s']:.0f}",
+            f"{r['docs']:,}", f"{b['n_vectors']:,}", f"{b['n_centroids']:,}",
+            "ours" if b.get("spill", True) else "ours (no spill)", f"{b['build_s']:.0f}",
             f"{b['peak_rss_mib'] / 1024:.2f}", f"{b['bytes_per_vector']:.1f}", f"{r['ours_ms'][0]:.1f}",
             f"{r['ours_ms'][1]:.1f}", f"{r['ours_batched_ms']:.1f}", f"{r['ours_R10_exh']:.3f}",
             f"{r['ours_R100_exh']:.3f}", _f3(r.get('ours_R10_fp32')), f"{r['exhaustive_ms']:.0f}"]) + " |")
@@ -526,6 +530,9 @@ def main() -> None:
     p.add_argument("--json", type=Path, help="every figure")
     p.add_argument("--inputs", type=Path, nargs="*", default=[], help="report: the --json files of earlier runs")
     p.add_argument("--keep", action="store_true", help="keep the indexes and vectors under --work")
+    p.add_argument("--no-spill", action="store_true",
+                   help="build ours with indexer(spill=False): the collection generated twice instead of its float16 "
+                        "vectors spilled to disk (n_vectors * 768 bytes: 67 GB at 1M documents)")
     p.add_argument("--reuse", action="store_true",
                    help="search an index kept by an earlier --keep run of the same size (its build figures are read "
                         "from ours_build.json beside it) instead of building it again")
@@ -536,7 +543,8 @@ def main() -> None:
     a = p.parse_args()
     a.argv = sys.argv[1:]
     if a.cmd == "_build":
-        print(json.dumps(build_ours(a.pool, a.size, a.noise, a.seed, a.index, {"nbits": a.nbits})))
+        kw = {"nbits": a.nbits, **({"spill": False} if a.no_spill else {})}
+        print(json.dumps(build_ours(a.pool, a.size, a.noise, a.seed, a.index, kw)))
         return
     if a.cmd == "report":
         rows = sorted((r for f in a.inputs for r in json.loads(f.read_text())), key=lambda r: r["docs"])

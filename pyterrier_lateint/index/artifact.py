@@ -162,7 +162,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
                 kmeans_iters: int = 8, kmeans_sample: Optional[int] = None, batch_size: int = 64,
                 store_token_ids: bool = False, overwrite: bool = False, verbose: bool = True, pool_factor: float = 1,
                 codec: str = DEFAULT_KIND, codec_from: Any = None, seed: int = 0,
-                assignment: str = "auto") -> ColBERTIndexer:
+                assignment: str = "auto", spill: bool = True) -> ColBERTIndexer:
         """An indexer writing this index.
 
         Documents are streamed through ``model.encode_docs`` (or taken from ``doc_embs``), k-means trains the
@@ -194,6 +194,13 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
             assignment: how k-means and the compression find each vector's nearest centroid: ``"auto"`` (default:
                 exact below 16,384 centroids, two-level from there, :mod:`~pyterrier_lateint.index.coarse`),
                 ``"exact"`` or ``"coarse"``; ``metadata()["build"]["assignment"]`` records it.
+            spill: True (default): the build writes every vector to a temporary float16 file beside the index
+                (``n_vectors * dim * 2`` bytes: 67 GB for a million documents of 87 384-d vectors) and compresses
+                from it. False: it reads the documents twice instead, keeping a uniform sample of the vectors in
+                memory for the codec (float16, at most 1.25 x 2,097,152 of them by default: 2 GB at 384-d) and
+                encoding every document again to compress it; the input must be re-iterable (a list, a DataFrame,
+                or a function returning a fresh iterator, ``lambda: dataset.get_corpus_iter()``), and ``text`` is
+                encoded twice. The index is the same as a spilled build's but for the random codec sample.
 
         Returns:
             ColBERTIndexer: the indexer; its ``index(docs)`` builds the index and returns this artifact.
@@ -223,7 +230,8 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         return ColBERTIndexer(self, self._model(model), nbits=nbits, n_centroids=n_centroids,
                               kmeans_iters=kmeans_iters, kmeans_sample=kmeans_sample, batch_size=batch_size,
                               store_token_ids=store_token_ids, overwrite=overwrite, seed=seed, verbose=verbose,
-                              codec_from=codec_from, codec=codec, pool_factor=pool_factor, assignment=assignment)
+                              codec_from=codec_from, codec=codec, pool_factor=pool_factor, assignment=assignment,
+                              spill=spill)
 
     def retriever(self, model: Optional[LateInteractionModel] = None, *, num_results: int = 1000,
                   mode: str = "plaid", nprobe: Optional[int] = None, ncandidates: Optional[int] = None,

@@ -1,10 +1,13 @@
 """Streaming construction of a ColBERTIndex, in named phases.
 
 1. :func:`_stream_vectors`: stream the documents (encoding ``text`` with the model, or taking ``doc_embs``),
-   appending float16 vectors and token ids to files; memory stays bounded by one batch (plus the docnos).
+   appending float16 vectors (the spill, ``raw.f16``: ``n_vectors * dim * 2`` bytes) and token ids to files; memory
+   stays bounded by one batch (plus the docnos). With ``spill=False`` the vectors are not written: a uniform sample
+   of them is kept in memory (:class:`~.sampling.StreamSample`) and phase 3 reads the documents a second time.
 2. :func:`_train_codec`: k-means on a sample of the vectors, residual buckets fitted on another sample (skipped
    with ``codec_from``: the centroids and buckets of another index).
-3. :func:`_compress`: compress the vectors chunk by chunk, collecting (centroid, document) pairs.
+3. :func:`_compress`: compress the vectors chunk by chunk (:func:`_spilled_chunks` from the spill, or
+   :func:`_reencoded_chunks`), collecting (centroid, document) pairs.
 4. :func:`_write_ivf`: the inverted file from those pairs.
 5. :func:`_write_token_ids` (optional) and :func:`_metadata` (with every file's size and checksum).
 
@@ -27,7 +30,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -44,6 +48,7 @@ from .kmeans import default_n_centroids, kmeans
 from .layout import (ARTIFACT_FORMAT, ARTIFACT_TYPE, FORMAT_VERSION, META_FILE, PACKAGE_HINT, SHARDED_META_FILE,
                      describe_entries, is_index_folder)
 from .pruning import TokenPooler, pool_batch
+from .sampling import StreamSample
 from .token_stats import write_token_stats
 from .vectorfile import VectorFile
 
@@ -90,6 +95,11 @@ class ColBERTIndexer(pt.Indexer):
             (:class:`~pyterrier_lateint.index.pruning.TokenPooler`); 1 (default) keeps them all.
         assignment: how k-means and the compression assign vectors to centroids: ``"auto"`` (default: two-level
             from 16,384 centroids up, :mod:`~pyterrier_lateint.index.coarse`), ``"exact"`` or ``"coarse"``.
+        spill: True (default): write the vectors to a temporary float16 file (``n_vectors * dim * 2`` bytes of
+            disk beside the index) and compress from it. False: read the documents twice instead (a uniform sample
+            of the vectors kept in memory for the codec, then every document encoded again and compressed), for a
+            collection whose vectors do not fit on the disk; the input must then be re-iterable (a list, a frame, or
+            a function returning a fresh iterable), and ``text`` is encoded twice.
 
     Raises:
         ValueError: on an unsupported ``nbits``, ``codec`` or ``assignment``, or ``pool_factor`` below 1.
@@ -107,7 +117,7 @@ class ColBERTIndexer(pt.Indexer):
                  n_centroids: Optional[int] = None, kmeans_iters: int = 8, kmeans_sample: Optional[int] = None,
                  batch_size: int = 64, store_token_ids: bool = False, overwrite: bool = False, seed: int = 0,
                  verbose: bool = True, codec_from: Any = None, codec: str = DEFAULT_KIND, pool_factor: float = 1,
-                 assignment: str = "auto"):
+                 assignment: str = "auto", spill: bool = True):
         if nbits not in SUPPORTED_NBITS:
             raise ValueError(f"nbits must be one of {SUPPORTED_NBITS} (16 = uncompressed float16), not {nbits!r}")
         if codec not in KINDS:
@@ -127,6 +137,9 @@ class ColBERTIndexer(pt.Indexer):
         self.codec_from = codec_from
         self.pooler = TokenPooler(pool_factor) if pool_factor != 1 else None  # read by pruning.pool_batch
         self.assignment = coarse.check_assignment(assignment)
+        if not isinstance(spill, bool):
+            raise TypeError(f"spill must be True or False, not {spill!r}")
+        self.spill = spill
 
     def __repr__(self) -> str:
         return f"ColBERTIndexer({str(self.index_ref.path)!r}, nbits={self.nbits})"
@@ -139,24 +152,27 @@ class ColBERTIndexer(pt.Indexer):
         """
         return [["docno", "text"], ["docno", "doc_embs"]]
 
-    def index(self, inp: Iterable[dict] | pd.DataFrame) -> "ColBERTIndex":
-        """Index ``inp`` (an iterable of dicts or a DataFrame).
+    def index(self, inp: Union[Iterable[dict], pd.DataFrame, Callable[[], Iterable[dict]]]) -> "ColBERTIndex":
+        """Index ``inp`` (an iterable of dicts, a DataFrame, or a function returning either).
 
         The index is built in a temporary folder beside the path and moved into place only when complete, under
         the writer lock.
 
         Args:
-            inp: documents with ``docno`` and ``text`` or ``doc_embs`` (optionally ``doc_toks``).
+            inp: documents with ``docno`` and ``text`` or ``doc_embs`` (optionally ``doc_toks``); with
+                ``spill=False``, something that can be read twice: a list, a frame, or a function returning a fresh
+                iterable (``lambda: dataset.get_corpus_iter()``).
 
         Returns:
             ColBERTIndex: the index artifact, built.
 
         Raises:
             FileExistsError: when the path holds an index (without ``overwrite``) or anything but an empty folder.
-            ValueError: when the input is empty or every document is.
+            TypeError: with ``spill=False``, for a one-shot iterator (a generator).
+            ValueError: when the input is empty or every document is; with ``spill=False``, when the second reading
+                differs from the first.
         """
-        if isinstance(inp, pd.DataFrame):
-            inp = inp.to_dict(orient="records")
+        docs = document_source(inp, self.spill)
         path = Path(self.index_ref.path)
         check_target(path, self.overwrite)  # fail before taking the lock (and before reading any document)
         with writer_lock(path):
@@ -164,7 +180,7 @@ class ColBERTIndexer(pt.Indexer):
             check_target(path, self.overwrite)
             tmp = new_temp_folder(path)
             try:
-                meta = _build(tmp, inp, self)
+                meta = _build(tmp, docs, self)
                 finish_folder(tmp, meta)
                 _move_into_place(tmp, path)
             except BaseException:
@@ -172,6 +188,25 @@ class ColBERTIndexer(pt.Indexer):
                 raise
         self.index_ref._reset()
         return self.index_ref
+
+
+def document_source(inp: Any, spill: bool = True) -> Callable[[], Iterable[dict]]:
+    """The indexer's input as a function returning a fresh iterable of documents: ``inp`` may be an iterable, a
+    DataFrame, or such a function. Without ``spill`` the documents are read twice, so a one-shot iterator (a
+    generator, ``dataset.get_corpus_iter()``) raises ``TypeError``."""
+    if callable(inp) and not isinstance(inp, pd.DataFrame) and not hasattr(inp, "__iter__"):
+        def fresh() -> Iterable[dict]:
+            out = inp()
+            return out.to_dict(orient="records") if isinstance(out, pd.DataFrame) else out
+        return fresh
+    if isinstance(inp, pd.DataFrame):
+        inp = inp.to_dict(orient="records")
+    if not spill and iter(inp) is inp:
+        raise TypeError(f"indexer(spill=False) reads the documents twice, but the input is a one-shot iterator "
+                        f"({type(inp).__name__}); pass a list, a DataFrame, or a function returning a fresh iterator, "
+                        f"e.g. indexer.index(lambda: dataset.get_corpus_iter()), or use spill=True (the default; it "
+                        f"needs n_vectors * dim * 2 bytes of temporary disk beside the index)")
+    return lambda: inp
 
 
 def check_target(path: Path, overwrite: bool, is_index: Callable[[Path], bool] = is_index_folder) -> bool:
@@ -322,6 +357,7 @@ class _Streamed:
     doclens: np.ndarray  # int32 (n_docs,)
     encode_s: float
     docnos: list = None  # str (n_docs,)
+    pooling: Optional[dict] = None  # the token pooler's figures (pool_factor), when the indexer pools
 
 
 def _batch_vectors(batch: list[dict], cfg: ColBERTIndexer) -> tuple[list, Optional[list], float]:
@@ -356,40 +392,57 @@ def _batch_vectors(batch: list[dict], cfg: ColBERTIndexer) -> tuple[list, Option
     return (*pool_batch(cfg, vecs, ids), time.perf_counter() - t0)  # token pooling (pool_factor), if any
 
 
-def _stream_vectors(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer, allow_empty: bool = False) -> _Streamed:
-    """Phase 1: float16 vectors to ``raw.f16``, token ids to ``raw.tokids``; docnos kept (checked unique).
-    ``allow_empty``: accept no documents / no vectors (an add may bring only empty documents)."""
+def _encode_group(cfg: ColBERTIndexer) -> int:
+    """Documents read (and encoded) together: ``ENCODE_GROUP`` for a batch-invariant model, else ``batch_size``."""
+    return max(cfg.batch_size, ENCODE_GROUP) if getattr(cfg.model, "batch_invariant", False) else cfg.batch_size
+
+
+def _checked_document(d: dict, v: Any, dim: Optional[int]) -> tuple[str, np.ndarray]:
+    """One document's docno and its vectors as float16 ``(n_tokens, dim)``, checked: it has a docno, and its vectors
+    (``None``: none) are a 2-d array of the collection's dimension ``dim`` (``None``: not known yet) with finite
+    values. Raises ``ValueError`` naming the document otherwise."""
+    if "docno" not in d or d["docno"] is None or (isinstance(d["docno"], float) and np.isnan(d["docno"])):
+        raise ValueError(f"a document has no docno (fields {sorted(d)}); every document needs one")
+    v = np.asarray(v) if v is not None else np.zeros((0, dim or 0), dtype=np.float32)
+    if v.ndim != 2:
+        raise ValueError(f"doc_embs of docno {d['docno']!r} has shape {v.shape}; expected (n_tokens, dim)")
+    if dim is not None and v.shape[1] != dim and len(v):
+        raise ValueError(f"doc_embs of docno {d['docno']!r} has dim {v.shape[1]}, expected {dim}; encode every "
+                         f"document with the same model (the indexing model)")
+    if len(v) and not np.isfinite(v).all():
+        raise ValueError(f"doc_embs of docno {d['docno']!r} holds NaN or infinite values; check the encoder's output")
+    return str(d["docno"]), np.ascontiguousarray(v, dtype=np.float16)
+
+
+def _stream_vectors(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer, allow_empty: bool = False,
+                    spill: bool = True, sample: Optional[StreamSample] = None) -> _Streamed:
+    """Phase 1: float16 vectors to ``raw.f16`` (only with ``spill``) and offered to ``sample`` (when given), token
+    ids to ``raw.tokids``; docnos kept (checked unique). ``allow_empty``: accept no documents / no vectors (an add
+    may bring only empty documents)."""
     dim: Optional[int] = cfg.model.dim if cfg.model is not None else None
     doclens: list[int] = []
     docnos: list[str] = []
     encode_s = 0.0
-    with open(tmp / "raw.f16", "wb") as raw_out, open(tmp / "raw.tokids", "wb") as tid_out:
-        pbar = pt.tqdm(desc="indexing", unit="doc", disable=not cfg.verbose)
-        group = max(cfg.batch_size, ENCODE_GROUP) if getattr(cfg.model, "batch_invariant", False) else cfg.batch_size
-        for batch in _batches(inp, group):
+    with (open(tmp / "raw.f16", "wb") if spill else nullcontext()) as raw_out, \
+            open(tmp / "raw.tokids", "wb") as tid_out:
+        pbar = pt.tqdm(desc="indexing" if spill else "indexing (pass 1 of 2)", unit="doc", disable=not cfg.verbose)
+        for batch in _batches(inp, _encode_group(cfg)):
             vecs, ids_list, seconds = _batch_vectors(batch, cfg)
             encode_s += seconds
             for j, (d, v) in enumerate(zip(batch, vecs)):
-                if "docno" not in d or d["docno"] is None or (isinstance(d["docno"], float) and np.isnan(d["docno"])):
-                    raise ValueError(f"a document has no docno (fields {sorted(d)}); every document needs one")
-                docnos.append(str(d["docno"]))
-                v = np.asarray(v) if v is not None else np.zeros((0, dim or 0), dtype=np.float32)
-                if v.ndim != 2:
-                    raise ValueError(f"doc_embs of docno {d['docno']!r} has shape {v.shape}; expected (n_tokens, dim)")
-                dim = v.shape[1] if dim is None else dim
-                if v.shape[1] != dim and len(v):
-                    raise ValueError(f"doc_embs of docno {d['docno']!r} has dim {v.shape[1]}, expected {dim}; encode "
-                                     f"every document with the same model (the indexing model)")
-                if len(v) and not np.isfinite(v).all():
-                    raise ValueError(f"doc_embs of docno {d['docno']!r} holds NaN or infinite values; check the "
-                                     f"encoder's output")
-                raw_out.write(np.ascontiguousarray(v, dtype=np.float16).tobytes())
+                docno, v16 = _checked_document(d, v, dim)
+                docnos.append(docno)
+                dim = v16.shape[1] if dim is None else dim
+                if spill:
+                    raw_out.write(v16.tobytes())
+                if sample is not None:
+                    sample.add(v16)
                 if ids_list is not None:
                     ids = np.asarray(ids_list[j], dtype=np.int32).reshape(-1)
-                    if len(ids) != len(v):
-                        raise ValueError(f"docno {d['docno']!r}: {len(ids)} token ids for {len(v)} vectors")
+                    if len(ids) != len(v16):
+                        raise ValueError(f"docno {docno!r}: {len(ids)} token ids for {len(v16)} vectors")
                     tid_out.write(ids.tobytes())
-                doclens.append(len(v))
+                doclens.append(len(v16))
             pbar.update(len(batch))
         pbar.close()
     if not doclens and not allow_empty:
@@ -412,7 +465,9 @@ def _train_codec(raw: np.ndarray, cfg: Any, n_total: Optional[int] = None,
     k = min(cfg.n_centroids or default_n_centroids(n_total or n_vectors), n_vectors)
     n_sample = min(n_vectors, cfg.kmeans_sample or default_kmeans_sample(k))
     t0 = time.perf_counter()
-    sample = np.asarray(raw[np.sort(rng.choice(n_vectors, n_sample, replace=False))])
+    take = np.sort(rng.choice(n_vectors, n_sample, replace=False))
+    # every row of an in-memory sample: used as it is (the sorted draw is 0..n-1), not copied
+    sample = raw if isinstance(raw, np.ndarray) and n_sample == n_vectors else np.asarray(raw[take])
     if sample.dtype != np.float16:  # a build's float16 spill stays float16: half the memory (1.6 GB at 1M docs)
         sample = sample.astype(np.float32, copy=False)
     bucket_idx = np.sort(rng.choice(n_vectors, min(n_vectors, BUCKET_SAMPLE), replace=False))
@@ -435,14 +490,80 @@ def default_kmeans_sample(k: int) -> int:
     return max(KMEANS_SAMPLE_PER_CENTROID * k, KMEANS_MIN_SAMPLE)
 
 
-def _compress(tmp: Path, raw: np.ndarray, offsets: np.ndarray, doclens: np.ndarray, codec: ResidualCodec,
-              verbose: bool, timings: Optional[dict[str, float]] = None,
-              assignment: str = "auto") -> tuple[np.ndarray, int]:
-    """Phase 3: raw ``codes.bin`` and ``residuals.bin`` in chunks aligned to document boundaries, appended in order
-    (memory: one chunk); the sorted unique (centroid, document) pairs of each chunk go to ``pairs.i32``. Returns the
-    postings per centroid and their total. ``timings``: receives ``seconds_read``, ``seconds_assign`` (nearest
-    centroid) and ``seconds_quantise`` (residuals, scale bytes, postings)."""
-    n_docs, n_vectors, k = len(doclens), len(raw), codec.n_centroids
+def chunk_bounds(offsets: np.ndarray) -> list[tuple[int, int]]:
+    """Documents ``[d0, d1)`` of each compression chunk: whole documents, at most ``COMPRESS_CHUNK_VECTORS`` vectors
+    (or one longer document). ``offsets``: int64 ``(n_docs + 1,)`` vector offsets."""
+    n_docs, d0, out = len(offsets) - 1, 0, []
+    while d0 < n_docs:
+        d1 = int(np.searchsorted(offsets, offsets[d0] + COMPRESS_CHUNK_VECTORS, side="right")) - 1
+        d1 = min(max(d1, d0 + 1), n_docs)
+        out.append((d0, d1))
+        d0 = d1
+    return out
+
+
+def chunk_postings(codes: np.ndarray, d0: int, lens: np.ndarray, n_docs: int) -> np.ndarray:
+    """The (centroid, document) postings of one chunk: ``codes`` the centroid of each vector of documents ``d0,
+    d0 + 1, ...`` of lengths ``lens``; returns their unique pairs sorted by centroid then document, int32
+    ``(n_pairs, 2)``."""
+    doc_of = np.repeat(np.arange(d0, d0 + len(lens), dtype=np.int64), lens)
+    pairs = np.unique(np.asarray(codes).astype(np.int64) * n_docs + doc_of)
+    return np.stack([pairs // n_docs, pairs % n_docs], axis=1).astype(np.int32)
+
+
+Chunks = Iterator[tuple[int, int, np.ndarray]]  # (d0, d1, float32 vectors of documents d0..d1-1)
+
+
+def _spilled_chunks(raw: VectorFile, offsets: np.ndarray) -> Chunks:
+    """The compression chunks read from the spill file."""
+    for d0, d1 in chunk_bounds(offsets):
+        yield d0, d1, np.asarray(raw[int(offsets[d0]):int(offsets[d1])], dtype=np.float32)
+
+
+def _reencoded_chunks(docs: Iterable[dict], cfg: ColBERTIndexer, streamed: _Streamed, offsets: np.ndarray,
+                      spent: dict[str, float]) -> Chunks:
+    """The compression chunks of a build without spill: the documents read (and encoded) a second time, their
+    vectors rounded to float16 as the spill stores them, in the chunks :func:`_spilled_chunks` would give. Raises
+    ``ValueError`` when this reading differs from the first (other docnos, lengths or order). ``spent`` receives
+    ``seconds_encoding``."""
+    bounds = iter(chunk_bounds(offsets))
+    d0, d1 = next(bounds, (0, 0))
+    pending: list[np.ndarray] = []
+    i, n_docs = 0, len(streamed.doclens)
+    pbar = pt.tqdm(total=n_docs, desc="indexing (pass 2 of 2)", unit="doc", disable=not cfg.verbose)
+    for batch in _batches(docs, _encode_group(cfg)):
+        vecs, _, seconds = _batch_vectors(batch, cfg)
+        spent["seconds_encoding"] = spent.get("seconds_encoding", 0.0) + seconds
+        for d, v in zip(batch, vecs):
+            docno, v16 = _checked_document(d, v, streamed.dim)
+            if i >= n_docs or docno != streamed.docnos[i] or len(v16) != streamed.doclens[i]:
+                first = (f"docno {streamed.docnos[i]!r} with {streamed.doclens[i]} vectors" if i < n_docs
+                         else "no document")
+                raise ValueError(f"indexer(spill=False): the second reading of the documents differs from the "
+                                 f"first at document {i}: docno {docno!r} with {len(v16)} vectors, where the first "
+                                 f"had {first}; give an input that yields the same documents in the same order each "
+                                 f"time (and a deterministic encoder), or use spill=True")
+            pending.append(v16)
+            i += 1
+            if i == d1:
+                yield d0, d1, np.concatenate(pending).astype(np.float32)
+                pending = []
+                d0, d1 = next(bounds, (d1, d1))
+        pbar.update(len(batch))
+    pbar.close()
+    if i != n_docs:
+        raise ValueError(f"indexer(spill=False): the second reading of the documents gave {i} documents, the first "
+                         f"{n_docs}; give an input that yields the same documents each time, or use spill=True")
+
+
+def _compress(tmp: Path, chunks: Chunks, doclens: np.ndarray, codec: ResidualCodec, verbose: bool,
+              timings: Optional[dict[str, float]] = None, assignment: str = "auto") -> tuple[np.ndarray, int]:
+    """Phase 3: raw ``codes.bin`` and ``residuals.bin`` from ``chunks`` (whole documents, in order; memory: one
+    chunk); the sorted unique (centroid, document) pairs of each chunk go to ``pairs.i32``. Returns the postings per
+    centroid and their total. ``timings``: receives ``seconds_read`` (waiting for the chunks: reading the spill, or
+    reading and encoding the documents again), ``seconds_assign`` (nearest centroid) and ``seconds_quantise``
+    (residuals, scale bytes, postings)."""
+    n_docs, n_vectors, k = len(doclens), int(doclens.sum()), codec.n_centroids
     ivf_counts = np.zeros(k, dtype=np.int64)
     n_pairs = 0
     spent = {"seconds_read": 0.0, "seconds_assign": 0.0, "seconds_quantise": 0.0}
@@ -452,31 +573,27 @@ def _compress(tmp: Path, raw: np.ndarray, offsets: np.ndarray, doclens: np.ndarr
     pbar = pt.tqdm(total=n_vectors, desc="compressing", unit="vec", disable=not verbose)
     with open(tmp / "pairs.i32", "wb") as pair_out, open(tmp / "codes.bin", "wb") as codes_out, \
             open(tmp / "residuals.bin", "wb") as res_out:
-        d0 = 0
-        while d0 < n_docs:
-            d1 = int(np.searchsorted(offsets, offsets[d0] + COMPRESS_CHUNK_VECTORS, side="right")) - 1
-            d1 = min(max(d1, d0 + 1), n_docs)
-            v0, v1 = int(offsets[d0]), int(offsets[d1])
-            if v1 > v0:
-                t0 = time.perf_counter()
-                vectors = np.asarray(raw[v0:v1], dtype=np.float32)
+        while True:
+            t0 = time.perf_counter()
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
+            d0, d1, vectors = chunk
+            if len(vectors):
                 t1 = time.perf_counter()
                 nearest = nearest_of(vectors)
                 t2 = time.perf_counter()
                 codes, packed = codec.compress(vectors, codes=nearest)
                 codes_out.write(np.ascontiguousarray(codes).tobytes())
                 res_out.write(np.ascontiguousarray(packed).tobytes())
-                doc_of = np.repeat(np.arange(d0, d1, dtype=np.int64), doclens[d0:d1])
-                pairs = np.unique(codes.astype(np.int64) * n_docs + doc_of)  # sorted by (centroid, doc)
-                pc, pdoc = (pairs // n_docs).astype(np.int32), (pairs % n_docs).astype(np.int32)
-                ivf_counts += np.bincount(pc, minlength=k)
-                pair_out.write(np.stack([pc, pdoc], axis=1).tobytes())
+                pairs = chunk_postings(codes, d0, doclens[d0:d1], n_docs)
+                ivf_counts += np.bincount(pairs[:, 0], minlength=k)
+                pair_out.write(pairs.tobytes())
                 n_pairs += len(pairs)
                 spent["seconds_read"] += t1 - t0
                 spent["seconds_assign"] += t2 - t1
                 spent["seconds_quantise"] += time.perf_counter() - t2
-                pbar.update(v1 - v0)
-            d0 = d1
+                pbar.update(len(vectors))
     pbar.close()
     if timings is not None:
         timings.update(spent)
@@ -521,10 +638,22 @@ def npy_data_offset(path: Path) -> int:
     return int(arr.offset) if isinstance(arr, np.memmap) else os.path.getsize(path)  # empty arrays: no memmap
 
 
-def _build(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer) -> dict[str, Any]:
-    """Run the phases in ``tmp``; returns the index metadata (``lateint.json``)."""
+def sample_capacity(cfg: Any) -> int:
+    """Vectors a build without spill keeps from its first pass: enough for the k-means and bucket samples of any
+    collection size (``kmeans_sample``, or the default sample of ``n_centroids`` or of the most centroids
+    :func:`default_n_centroids` gives)."""
+    k_max = cfg.n_centroids or default_n_centroids(2 ** 62)
+    return max(cfg.kmeans_sample or default_kmeans_sample(k_max), BUCKET_SAMPLE)
+
+
+def _build(tmp: Path, docs: Callable[[], Iterable[dict]], cfg: ColBERTIndexer) -> dict[str, Any]:
+    """Run the phases in ``tmp`` over the documents ``docs()`` (called twice without spill); returns the index
+    metadata (``lateint.json``)."""
     t0 = time.perf_counter()
-    streamed = _stream_vectors(tmp, inp, cfg)
+    sample = None if cfg.spill or cfg.codec_from is not None else StreamSample(sample_capacity(cfg), cfg.seed)
+    streamed = _stream_vectors(tmp, docs(), cfg, spill=cfg.spill, sample=sample)
+    if getattr(cfg, "pooler", None) is not None:
+        streamed.pooling = cfg.pooler.take_stats()  # the first pass's figures (a second pass pools again)
     t_pass1 = time.perf_counter()
     doclens = streamed.doclens
     offsets = np.zeros(len(doclens) + 1, dtype=np.int64)
@@ -532,16 +661,27 @@ def _build(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer) -> dict[str, Any
     write_docnos(tmp, "docnos.0", streamed.docnos)  # refuses duplicates
     doclens.tofile(tmp / "doclens.i32")
     offsets.tofile(tmp / "offsets.i64")
-    raw = VectorFile(tmp / "raw.f16", streamed.n_vectors, streamed.dim)
     phases: dict[str, float] = {}
+    raw = VectorFile(tmp / "raw.f16", streamed.n_vectors, streamed.dim) if cfg.spill else None
     if cfg.codec_from is not None:
         codec, n_sample = codec_of(cfg.codec_from, streamed.dim), 0
-    else:
+    elif cfg.spill:
         codec, n_sample = _train_codec(raw, cfg, timings=phases)
+    else:
+        k = min(cfg.n_centroids or default_n_centroids(streamed.n_vectors), streamed.n_vectors)
+        rows, _ = sample.result(limit=max(cfg.kmeans_sample or default_kmeans_sample(k), BUCKET_SAMPLE))
+        codec, n_sample = _train_codec(rows, cfg, n_total=streamed.n_vectors, timings=phases)
+        del rows, sample
     codec.save(tmp)
     t_train = time.perf_counter()
-    ivf_counts, n_pairs = _compress(tmp, raw, offsets, doclens, codec, cfg.verbose, timings=phases,
+    if cfg.spill:
+        chunks = _spilled_chunks(raw, offsets)
+    else:
+        chunks = _reencoded_chunks(docs(), cfg, streamed, offsets, phases)
+    ivf_counts, n_pairs = _compress(tmp, chunks, doclens, codec, cfg.verbose, timings=phases,
                                     assignment=cfg.assignment)
+    if not cfg.spill and getattr(cfg, "pooler", None) is not None:
+        cfg.pooler.take_stats()  # the second pass's counts: already recorded by the first
     t_ivf = time.perf_counter()
     _write_ivf(tmp, ivf_counts, n_pairs, "ivf.0")
     phases["seconds_ivf"] = time.perf_counter() - t_ivf
@@ -549,17 +689,19 @@ def _build(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer) -> dict[str, Any
         write_token_stats(tmp, tmp / "raw.tokids", offsets)  # df / cf per token id (PRF, query pruning)
         _write_token_ids(tmp, streamed.n_vectors)
     del raw
-    os.remove(tmp / "raw.f16")
+    if cfg.spill:
+        os.remove(tmp / "raw.f16")
     os.remove(tmp / "raw.tokids")
     t_end = time.perf_counter()
+    encode_s = streamed.encode_s + phases.pop("seconds_encoding", 0.0)
     logger.info("indexed %d docs, %d vectors in %.1fs (%.1fs encoding)", len(doclens), streamed.n_vectors,
-                t_end - t0, streamed.encode_s)
-    timings = {"seconds_total": round(t_end - t0, 3), "seconds_encoding": round(streamed.encode_s, 3),
+                t_end - t0, encode_s)
+    timings = {"seconds_total": round(t_end - t0, 3), "seconds_encoding": round(encode_s, 3),
                "seconds_pass1": round(t_pass1 - t0, 3), "seconds_train": round(t_train - t_pass1, 3),
                "seconds_compress": round(t_end - t_train, 3),
                **{name: round(v, 3) for name, v in phases.items()},
                "vectors_per_second_excl_encoding":
-                   round(streamed.n_vectors / max(t_end - t0 - streamed.encode_s, 1e-9), 1)}
+                   round(streamed.n_vectors / max(t_end - t0 - encode_s, 1e-9), 1)}
     meta = _metadata(cfg, streamed, codec, n_pairs, n_sample, timings)
     meta["arrays"] = array_specs(codec, bool(cfg.store_token_ids), tmp)
     return meta
@@ -586,8 +728,9 @@ def _metadata(cfg: ColBERTIndexer, streamed: _Streamed, codec: ResidualCodec, n_
         "n_ivf_postings": int(n_pairs),
         "has_token_ids": bool(cfg.store_token_ids),
         "has_token_stats": bool(cfg.store_token_ids),
-        "pooling": cfg.pooler.take_stats() if getattr(cfg, "pooler", None) is not None else None,
+        "pooling": streamed.pooling,
         "build": {"kmeans_iters": cfg.kmeans_iters, "kmeans_sample": int(n_sample), "seed": cfg.seed,
+                  "spill": bool(cfg.spill),
                   "assignment": coarse.describe(int(codec.n_centroids), cfg.assignment), **timings},
         "generation": 0,
         "segments": [{"start": 0, "end": n_docs, "docnos": "docnos.0", "ivf": "ivf.0"}],

@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 
 from ..models import LateInteractionModel
-from .build import (COMPRESS_CHUNK_VECTORS, ColBERTIndexer, _build, _compress, _move_into_place, _stream_vectors,
-                    _write_ivf, _write_token_ids, array_specs, finish_folder, new_temp_folder, recover)
+from .build import (ColBERTIndexer, _build, _compress, _move_into_place, _spilled_chunks, _stream_vectors,
+                    _write_ivf, _write_token_ids, array_specs, chunk_bounds, chunk_postings, finish_folder,
+                    new_temp_folder, recover)
 from .commit import commit_meta, writer_lock
 from .docstore import write_docnos
 from .integrity import extend_record, fsync_dir, record
@@ -190,7 +191,7 @@ def _add_segment(path: Path, tmp: Path, reader: IndexReader, records: list[dict]
     offsets = np.zeros(len(doclens) + 1, dtype=np.int64)
     np.cumsum(doclens, out=offsets[1:])
     raw = VectorFile(tmp / "raw.f16", streamed.n_vectors, reader.dim)
-    ivf_counts, n_pairs = _compress(tmp, raw, offsets, doclens, reader.codec, False)
+    ivf_counts, n_pairs = _compress(tmp, _spilled_chunks(raw, offsets), doclens, reader.codec, False)
     del raw
     _write_ivf(tmp, ivf_counts, n_pairs, "ivf")
     n_old, v_old = reader.n_docs, reader.n_vectors
@@ -294,7 +295,7 @@ def compact_index(index: "ColBERTIndex", retrain: bool = False, n_centroids: Opt
                                      store_token_ids=reader.token_ids is not None, verbose=verbose,
                                      seed=int(reader.meta.get("build", {}).get("seed", 0)))
                 cfg.model, cfg.pooler = _RecordedModel(reader.dim, reader.signature), None
-                meta = _build(tmp, _live_docs(reader, live), cfg)
+                meta = _build(tmp, lambda: _live_docs(reader, live), cfg)
                 meta["pooling"] = reader.meta.get("pooling")
             else:
                 meta = _copy_live(tmp, reader, live, verbose)
@@ -324,10 +325,7 @@ def _copy_live(tmp: Path, reader: IndexReader, live: np.ndarray, verbose: bool) 
     has_tok = reader.token_ids is not None
     with open(tmp / "codes.bin", "wb") as fc, open(tmp / "residuals.bin", "wb") as fr, \
             open(tmp / "raw.tokids", "wb") as ft, open(tmp / "pairs.i32", "wb") as fp:
-        d0 = 0
-        while d0 < n_docs:
-            d1 = int(np.searchsorted(offsets, offsets[d0] + COMPRESS_CHUNK_VECTORS, side="right")) - 1
-            d1 = min(max(d1, d0 + 1), n_docs)
+        for d0, d1 in chunk_bounds(offsets):
             ids = live[d0:d1]
             lens = doclens[d0:d1].astype(np.int64)
             rows = np.repeat(old_off[ids] - (offsets[d0:d1] - offsets[d0]), lens) + np.arange(int(lens.sum()))
@@ -336,13 +334,10 @@ def _copy_live(tmp: Path, reader: IndexReader, live: np.ndarray, verbose: bool) 
             fr.write(np.ascontiguousarray(reader.residuals[rows]).tobytes())
             if has_tok:
                 ft.write(np.asarray(reader.token_ids[rows], dtype=np.int32).tobytes())
-            doc_of = np.repeat(np.arange(d0, d1, dtype=np.int64), lens)
-            pairs = np.unique(codes.astype(np.int64) * n_docs + doc_of)
-            pc, pdoc = (pairs // n_docs).astype(np.int32), (pairs % n_docs).astype(np.int32)
-            ivf_counts += np.bincount(pc, minlength=k)
-            fp.write(np.stack([pc, pdoc], axis=1).tobytes())
+            pairs = chunk_postings(codes, d0, lens, n_docs)
+            ivf_counts += np.bincount(pairs[:, 0], minlength=k)
+            fp.write(pairs.tobytes())
             n_pairs += len(pairs)
-            d0 = d1
     _write_ivf(tmp, ivf_counts, n_pairs, "ivf.0")
     n_vectors = int(offsets[-1])
     if has_tok:
