@@ -346,6 +346,7 @@ def run_size(a, pool_dir: Path, pool: Pool, qidx: np.ndarray, size: int) -> dict
     row["exhaustive_ms"], exh = ours.exhaustive()
     _, top100 = Ours(work / "ours.lateint", queries, k=DEPTH, warm_up=False).batched()  # recall only, untimed
     row["ours_R10_exh"], row["ours_R100_exh"] = recall(ours_top, exh, 10), recall(top100, exh, 100)
+    row["ours_top10"] = [[int(d) for d in t[:10]] for t in ours_top]  # kept: recall against a reference computed later
     if exact is not None:
         row["ours_R10_fp32"] = recall(ours_top, exact, 10)
         row["exh_R10_fp32"] = recall(exh, exact, 10)
@@ -358,6 +359,7 @@ def run_size(a, pool_dir: Path, pool: Pool, qidx: np.ndarray, size: int) -> dict
         if exact is not None:
             row["plaid_R10_fp32"] = recall(passes["plaid"][-1][1], exact, 10)
         row["plaid_R10_exh"] = recall(passes["plaid"][-1][1], exh, 10)
+        row["plaid_top10"] = [[int(d) for d in t[:10]] for t in passes["plaid"][-1][1]]
     if a.sweep:
         row["sweep"] = sweep(work / "ours.lateint", queries, exh, exact, a.sweep)
     logger.info("size %d: %s", size, {k: v for k, v in row.items() if k != "sweep"})
@@ -466,6 +468,42 @@ def table(rows: list, a) -> str:
     return "\n".join(lines)
 
 
+def summary(rows: list, a) -> str:
+    """The README's short table: per size, ours and PLAID (where it ran), with the per-pass speed ratios' median and
+    the growth exponents; full figures in :func:`table`."""
+    lines = [f"Printed by `python benchmarks/bench_scale.py {' '.join(a.argv)}` (the full table, commands and build "
+             f"phases: docs/benchmarks.md, Scale).", "",
+             "| documents | vectors | system | build s | peak RSS GiB | B/vector | search ms p50 / p95 | "
+             "PLAID / ours p50 ; p95 | R@10 vs exhaustive | R@10 vs exact fp32 |", "|" + "---|" * 10]
+    for r in rows:
+        b = r["ours_build"]
+        ratio = ""
+        if "speedup_per_pass" in r:
+            med, p95 = zip(*r["speedup_per_pass"])
+            ratio = f"{np.median(med):.2f}x ; {np.median(p95):.2f}x"
+        lines.append(f"| {r['docs']:,} | {b['n_vectors']:,} | {'ours' if b.get('spill', True) else 'ours (no spill)'}"
+                     f" | {b['build_s']:.0f} | {b['peak_rss_mib'] / 1024:.2f} | {b['bytes_per_vector']:.1f} | "
+                     f"{r['ours_ms'][0]:.1f} / {r['ours_ms'][1]:.1f} | {ratio} | {r['ours_R10_exh']:.3f} | "
+                     f"{_f3(r.get('ours_R10_fp32'))} |")
+        if "plaid_build" in r:
+            pb = r["plaid_build"]
+            rss = f"{pb['peak_rss_mib'] / 1024:.2f}" if "peak_rss_mib" in pb else ""
+            lines.append(f"|  |  | PLAID | {pb['build_s']:.0f} | {rss} | {pb['bytes_per_vector']:.1f} | "
+                         f"{r['plaid_ms'][0]:.1f} / {r['plaid_ms'][1]:.1f} |  | {r['plaid_R10_exh']:.3f} | "
+                         f"{_f3(r.get('plaid_R10_fp32'))} |")
+    if len(rows) > 1:
+        xs = [r["docs"] for r in rows]
+        sp = [r for r in rows if "plaid_ms" in r]
+        px = [r["docs"] for r in sp]
+        lines += ["", "Growth exponents (y ~ documents^e): ours search median "
+                  f"{growth_exponent(xs, [r['ours_ms'][0] for r in rows]):.2f}, build "
+                  f"{growth_exponent(xs, [r['ours_build']['build_s'] for r in rows]):.2f}"
+                  + (f"; PLAID search median {growth_exponent(px, [r['plaid_ms'][0] for r in sp]):.2f}, build "
+                     f"{growth_exponent(px, [r['plaid_build']['build_s'] for r in sp]):.2f}" if len(sp) > 1 else "")
+                  + "."]
+    return "\n".join(lines) + "\n"
+
+
 def _label(name: str, xs: list, ys: list) -> str:
     return f"{name} (e={growth_exponent(xs, ys):.2f})" if len(xs) > 1 else f"{name} (one size)"
 
@@ -501,6 +539,8 @@ def report(rows: list, a) -> None:
     print(text)
     if a.out:
         a.out.write_text(text)
+    if a.summary:
+        a.summary.write_text(summary(rows, a))
     if a.plot:
         plot(rows, a.plot)
 
@@ -526,6 +566,7 @@ def main() -> None:
     p.add_argument("--sweep", nargs="*", default=[], help="search settings NPROBE:NCANDIDATES:NEXACT to sweep")
     p.add_argument("--work", type=Path, default=None)
     p.add_argument("--out", type=Path, help="markdown table")
+    p.add_argument("--summary", type=Path, help="the README's short markdown table")
     p.add_argument("--plot", type=Path, help="log-log plot (PNG)")
     p.add_argument("--json", type=Path, help="every figure")
     p.add_argument("--inputs", type=Path, nargs="*", default=[], help="report: the --json files of earlier runs")
