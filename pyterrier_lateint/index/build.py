@@ -642,8 +642,13 @@ def sample_capacity(cfg: Any) -> int:
     """Vectors a build without spill keeps from its first pass: enough for the k-means and bucket samples of any
     collection size (``kmeans_sample``, or the default sample of ``n_centroids`` or of the most centroids
     :func:`default_n_centroids` gives)."""
-    k_max = cfg.n_centroids or default_n_centroids(2 ** 62)
-    return max(cfg.kmeans_sample or default_kmeans_sample(k_max), BUCKET_SAMPLE)
+    return _codec_sample_size(cfg, cfg.n_centroids or default_n_centroids(2 ** 62))
+
+
+def _codec_sample_size(cfg: Any, k: int) -> int:
+    """Vectors the codec of ``k`` centroids is trained from: the k-means sample (``kmeans_sample``, or the default
+    for ``k``), at least the residual buckets' sample."""
+    return max(cfg.kmeans_sample or default_kmeans_sample(k), BUCKET_SAMPLE)
 
 
 def _build(tmp: Path, docs: Callable[[], Iterable[dict]], cfg: ColBERTIndexer) -> dict[str, Any]:
@@ -669,7 +674,7 @@ def _build(tmp: Path, docs: Callable[[], Iterable[dict]], cfg: ColBERTIndexer) -
         codec, n_sample = _train_codec(raw, cfg, timings=phases)
     else:
         k = min(cfg.n_centroids or default_n_centroids(streamed.n_vectors), streamed.n_vectors)
-        rows, _ = sample.result(limit=max(cfg.kmeans_sample or default_kmeans_sample(k), BUCKET_SAMPLE))
+        rows, _ = sample.result(limit=_codec_sample_size(cfg, k))
         codec, n_sample = _train_codec(rows, cfg, n_total=streamed.n_vectors, timings=phases)
         del rows, sample
     codec.save(tmp)
