@@ -484,13 +484,17 @@ def test_search_settings_validated(index2, model):
 
 
 def test_default_settings_follow_the_collection_size():
-    from pyterrier_lateint.index.search import default_nexact
+    from pyterrier_lateint.index.search import default_nexact, default_nprobe
     d = SearchParams()
-    assert d.ncandidates is None and d.nexact is None
+    assert d.nprobe is None and d.ncandidates is None and d.nexact is None
     assert d.for_k(10, 3_000) == SearchParams(8, 1024, 256)
     assert d.for_k(10, 100_000) == SearchParams(8, 1536, 384)  # 256 * 10 ** 0.18 = 387.9 -> 384
     assert default_nexact(1_000_000) == 576  # 256 * 100 ** 0.18 = 588.4 -> 576
     assert [default_nexact(n) for n in (1, 10_000, 20_000, 300_000)] == [256, 256, 288, 480]
+    # nprobe: 8 up to 100,000 documents, then 8 * (n / 100,000) ** 0.6: 3 ** 0.6 = 1.93 -> 15.5 -> 15;
+    # 10 ** 0.6 = 3.98 -> 31.8 -> 32
+    assert [default_nprobe(n) for n in (1, 100_000, 300_000, 1_000_000)] == [8, 8, 15, 32]
+    assert d.for_k(10, 1_000_000) == SearchParams(32, 2304, 576)
     # given settings are kept; num_results still raises nexact, and ncandidates to 4 * nexact
     assert SearchParams(2, 100, 50).for_k(10, 10 ** 6) == SearchParams(2, 200, 50)
     assert SearchParams(nexact=64).for_k(1000, 10) == SearchParams(8, 4000, 1000)
@@ -498,5 +502,5 @@ def test_default_settings_follow_the_collection_size():
 
 
 def test_retriever_repr_names_automatic_settings(index2, model):
-    assert "nprobe=8, ncandidates=auto, nexact=auto" in repr(index2.retriever(model))
+    assert "nprobe=auto, ncandidates=auto, nexact=auto" in repr(index2.retriever(model))
     assert "nexact=64" in repr(index2.retriever(model, nexact=64))

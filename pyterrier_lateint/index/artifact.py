@@ -249,7 +249,8 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
             num_results: documents per query (default 1000).
             mode: ``"plaid"`` (default) is the fast staged search; ``"exhaustive"`` scores every document exactly
                 (the ground truth, slow).
-            nprobe: centroids probed per query token (default 8); see
+            nprobe: centroids probed per query token; default by the collection's size
+                (:func:`~pyterrier_lateint.index.search.default_nprobe`: 8 up to 100,000 documents); see
                 :class:`~pyterrier_lateint.index.search.SearchParams`.
             ncandidates: documents kept by stage 1 for centroid interaction; default ``4 * nexact``.
             nexact: documents scored by exact MaxSim; default by the collection's size

@@ -31,7 +31,7 @@ def search_params(mode: str, num_results: int, nprobe: Optional[int], ncandidate
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     check_int("num_results", num_results)
-    return SearchParams(SearchParams().nprobe if nprobe is None else nprobe, ncandidates, nexact)
+    return SearchParams(nprobe, ncandidates, nexact)
 
 
 def results_frame(batch: pd.DataFrame, vecs: list[np.ndarray], res, docnos_of: Callable[[np.ndarray], Any],
@@ -85,7 +85,7 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
         model: encodes ``query`` when the frame has no ``query_embs``; ``None``: ``query_embs`` are required.
         num_results: documents per query (default 1000).
         mode: ``"plaid"`` (default) or ``"exhaustive"``.
-        nprobe: centroids probed per query token (default 8).
+        nprobe: centroids probed per query token (default: by the collection's size, 8 up to 100,000 documents).
         ncandidates: documents kept by stage 1; default ``4 * nexact``.
         nexact: documents scored exactly; default by the collection's size, at least ``num_results``.
         batch_size: queries encoded and searched together (default 64).

@@ -20,13 +20,16 @@ centroid scores as ``St = centroids @ Q.T`` ``(K, T)``, so the inner loops run o
 
 ``nexact`` and ``ncandidates`` are raised to at least ``num_results`` and ``4 * nexact`` (:meth:`SearchParams.for_k`).
 
-Defaults (``nprobe=8``, ``nexact`` by the collection's size, :func:`default_nexact`: 256 up to 10,000 documents, 384
-at 100,000; ``ncandidates = 4 * nexact``; the default ``8 sqrt(n)`` centroids) come from the scale ladder
+Defaults (``nprobe`` by the collection's size, :func:`default_nprobe`: 8 up to 100,000 documents, 15 at 300,000, 32
+at 1M; ``nexact`` by size, :func:`default_nexact`: 256 up to 10,000 documents, 384 at 100,000, 576 at 1M;
+``ncandidates = 4 * nexact``; the default ``8 sqrt(n)`` centroids) come from the scale ladder
 (``benchmarks/bench_scale.py``: synthetic collections of real token vectors, real queries, never a collection's test
 queries) and the shared collections (``tests/test_default_recall.py``), where the goal is R@10 >= 0.99 against
 exhaustive search over the same index. R@10 at 10,000 / 100,000 documents: ``nprobe=4, 1024, 256`` (the defaults
 of the first scale run) 0.990 / 0.987; ``8, 1024, 256`` 0.993 / 0.989; ``8, 1536, 384`` - / 0.9995, at 1.0x / 1.2x the
-median latency of ``4, 1024, 256`` (noisy; interleaved passes). Before issue 22: ``4, 512, 128`` with ``4 sqrt(n)``
+median latency of ``4, 1024, 256`` (noisy; interleaved passes). At 1M documents ``8, 2304, 576`` gave 0.954, ``16, 4096,
+1024`` 0.995, ``24, 2304, 576`` 0.9915 and ``32, 2304, 576`` 0.995 at 1.25x the median latency of ``8, 2304, 576``:
+probing, not the exact stage, is what a larger collection needs. Before issue 22: ``4, 512, 128`` with ``4 sqrt(n)``
 centroids: 0.954 at 10,000 documents (0.985 on the first 3,000 Vaswani documents).
 """
 from __future__ import annotations
@@ -53,6 +56,22 @@ PARALLEL_MIN_WORK = 3_000_000
 NEXACT_BASE = 256  # default nexact up to NEXACT_BASE_DOCS documents
 NEXACT_BASE_DOCS = 10_000
 NEXACT_GROWTH = 0.18  # default nexact grows as documents ** NEXACT_GROWTH beyond NEXACT_BASE_DOCS
+NPROBE_BASE = 8  # default nprobe up to NPROBE_BASE_DOCS documents
+NPROBE_BASE_DOCS = 100_000
+NPROBE_GROWTH = 0.6  # default nprobe grows as documents ** NPROBE_GROWTH beyond NPROBE_BASE_DOCS
+
+
+def default_nprobe(n_docs: int) -> int:
+    """Default ``nprobe`` for a collection of ``n_docs`` documents: 8 up to 100,000 documents, then
+    ``8 * (n_docs / 100,000) ** 0.6`` rounded (15 at 300,000; 32 at 1M; 118 at 8.8M, extrapolated).
+
+    Measured on the scale ladder (``benchmarks/bench_scale.py``, 200 real queries, R@10 against exhaustive search
+    over the same index): ``nprobe=8`` holds 0.9975 at 100,000 documents and 0.9995 at 300,000, but 0.954 at 1M
+    (65,536 centroids: a document's tokens spread over more, finer cells); at 1M ``nprobe=24`` gives 0.9915, 32 gives
+    0.995 (``nexact=576`` both), at 1.17x / 1.25x the median latency of 8."""
+    if n_docs <= NPROBE_BASE_DOCS:
+        return NPROBE_BASE
+    return int(round(NPROBE_BASE * (n_docs / NPROBE_BASE_DOCS) ** NPROBE_GROWTH))
 
 
 def default_nexact(n_docs: int) -> int:
@@ -76,7 +95,8 @@ class SearchParams:
     A frozen dataclass; :meth:`ColBERTIndex.retriever` takes the same three settings.
 
     Args:
-        nprobe: centroids probed per query token (stage 1); default 8.
+        nprobe: centroids probed per query token (stage 1); ``None`` (default): by the collection's size,
+            :func:`default_nprobe` (8 up to 100,000 documents).
         ncandidates: documents kept by stage 1 for centroid interaction; ``None`` (default): ``4 * nexact``.
         nexact: documents kept by stage 2 for exact MaxSim (scored from the compressed bytes); ``None`` (default):
             by the collection's size, :func:`default_nexact`.
@@ -94,24 +114,24 @@ class SearchParams:
             params.describe()                     # 'nprobe=4, ncandidates=auto, nexact=128'
             params.for_k(10, n_docs=11_429)       # SearchParams(nprobe=4, ncandidates=512, nexact=128)
     """
-    nprobe: int = 8
+    nprobe: int | None = None
     ncandidates: int | None = None
     nexact: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "nprobe", check_int("nprobe", self.nprobe))
+        object.__setattr__(self, "nprobe", check_int("nprobe", self.nprobe, optional=True))
         object.__setattr__(self, "ncandidates", check_int("ncandidates", self.ncandidates, optional=True))
         object.__setattr__(self, "nexact", check_int("nexact", self.nexact, optional=True))
 
     def describe(self) -> str:
-        """The settings as text, e.g. ``nprobe=8, ncandidates=auto, nexact=auto``.
+        """The settings as text, e.g. ``nprobe=auto, ncandidates=auto, nexact=128``.
 
         Returns:
             str: each setting, ``auto`` for those chosen by the collection's size.
         """
         def show(v):
             return "auto" if v is None else v
-        return f"nprobe={self.nprobe}, ncandidates={show(self.ncandidates)}, nexact={show(self.nexact)}"
+        return f"nprobe={show(self.nprobe)}, ncandidates={show(self.ncandidates)}, nexact={show(self.nexact)}"
 
     def for_k(self, k: int, n_docs: int = NEXACT_BASE_DOCS) -> "SearchParams":
         """Concrete settings for a top-``k`` search over ``n_docs`` documents.
@@ -122,14 +142,15 @@ class SearchParams:
 
         Args:
             k: results per query.
-            n_docs: documents in the collection (sets the default ``nexact``; default 10,000).
+            n_docs: documents in the collection (sets the default ``nprobe`` and ``nexact``; default 10,000).
 
         Returns:
             SearchParams: settings with no ``None`` left.
         """
         nexact = max(default_nexact(n_docs) if self.nexact is None else self.nexact, k)
         ncandidates = 4 * nexact if self.ncandidates is None else max(self.ncandidates, 4 * nexact)
-        return SearchParams(self.nprobe, ncandidates, nexact)
+        nprobe = default_nprobe(n_docs) if self.nprobe is None else self.nprobe
+        return SearchParams(nprobe, ncandidates, nexact)
 
 
 def pad_queries(queries: list[np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -240,7 +240,7 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
             num_results: documents per query (default 1000).
             mode: ``"plaid"`` (default) or ``"exhaustive"``, as :meth:`ColBERTIndex.retriever
                 <pyterrier_lateint.ColBERTIndex.retriever>`.
-            nprobe: centroids probed per query token (default 8).
+            nprobe: centroids probed per query token (default: by the collection's size, 8 up to 100,000 documents).
             ncandidates: documents kept by stage 1; default ``4 * nexact``.
             nexact: documents scored exactly; default by the size of the whole collection.
             batch_size: queries encoded and searched together (default 64).

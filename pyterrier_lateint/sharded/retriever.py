@@ -69,7 +69,7 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
         model: encodes ``query`` when the frame has no ``query_embs``.
         num_results: documents per query (default 1000).
         mode: ``"plaid"`` (default) or ``"exhaustive"``.
-        nprobe: centroids probed per query token (default 8).
+        nprobe: centroids probed per query token (default: by the collection's size, 8 up to 100,000 documents).
         ncandidates: documents kept by stage 1; default ``4 * nexact``.
         nexact: documents scored exactly; default by the whole collection's size.
         batch_size: queries encoded and searched together (default 64).
