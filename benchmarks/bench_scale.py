@@ -406,7 +406,8 @@ def _f3(x: float | None) -> str:
 
 
 def table(rows: list, a) -> str:
-    runs = "; ".join(f"`python benchmarks/bench_scale.py {r['command']}`" for r in rows if r.get("command"))
+    commands = [r["command"] for r in rows if r.get("command")] + [c for r in rows for c in r.get("sweep_commands", [])]
+    runs = "; ".join(f"`python benchmarks/bench_scale.py {c}`" for c in commands)
     lines = [f"Synthetic collections of real token vectors (`benchmarks/scale_corpus.py`: the four shared "
              f"collections encoded with the default model, noise {rows[0].get('noise', a.noise)}), "
              f"{len(rows[0]['queries'])} real queries, k={K} (R@100: a k={DEPTH} run), 2 threads; search one query "
@@ -475,14 +476,19 @@ def table(rows: list, a) -> str:
     if sweeps:
         lines += ["Search settings on the same indexes (NPROBE:NCANDIDATES:NEXACT; R@10 vs exhaustive / vs exact "
                   "fp32; median ms):", ""]
-        settings = [s["setting"] for s in sweeps[0]["sweep"]]
+        settings = list(dict.fromkeys(s["setting"] for r in sweeps for s in r["sweep"]))
         lines += ["| setting | " + " | ".join(f"{r['docs']:,} docs" for r in sweeps) + " |",
                   "|---|" + "---|" * len(sweeps)]
-        for i, s in enumerate(settings):
-            lines.append(f"| {s} | " + " | ".join(
-                f"{r['sweep'][i]['R10_exh']:.3f} / {_f3(r['sweep'][i].get('R10_fp32'))} / {r['sweep'][i]['ms'][0]:.1f}"
-                for r in sweeps) + " |")
-        lines.append("")
+
+        def cell(r: dict, setting: str) -> str:
+            m = next((m for m in r["sweep"] if m["setting"] == setting), None)
+            return "-" if m is None else f"{m['R10_exh']:.3f} / {_f3(m.get('R10_fp32'))} / {m['ms'][0]:.1f}"
+        for s in settings:
+            lines.append(f"| {s} | " + " | ".join(cell(r, s) for r in sweeps) + " |")
+        lines += ["", "(-: not measured at that size. A column's latencies come from one process, except where "
+                  "--sweep-inputs added settings from other runs: " + (", ".join(f"{r['docs']:,} documents" for r in
+                                                                                sweeps if r.get("sweep_commands"))
+                                                                      or "none") + "; compare those with care.)", ""]
     return "\n".join(lines)
 
 
@@ -588,6 +594,9 @@ def main() -> None:
     p.add_argument("--plot", type=Path, help="log-log plot (PNG)")
     p.add_argument("--json", type=Path, help="every figure")
     p.add_argument("--inputs", type=Path, nargs="*", default=[], help="report: the --json files of earlier runs")
+    p.add_argument("--sweep-inputs", type=Path, nargs="*", default=[],
+                   help="report: --json files of further sweeps on the same indexes (their settings are added to the "
+                        "sweep table of the rung of the same size)")
     p.add_argument("--keep", action="store_true", help="keep the indexes and vectors under --work")
     p.add_argument("--no-spill", action="store_true",
                    help="build ours with indexer(spill=False): the collection generated twice instead of its float16 "
@@ -607,6 +616,14 @@ def main() -> None:
         return
     if a.cmd == "report":
         rows = sorted((r for f in a.inputs for r in json.loads(f.read_text())), key=lambda r: r["docs"])
+        for f in a.sweep_inputs:  # more sweeps on the same indexes, run by other commands: each setting's first
+            for extra in json.loads(f.read_text()):
+                for r in rows:
+                    if r["docs"] == extra["docs"]:
+                        have = {m["setting"] for m in r.get("sweep", [])}
+                        r["sweep"] = r.get("sweep", []) + [m for m in extra.get("sweep", [])
+                                                           if m["setting"] not in have]
+                        r.setdefault("sweep_commands", []).append(extra["command"])
         a.sizes = [r["docs"] for r in rows]
         report(rows, a)
         return
