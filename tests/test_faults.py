@@ -165,7 +165,7 @@ def test_killed_writer_leaves_old_or_new_state(tmp_path, op):
             # renames: an error, never a wrong index; the next writer rolls the replacement back
             seen = "missing"
         if seen == "missing" and not fresh_build:  # killed between the two renames of a replacement
-            from pyterrier_lateint.index.build import recover
+            from pyterrier_lateint.index.folders import recover
             from pyterrier_lateint.index.commit import writer_lock
             with writer_lock(trial):
                 recover(trial)

@@ -14,7 +14,8 @@ import pyterrier as pt
 
 from ..base import check_int
 from ..models import LateInteractionModel, check_model
-from .build import ColBERTIndexer, check_target
+from .build import ColBERTIndexer
+from .folders import check_target
 from .codec import DEFAULT_KIND
 from .layout import ARTIFACT_FORMAT, ARTIFACT_TYPE, META_FILE, PACKAGE_HINT, DocnoList, IndexReader
 from .retriever import ColBERTRetriever

@@ -9,7 +9,7 @@ Phases of :meth:`ShardedIndexer.index`:
    finished shards are kept: only what is missing is built.
 3. **Codec** (one task): encode a random sample of documents (a pilot of ``PILOT_DOCS`` estimates the collection's
    vectors, hence the number of centroids and the sample needed), then k-means and the residual quantiser exactly
-   as a single index trains them (:func:`pyterrier_lateint.index.build._train_codec`).
+   as a single index trains them (:func:`pyterrier_lateint.index.build.train_codec`).
 4. **Shards** (one task each, in parallel on Ray): read the shard's documents, encode them (on the worker's GPU when
    it has one), compress with the shared codec, write a complete :class:`~pyterrier_lateint.index.ColBERTIndex`
    atomically, then ``done.json``.
@@ -35,8 +35,8 @@ import pandas as pd
 import pyterrier as pt
 
 from ..index import ColBERTIndex
-from ..index.build import (BUCKET_SAMPLE, check_target, default_kmeans_sample, _move_into_place,
-                           _train_codec, codec_of, new_temp_folder, recover)
+from ..index.build import BUCKET_SAMPLE, codec_of, default_kmeans_sample, train_codec
+from ..index.folders import check_target, recover, replacing
 from ..index.codec import DEFAULT_KIND, KINDS, SUPPORTED_NBITS, ResidualCodec
 from ..index.coarse import check_assignment
 from ..index.commit import write_json_atomic, writer_lock
@@ -57,7 +57,7 @@ PILOT_DOCS = 256  # documents encoded first to estimate the collection's vectors
 
 @dataclass
 class _Settings:
-    """What the codec task needs of the indexer (the fields :func:`_train_codec` reads)."""
+    """What the codec task needs of the indexer (the fields :func:`train_codec` reads)."""
     nbits: int
     codec: str
     n_centroids: Optional[int]
@@ -187,14 +187,9 @@ class ShardedIndexer(pt.Indexer):
                 root.mkdir(parents=True, exist_ok=True)
                 self._build(root, inp)
             else:
-                tmp = new_temp_folder(root)
-                try:
+                with replacing(root, is_index=is_index_folder) as tmp:
                     self._build(tmp, inp)
-                    _move_into_place(tmp, root, is_index=is_index_folder)
-                except BaseException:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    raise
-        self.index_ref._reset()
+        self.index_ref.reload()
         return self.index_ref
 
     def _build(self, root: Path, inp: Iterable[dict]) -> None:
@@ -408,7 +403,7 @@ def train_codec_task(root: str, model: Optional[LateInteractionModel], settings:
     if sample is None:
         raise ValueError("every sampled document is empty (no token vectors): nothing to train the codec on; check "
                          "the text column")
-    codec, _ = _train_codec(sample, settings, n_total=n_est)
+    codec, _ = train_codec(sample, settings, n_total=n_est)
     _save_codec(root_p, codec)
     logger.info("codec from %d sampled documents (%d vectors; ~%d in the corpus) in %.1fs", taken, len(sample),
                 n_est, time.perf_counter() - t0)
