@@ -54,7 +54,7 @@ def test_builds_and_kmeans_switch_to_it_from_the_threshold(tmp_path, monkeypatch
     monkeypatch.setattr(coarse, "COARSE_MIN_CENTROIDS", 128)
     two = ColBERTIndex(tmp_path / "coarse").indexer(codec_from=exact, verbose=False).index(docs)
     assert two.metadata()["build"]["assignment"] == "coarse: 16 groups, 8 probed"
-    ra, rb = exact._reader(), two._reader()
+    ra, rb = exact.reader(), two.reader()
     assert 0.9 < np.mean(np.asarray(ra.codes) == np.asarray(rb.codes)) < 1.0
     # k-means from the threshold up assigns by two levels too: about the same clustering quality
     x = clustered(rng, 6000)
@@ -82,9 +82,9 @@ def test_the_indexer_setting_chooses_the_assignment(tmp_path):
     exact = ColBERTIndex(tmp_path / "e").indexer(codec_from=forced, assignment="exact", verbose=False).index(docs)
     assert exact.metadata()["build"]["assignment"] == "exact"
     # the exact build's codes are the exact nearest centroids of the same (shared) codec
-    c = forced._reader().codec.centroids
+    c = forced.reader().codec.centroids
     x = np.concatenate([d["doc_embs"] for d in docs]).astype(np.float16).astype(np.float32)  # as the build spills it
-    np.testing.assert_array_equal(np.asarray(exact._reader().codes), assign_nearest(x, c))
+    np.testing.assert_array_equal(np.asarray(exact.reader().codes), assign_nearest(x, c))
     with pytest.raises(ValueError, match="assignment must be one of"):
         ColBERTIndex(tmp_path / "x").indexer(assignment="approximate")
 

@@ -89,7 +89,7 @@ def state_of(path: Path):
     """What a reader sees: live docnos and the ranked results of both search modes (scores rounded to 1e-5)."""
     model = FakeModel()
     idx = ColBERTIndex(path, model)
-    pinned = idx._reader()  # one committed state for all three looks (each transform alone is one state anyway)
+    pinned = idx.reader()  # one committed state for all three looks (each transform alone is one state anyway)
     idx._reader = lambda: pinned
     rows = []
     for mode in ("plaid", "exhaustive"):

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,7 @@ from . import coarse
 from .codec import DEFAULT_KIND, KINDS, SUPPORTED_NBITS, ResidualCodec
 from .commit import commit_meta, writer_lock
 from .docstore import write_docnos
+from .handle import IndexHandle
 from .integrity import fsync_file, record
 from .kmeans import default_n_centroids, kmeans
 from .chunks import doc_chunks
@@ -52,8 +53,6 @@ from .segment_files import SegmentWriter, write_ivf, write_token_ids
 from .token_stats import write_token_stats
 from .vectorfile import VectorFile
 
-if TYPE_CHECKING:
-    from .artifact import ColBERTIndex
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +110,7 @@ class ColBERTIndexer(pt.Indexer):
             index = indexer.index(dataset.get_corpus_iter())
     """
 
-    def __init__(self, index: "ColBERTIndex", model: Optional[LateInteractionModel] = None, *, nbits: int = 2,
+    def __init__(self, index: IndexHandle, model: Optional[LateInteractionModel] = None, *, nbits: int = 2,
                  n_centroids: Optional[int] = None, kmeans_iters: int = 8, kmeans_sample: Optional[int] = None,
                  batch_size: int = 64, store_token_ids: bool = False, overwrite: bool = False, seed: int = 0,
                  verbose: bool = True, codec_from: Any = None, codec: str = DEFAULT_KIND, pool_factor: float = 1,
@@ -150,7 +149,7 @@ class ColBERTIndexer(pt.Indexer):
         """
         return [["docno", "text"], ["docno", "doc_embs"]]
 
-    def index(self, inp: Union[Iterable[dict], pd.DataFrame, Callable[[], Iterable[dict]]]) -> "ColBERTIndex":
+    def index(self, inp: Union[Iterable[dict], pd.DataFrame, Callable[[], Iterable[dict]]]) -> IndexHandle:
         """Index ``inp`` (an iterable of dicts, a DataFrame, or a function returning either).
 
         The index is built in a temporary folder beside the path and moved into place only when complete, under

@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -33,14 +33,13 @@ from .build import (ColBERTIndexer, array_specs, build_folder, chunk_bounds, com
 from .folders import recover, replacing, scratch_folder
 from .commit import commit_meta, writer_lock
 from .docstore import unknown_docnos_error, write_docnos
+from .handle import IndexHandle
 from .integrity import extend_record, fsync_dir, record
 from .layout import META_FILE, IndexReader
 from .scorer import check_on_unknown
 from .segment_files import SegmentWriter, write_ivf, write_token_ids
 from .vectorfile import VectorFile
 
-if TYPE_CHECKING:
-    from .artifact import ColBERTIndex
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +79,7 @@ def _append(path: Path, committed: int, source: Union[Path, np.ndarray]) -> int:
         return f.tell()
 
 
-def _open_for_write(index: "ColBERTIndex") -> IndexReader:
+def _open_for_write(index: IndexHandle) -> IndexReader:
     """Under the writer lock: repair, then open the committed state (upgrading a format-1 index first)."""
     path = Path(index.path)
     recover(path)
@@ -103,7 +102,7 @@ def _records(docs: Union[Iterable[dict], pd.DataFrame]) -> list[dict]:
     return list(docs)
 
 
-def _recorded_model(index: "ColBERTIndex") -> Optional[LateInteractionModel]:
+def _recorded_model(index: IndexHandle) -> Optional[LateInteractionModel]:
     """The model the index records (:meth:`ColBERTIndex.load_model`), to encode added text when none is given;
     ``None`` when the index was built from vectors (the indexer then names the missing model)."""
     if index.metadata().get("model") is None:
@@ -136,7 +135,7 @@ def _tombstones(folder: Path, meta: dict[str, Any], old: Optional[np.ndarray], n
 
 
 # --- add ----------------------------------------------------------------------------------------------------------
-def add_documents(index: "ColBERTIndex", docs: Union[Iterable[dict], pd.DataFrame],
+def add_documents(index: IndexHandle, docs: Union[Iterable[dict], pd.DataFrame],
                   model: Optional[LateInteractionModel], *, replace: bool = False, batch_size: int = 64,
                   verbose: bool = False) -> int:
     """Append ``docs`` as a new segment (see the module docstring); returns the number added."""
@@ -218,7 +217,7 @@ def _add_segment(path: Path, tmp: Path, reader: IndexReader, records: list[dict]
 
 
 # --- delete -------------------------------------------------------------------------------------------------------
-def delete_documents(index: "ColBERTIndex", docnos: Union[str, Iterable[str]], on_unknown: str = "error") -> int:
+def delete_documents(index: IndexHandle, docnos: Union[str, Iterable[str]], on_unknown: str = "error") -> int:
     """Tombstone ``docnos``; returns how many were deleted."""
     on_unknown = check_on_unknown(on_unknown)
     if isinstance(docnos, pd.DataFrame):
@@ -273,7 +272,7 @@ def _live_docs(reader: IndexReader, live: np.ndarray, chunk: int = 1024) -> Iter
             yield doc
 
 
-def compact_index(index: "ColBERTIndex", retrain: bool = False, n_centroids: Optional[int] = None,
+def compact_index(index: IndexHandle, retrain: bool = False, n_centroids: Optional[int] = None,
                   verbose: bool = False) -> None:
     """Rewrite the index with its live documents only, as one segment, and swap it in (see the module docstring)."""
     path = Path(index.path)

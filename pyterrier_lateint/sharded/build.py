@@ -28,7 +28,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -44,11 +44,10 @@ from ..index.kmeans import default_n_centroids
 from ..index.layout import ARTIFACT_TYPE, PACKAGE_HINT, is_index_folder
 from ..models import LateInteractionModel, check_model
 from .executors import LocalExecutor, RayExecutor, make_executor
+from .handle import ShardedIndexHandle
 from .layout import (CODEC_DIR, DONE_FILE, INPUTS_DIR, META_FILE, PART_DOCS, PLAN_FILE, SHARDED_FORMAT, SHARDS_DIR,
                      read_json, shard_dir, shard_index_path)
 
-if TYPE_CHECKING:
-    from .artifact import ShardedColBERTIndex
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ class ShardedIndexer(pt.Indexer):
             indexer.index(dataset.get_corpus_iter())
     """
 
-    def __init__(self, index: "ShardedColBERTIndex", model: Optional[LateInteractionModel] = None, *,
+    def __init__(self, index: ShardedIndexHandle, model: Optional[LateInteractionModel] = None, *,
                  n_shards: Optional[int] = None, executor: Union[str, LocalExecutor, RayExecutor] = "local",
                  workers: Optional[int] = None, cpus_per_worker: float = 1, gpus_per_worker: Optional[float] = None,
                  max_retries: int = 2, nbits: int = 2, codec: str = DEFAULT_KIND, n_centroids: Optional[int] = None,
@@ -156,7 +155,7 @@ class ShardedIndexer(pt.Indexer):
         """
         return [["docno", "text"], ["docno", "doc_embs"]]
 
-    def index(self, inp: Union[Iterable[dict], pd.DataFrame]) -> "ShardedColBERTIndex":
+    def index(self, inp: Union[Iterable[dict], pd.DataFrame]) -> ShardedIndexHandle:
         """Index ``inp`` (an iterable of dicts or a DataFrame).
 
         Replacing an existing index (``overwrite=True``) builds beside it and swaps the new one in at the end, so
