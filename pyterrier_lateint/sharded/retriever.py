@@ -19,8 +19,6 @@ from .handle import ShardedIndexHandle
 from .search import Results, merge_candidates, merge_top_k
 
 
-
-
 def search_sharded(pool, queries: list[np.ndarray], k: int, params: SearchParams, mode: str, dim: int,
                    n_docs: int) -> Results:
     """Search a batch of queries over a search pool (:mod:`.executors`); per query ``(global ids, scores)`` best
