@@ -297,6 +297,14 @@ def _checked_document(d: dict, v: Any, dim: Optional[int]) -> tuple[str, np.ndar
     return str(d["docno"]), np.ascontiguousarray(v, dtype=np.float16)
 
 
+def _checked_token_ids(docno: str, ids: Any, n_vectors: int) -> np.ndarray:
+    """A document's token ids as int32 ``(n_vectors,)``; ``ValueError`` when there are not one per vector."""
+    ids = np.asarray(ids, dtype=np.int32).reshape(-1)
+    if len(ids) != n_vectors:
+        raise ValueError(f"docno {docno!r}: {len(ids)} token ids for {n_vectors} vectors")
+    return ids
+
+
 def stream_vectors(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer, allow_empty: bool = False,
                     spill: bool = True, sample: Optional[StreamSample] = None) -> Streamed:
     """Phase 1: float16 vectors to ``raw.f16`` (only with ``spill``) and offered to ``sample`` (when given), token
@@ -314,16 +322,14 @@ def stream_vectors(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer, allow_em
             encode_s += seconds
             for j, (d, v) in enumerate(zip(batch, vecs)):
                 docno, v16 = _checked_document(d, v, dim)
+                ids = None if ids_list is None else _checked_token_ids(docno, ids_list[j], len(v16))
                 docnos.append(docno)
                 dim = v16.shape[1] if dim is None else dim
                 if spill:
                     raw_out.write(v16.tobytes())
                 if sample is not None:
                     sample.add(v16)
-                if ids_list is not None:
-                    ids = np.asarray(ids_list[j], dtype=np.int32).reshape(-1)
-                    if len(ids) != len(v16):
-                        raise ValueError(f"docno {docno!r}: {len(ids)} token ids for {len(v16)} vectors")
+                if ids is not None:
                     tid_out.write(ids.tobytes())
                 doclens.append(len(v16))
             pbar.update(len(batch))
