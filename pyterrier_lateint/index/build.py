@@ -38,7 +38,7 @@ import pyterrier as pt
 from ..base import invalid_unicode
 from ..models import LateInteractionModel, check_model
 from . import coarse
-from .codec import DEFAULT_KIND, KINDS, SUPPORTED_NBITS, ResidualCodec
+from .codec import DEFAULT_KIND, ResidualCodec, check_codec_settings
 from .commit import commit_meta, writer_lock
 from .docstore import write_docnos
 from .handle import IndexHandle
@@ -115,10 +115,7 @@ class ColBERTIndexer(pt.Indexer):
                  batch_size: int = 64, store_token_ids: bool = False, overwrite: bool = False, seed: int = 0,
                  verbose: bool = True, codec_from: Any = None, codec: str = DEFAULT_KIND, pool_factor: float = 1,
                  assignment: str = "auto", spill: bool = True):
-        if nbits not in SUPPORTED_NBITS:
-            raise ValueError(f"nbits must be one of {SUPPORTED_NBITS} (16 = uncompressed float16), not {nbits!r}")
-        if codec not in KINDS:
-            raise ValueError(f"codec must be one of {KINDS} (see pyterrier_lateint.index.codec), not {codec!r}")
+        check_codec_settings(nbits, codec)
         self.codec = codec
         self.index_ref = index
         self.model = check_model(model, "ColBERTIndexer")

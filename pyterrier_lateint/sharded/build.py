@@ -37,7 +37,7 @@ import pyterrier as pt
 from ..index import ColBERTIndex
 from ..index.build import BUCKET_SAMPLE, codec_of, default_kmeans_sample, train_codec
 from ..index.folders import check_target, recover, replacing
-from ..index.codec import DEFAULT_KIND, KINDS, SUPPORTED_NBITS, ResidualCodec
+from ..index.codec import DEFAULT_KIND, ResidualCodec, check_codec_settings
 from ..index.coarse import check_assignment
 from ..index.commit import write_json_atomic, writer_lock
 from ..index.kmeans import default_n_centroids
@@ -124,10 +124,7 @@ class ShardedIndexer(pt.Indexer):
                  kmeans_iters: int = 8, kmeans_sample: Optional[int] = None, batch_size: int = 64,
                  store_token_ids: bool = False, pool_factor: float = 1, seed: int = 0, overwrite: bool = False,
                  resume: bool = True, codec_from: Any = None, verbose: bool = True, assignment: str = "auto"):
-        if nbits not in SUPPORTED_NBITS:
-            raise ValueError(f"nbits must be one of {SUPPORTED_NBITS} (16 = uncompressed float16), not {nbits!r}")
-        if codec not in KINDS:
-            raise ValueError(f"codec must be one of {KINDS} (see pyterrier_lateint.index.codec), not {codec!r}")
+        check_codec_settings(nbits, codec)
         if n_shards is not None and n_shards < 1:
             raise ValueError(f"n_shards must be >= 1, not {n_shards}")
         self.index_ref = index
