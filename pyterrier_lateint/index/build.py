@@ -240,23 +240,27 @@ class Streamed:
     pooling: Optional[dict] = None  # the token pooler's figures (pool_factor), when the indexer pools
 
 
-def _batch_vectors(batch: list[dict], cfg: ColBERTIndexer) -> tuple[list, Optional[list], float]:
-    """Vectors (and token ids when stored) of one batch of documents, and the seconds spent encoding."""
+def document_vectors(batch: list[dict], model: Optional[LateInteractionModel], batch_size: int,
+                     token_ids: bool = False) -> tuple[list, Optional[list]]:
+    """The token vectors of a batch of documents, ``(n_tokens, dim)`` each: their ``doc_embs``, or their ``text``
+    encoded by ``model`` (``batch_size`` at a time); with ``token_ids``, each one's token ids too (``doc_toks``, or
+    the model's), else ``None``. Raises ``KeyError`` / ``TypeError`` / ``ValueError`` naming a missing field, a
+    missing model or a bad text. Every indexer (single, sharded, an added segment) encodes through it."""
     if "docno" not in batch[0]:
         raise KeyError(f"documents need a 'docno' field; got fields {sorted(batch[0])}")
     if "doc_embs" in batch[0]:
         ids = None
-        if cfg.store_token_ids:
+        if token_ids:
             if "doc_toks" not in batch[0]:
                 raise KeyError("store_token_ids=True needs a 'doc_toks' field (token ids) next to 'doc_embs'")
             ids = [d["doc_toks"] for d in batch]
-        return (*pool_batch(cfg, [d["doc_embs"] for d in batch], ids), 0.0)
+        return [d["doc_embs"] for d in batch], ids
     if "text" not in batch[0]:
         raise KeyError(f"documents need 'text' (with a model) or 'doc_embs'; got fields {sorted(batch[0])}")
-    if cfg.model is None:
+    if model is None:
         raise ValueError("documents have 'text' but no model was given: use index.indexer(model), "
-                         "ColBERTIndex(path, model), or model.doc_encoder() >> index.indexer(model)")
-    t0 = time.perf_counter()
+                         "ColBERTIndex(path, model) / ShardedColBERTIndex(path, model), or "
+                         "model.doc_encoder() >> index.indexer(model)")
     for d in batch:
         if not isinstance(d.get("text"), str):
             raise TypeError(f"docno {d.get('docno')!r}: text must be a str, not {type(d.get('text')).__name__} "
@@ -265,11 +269,18 @@ def _batch_vectors(batch: list[dict], cfg: ColBERTIndexer) -> tuple[list, Option
         if problem:
             raise ValueError(f"docno {d.get('docno')!r}: text {problem}")
     texts = [d["text"] for d in batch]
-    if cfg.store_token_ids:
-        vecs, ids = cfg.model.encode_docs(texts, batch_size=cfg.batch_size, return_ids=True)
-    else:
-        vecs, ids = cfg.model.encode_docs(texts, batch_size=cfg.batch_size), None
-    return (*pool_batch(cfg, vecs, ids), time.perf_counter() - t0)  # token pooling (pool_factor), if any
+    if token_ids:
+        return model.encode_docs(texts, batch_size=batch_size, return_ids=True)
+    return model.encode_docs(texts, batch_size=batch_size), None
+
+
+def _batch_vectors(batch: list[dict], cfg: ColBERTIndexer) -> tuple[list, Optional[list], float]:
+    """Vectors (and token ids when stored) of one batch of documents, pooled (``pool_factor``), and the seconds
+    spent encoding."""
+    t0 = time.perf_counter()
+    vecs, ids = document_vectors(batch, cfg.model, cfg.batch_size, cfg.store_token_ids)
+    seconds = time.perf_counter() - t0 if "doc_embs" not in batch[0] else 0.0
+    return (*pool_batch(cfg, vecs, ids), seconds)
 
 
 def _encode_group(cfg: ColBERTIndexer) -> int:

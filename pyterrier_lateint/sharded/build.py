@@ -35,7 +35,7 @@ import pandas as pd
 import pyterrier as pt
 
 from ..index import ColBERTIndex
-from ..index.build import BUCKET_SAMPLE, codec_of, default_kmeans_sample, train_codec
+from ..index.build import BUCKET_SAMPLE, codec_of, default_kmeans_sample, document_vectors, train_codec
 from ..index.folders import check_target, recover, replacing
 from ..index.codec import DEFAULT_KIND, ResidualCodec, check_codec_settings
 from ..index.coarse import check_assignment
@@ -354,13 +354,9 @@ def _docs_at(root: Path, ids: np.ndarray) -> list[dict]:
 
 # --- phase 3: the shared codec ----------------------------------------------------------------------------------
 def _vectors(model: Optional[LateInteractionModel], docs: list[dict], batch_size: int = 64) -> list[np.ndarray]:
-    if "doc_embs" in docs[0]:
-        return [np.asarray(d["doc_embs"], dtype=np.float32).reshape(-1, np.shape(d["doc_embs"])[-1]) for d in docs]
-    if model is None:
-        raise ValueError("documents have 'text' but no model was given: use index.indexer(model) or "
-                         "ShardedColBERTIndex(path, model)")
-    return [np.asarray(v, dtype=np.float32) for v in model.encode_docs([d["text"] for d in docs],
-                                                                       batch_size=batch_size)]
+    """Float32 ``(n_tokens, dim)`` vectors of ``docs`` (:func:`~pyterrier_lateint.index.build.document_vectors`)."""
+    vecs, _ = document_vectors(docs, model, batch_size)
+    return [np.asarray(v, dtype=np.float32).reshape(-1, np.shape(v)[-1]) for v in vecs]
 
 
 def _on_worker_device(model: Optional[LateInteractionModel]) -> Optional[LateInteractionModel]:
