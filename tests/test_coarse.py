@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pyterrier_lateint.index import ColBERTIndex, coarse
-from pyterrier_lateint.index.kmeans import _torch_kmeans, assign_nearest
+from pyterrier_lateint.index.kmeans import assign_nearest
 
 
 def clustered(rng, n, dim=32, n_modes=40, spread=0.35):
@@ -58,9 +58,9 @@ def test_builds_and_kmeans_switch_to_it_from_the_threshold(tmp_path, monkeypatch
     assert 0.9 < np.mean(np.asarray(ra.codes) == np.asarray(rb.codes)) < 1.0
     # k-means from the threshold up assigns by two levels too: about the same clustering quality
     x = clustered(rng, 6000)
-    c_two = _torch_kmeans(x, 256, iters=6, seed=0)
+    c_two = coarse.train_centroids(x, 256, iters=6, seed=0, use_faiss=False)
     monkeypatch.setattr(coarse, "COARSE_MIN_CENTROIDS", 10 ** 9)
-    c_exact = _torch_kmeans(x, 256, iters=6, seed=0)
+    c_exact = coarse.train_centroids(x, 256, iters=6, seed=0, use_faiss=False)
     inertia = [sq_dist(x, c, assign_nearest(x, c, bf16=False)).sum() for c in (c_two, c_exact)]
     assert inertia[0] <= 1.03 * inertia[1]
     assert not np.array_equal(c_two, c_exact)  # (the switch did change the assignment)

@@ -43,7 +43,7 @@ from .commit import commit_meta, writer_lock
 from .docstore import write_docnos
 from .handle import IndexHandle
 from .integrity import fsync_file, record
-from .kmeans import default_n_centroids, kmeans
+from .kmeans import default_n_centroids
 from .chunks import doc_chunks
 from .folders import check_target, recover, replacing
 from .layout import ARTIFACT_FORMAT, ARTIFACT_TYPE, FORMAT_VERSION, META_FILE, PACKAGE_HINT
@@ -371,7 +371,7 @@ def train_codec(raw: np.ndarray, cfg: Any, n_total: Optional[int] = None,
     bucket_sample = np.asarray(raw[bucket_idx], dtype=np.float32)
     t1 = time.perf_counter()
     logger.info("k-means: %d centroids from %d of %d vectors", k, n_sample, n_vectors)
-    centroids = kmeans(sample, k, iters=cfg.kmeans_iters, seed=cfg.seed, assignment=cfg.assignment)
+    centroids = coarse.train_centroids(sample, k, iters=cfg.kmeans_iters, seed=cfg.seed, assignment=cfg.assignment)
     del sample
     t2 = time.perf_counter()
     codec = ResidualCodec.train(centroids, bucket_sample, cfg.nbits, kind=cfg.codec, seed=cfg.seed)
