@@ -90,7 +90,7 @@ def state_of(path: Path):
     model = FakeModel()
     idx = ColBERTIndex(path, model)
     pinned = idx.reader()  # one committed state for all three looks (each transform alone is one state anyway)
-    idx._reader = lambda: pinned
+    idx.reader = lambda: pinned
     rows = []
     for mode in ("plaid", "exhaustive"):
         r = idx.retriever(model, mode=mode, num_results=10)(QUERIES)
