@@ -43,7 +43,7 @@ def time_stages(index: ColBERTIndex, queries: list[np.ndarray], passes: int) -> 
     for rep in range(passes + 1):  # the first pass warms up (numba compilation, page cache)
         for q in queries:
             t0 = time.perf_counter()
-            Q, _, lens = pad_queries([q], r.dim)
+            Q, _, lens = pad_queries([q], r.codec)
             St = centroid_scores(r, Q)
             t1 = time.perf_counter()
             nq = int(lens[0])

@@ -69,7 +69,7 @@ def measure_stages(reader, queries: list, k: int, reps: int):
     ivf, offsets = np.asarray(reader.ivf_offsets), np.asarray(reader.offsets)
     rows = []
     for q in queries:
-        Q, q_off, lens = pad_queries([q], reader.dim)
+        Q, q_off, lens = pad_queries([q], reader.codec)
         nq, T = int(lens[0]), len(Q)
         runs = []
         for rep in range(reps + 1):  # the first run warms up (numba compilation, page cache)

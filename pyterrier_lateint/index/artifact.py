@@ -541,8 +541,11 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         return model
 
     def check_model(self, model: Optional[LateInteractionModel]) -> None:
-        """Check that ``model`` is the one the index was built with (``None`` passes; an index that records no
-        model logs a warning).
+        """Check that ``model`` is the one the index was built with (an index that records no model logs a
+        warning). Every transformer of the index calls it.
+
+        Args:
+            model: a late-interaction model, or ``None`` (nothing to check).
 
         Raises:
             ModelMismatchError: naming the settings that differ.

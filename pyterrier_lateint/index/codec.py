@@ -22,7 +22,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from ._threads import n_threads, pmap
+from .threads import n_threads, pmap
 from .kmeans import assign_nearest
 
 SUPPORTED_NBITS = (1, 2, 4, 16)

@@ -182,7 +182,7 @@ def _assign_shortlist(x, c, half_norms, out: np.ndarray, chunk: int) -> np.ndarr
     ``SHORTLIST`` of each row (numba, rows split over the thread pool), then exact float32 scores of those."""
     import torch
 
-    from ._threads import pmap
+    from .threads import pmap
     from ..settings import n_threads
     k, dim = c.shape
     cb = torch.cat([c, -half_norms[:, None]], 1).to(torch.bfloat16)

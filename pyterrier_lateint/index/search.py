@@ -44,7 +44,7 @@ import numpy as np
 
 from ..base import check_int
 from ..maxsim import EMPTY_DOC_SCORE, maxsim_packed
-from ._threads import n_threads, pmap
+from .threads import n_threads, pmap
 from .chunks import doc_chunks
 from .codec import ResidualCodec
 from .layout import IndexReader
@@ -158,7 +158,7 @@ class SearchParams:
         return SearchParams(nprobe, ncandidates, nexact)
 
 
-def pad_queries(queries: list[np.ndarray], codec: ResidualCodec | int, rows: int | None = None
+def pad_queries(queries: list[np.ndarray], codec: ResidualCodec, rows: int | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The queries of a batch, mapped into the codec's query space and stacked, each zero-padded: the query input
     of every kernel of every backend (numba, torch, the shard searchers).
@@ -167,26 +167,24 @@ def pad_queries(queries: list[np.ndarray], codec: ResidualCodec | int, rows: int
     :mod:`.codec`), then are padded with zero rows, which score 0 against every document vector and so leave
     MaxSim unchanged: by default to a multiple of ``LANES`` rows (at least ``LANES``: the numba kernels run over
     whole SIMD lanes); with ``rows``, to exactly ``rows`` (the torch batch ``(B, rows, dim)``; every query at most
-    that long). ``codec`` may be the dimension alone for callers holding no codec: queries are then stacked as
-    given, which is right only for a codec whose query space is the identity (:class:`.codec.ResidualCodec`'s).
+    that long).
 
     Args:
         queries: float ``(nq_i, dim)`` per query.
-        codec: the index's codec, or its dimension.
+        codec: the index's codec (its ``dim`` and ``query_space``).
         rows: padded rows per query (default: per query, a multiple of ``LANES``).
 
     Returns:
         tuple: ``(Q (T_pad, dim) float32, q_off (n + 1,) int64 padded row offsets, lens (n,) int64 real lengths)``.
     """
-    dim, space = (codec, None) if isinstance(codec, (int, np.integer)) else (codec.dim, codec.query_space)
     lens = np.array([len(q) for q in queries], dtype=np.int64)
     padded = np.maximum(LANES, -(-lens // LANES) * LANES) if rows is None else np.full(len(queries), rows)
     q_off = np.zeros(len(queries) + 1, dtype=np.int64)
     np.cumsum(padded, out=q_off[1:])
-    Q = np.zeros((int(q_off[-1]), dim), dtype=np.float32)
+    Q = np.zeros((int(q_off[-1]), codec.dim), dtype=np.float32)
     for i, q in enumerate(queries):
         if lens[i]:
-            Q[q_off[i]:q_off[i] + lens[i]] = q if space is None else space(np.asarray(q, dtype=np.float32))
+            Q[q_off[i]:q_off[i] + lens[i]] = codec.query_space(np.asarray(q, dtype=np.float32))
     return Q, q_off, lens
 
 

@@ -417,6 +417,9 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
     def check_model(self, model: Optional[LateInteractionModel]) -> None:
         """Check that ``model`` is the indexing model (every shard records the same signature).
 
+        Args:
+            model: a late-interaction model, or ``None`` (nothing to check).
+
         Raises:
             ModelMismatchError: naming the settings that differ.
         """
@@ -424,7 +427,15 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
 
     def search_pool(self, executor: Union[str, LocalExecutor, RayExecutor] = "local", **kwargs: Any):
         """The search pool of ``executor``: shard searchers, made once per index and settings (Ray actors live until
-        :meth:`close`); see :mod:`pyterrier_lateint.sharded.executors`."""
+        :meth:`close`).
+
+        Args:
+            executor: ``"local"`` (threads in this process), ``"ray"``, or an executor object.
+            **kwargs: the executor's settings (e.g. ``workers``, ``cpus_per_worker``).
+
+        Returns:
+            LocalSearchPool or RaySearchPool: see :mod:`pyterrier_lateint.sharded.executors`.
+        """
         _, shards, table = self._open()
         key = (repr(executor) if not isinstance(executor, str) else executor, tuple(sorted(kwargs.items())),
                tuple(table.bases))

@@ -15,7 +15,7 @@ from ..index.token_stats import TokenStats
 from ..models import LateInteractionModel
 from .executors import check_executor_settings
 from .handle import ShardedIndexHandle
-from .retriever import check_sharded_backend, search_sharded
+from .retriever import check_sharded_backend, search_sharded, shared_codec
 
 
 
@@ -25,7 +25,7 @@ class ShardedSource:
 
     def __init__(self, index: ShardedIndexHandle, params: SearchParams, mode: str, pool):
         self.index, self.params, self.mode, self.pool = index, params, mode, pool
-        self.dim = index.dim
+        self.dim, self.codec = index.dim, shared_codec(index)
 
     def token_stats(self) -> TokenStats:
         return self.index.token_stats()
@@ -49,11 +49,11 @@ class ShardedSource:
         return np.concatenate(vecs), np.concatenate(toks)
 
     def search(self, queries: list[np.ndarray], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        res = search_sharded(self.pool, queries, k, self.params, self.mode, self.dim, len(self.index))
+        res = search_sharded(self.pool, queries, k, self.params, self.mode, self.codec, len(self.index))
         return [(np.asarray(self.index.docnos_of(ids), dtype=str), sc) for ids, sc in res]
 
     def exact(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        Q, q_off, _ = pad_queries([query], self.dim)
+        Q, q_off, _ = pad_queries([query], self.codec)
         return self.index.search_pool("local").searcher.exact(Q, q_off, [np.asarray(ids, dtype=np.int64)])[0]
 
 

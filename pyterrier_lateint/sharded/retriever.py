@@ -8,6 +8,7 @@ import pandas as pd
 import pyterrier as pt
 
 from ..base import ConfigEquality, check_int
+from ..index.codec import ResidualCodec
 from ..index.queries import query_vectors, validate_queries, validate_results
 from ..index.pruning import check_query_pruning, pruned_query_vectors
 from ..index.retriever import retrieve_in_batches, search_params
@@ -19,18 +20,24 @@ from .handle import ShardedIndexHandle
 from .search import Results, merge_candidates, merge_top_k
 
 
-def search_sharded(pool, queries: list[np.ndarray], k: int, params: SearchParams, mode: str, dim: int,
+def shared_codec(index: ShardedIndexHandle) -> ResidualCodec:
+    """The codec every shard of ``index`` holds (from the open first shard: no file read)."""
+    return index.shard_readers()[0][0].codec
+
+
+def search_sharded(pool, queries: list[np.ndarray], k: int, params: SearchParams, mode: str, codec: ResidualCodec,
                    n_docs: int) -> Results:
     """Search a batch of queries over a search pool (:mod:`.executors`); per query ``(global ids, scores)`` best
     first, equal to a single index's results (:mod:`.search`). ``plaid``: two rounds of calls to the workers;
-    ``exhaustive``: one. ``n_docs``: documents of all shards (for the size-dependent default settings)."""
+    ``exhaustive``: one. ``codec``: the shards' (queries go into its query space, :func:`~..index.search.pad_queries`);
+    ``n_docs``: documents of all shards (for the size-dependent default settings)."""
     if not queries:
         return []
     if mode == "exhaustive":
         parts = pool.exhaustive(queries, k)
         return [merge_top_k([w[qi] for w in parts], k) for qi in range(len(queries))]
     p = params.for_k(k, n_docs)
-    Q, q_off, lens = pad_queries(queries, dim)
+    Q, q_off, lens = pad_queries(queries, codec)
     cands = pool.candidates(Q, q_off, lens, p)  # [worker][query]
     chosen = [merge_candidates([w[qi] for w in cands], p) for qi in range(len(queries))]
     owners = [pool.owners(c) for c in chosen]
@@ -151,7 +158,7 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
         validate_queries(inp)
         self.index.check_model(self.model)
         pool = self.index.search_pool(self.executor, **self.executor_kwargs)
-        dim = self.index.dim
+        dim, codec = self.index.dim, shared_codec(self.index)
 
         def vectors(batch: pd.DataFrame) -> list[np.ndarray]:
             if self.query_pruning is None:
@@ -161,7 +168,7 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
 
         return retrieve_in_batches(
             inp, self, vectors,
-            lambda vecs: search_sharded(pool, vecs, self.num_results, self.params, self.mode, dim, len(self.index)),
+            lambda vecs: search_sharded(pool, vecs, self.num_results, self.params, self.mode, codec, len(self.index)),
             self.index.docnos_of)
 
 
@@ -221,10 +228,10 @@ class ShardedScorer(ConfigEquality, pt.Transformer):
             return pd.DataFrame(columns=out_cols)
         inp, ids = known_rows(self.index.doc_ids, inp, self.on_unknown, "ShardedScorer")
         searcher = self.index.search_pool("local").searcher
-        dim = self.index.dim
+        dim, codec = self.index.dim, shared_codec(self.index)
 
         def exact(vecs: list[np.ndarray], doc_ids: list[np.ndarray]) -> list[np.ndarray]:
-            Q, q_off, _ = pad_queries(vecs, dim)
+            Q, q_off, _ = pad_queries(vecs, codec)
             return searcher.exact(Q, q_off, doc_ids)
 
         return score_in_batches(inp, ids, self, dim, exact)[out_cols]

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..index._threads import pmap
+from ..index.threads import pmap
 from ..index.layout import IndexReader
 from ..index.ranking import select_top, select_top_positions, top_k
 from ..index.search import (PARALLEL_MIN_WORK, SearchParams, centroid_scores, exact_padded, exact_tables, query_slice,
