@@ -398,8 +398,8 @@ class GeneratorTrainer(TrainingLoop):
         self.validation = validation
         self._device = next(model.parameters()).device
         if config.max_input_tokens is None:
-            from .generate import _max_input_tokens
-            self.max_input_tokens = _max_input_tokens(model, tokenizer)
+            from .generate import model_max_input_tokens
+            self.max_input_tokens = model_max_input_tokens(model, tokenizer)
         else:
             self.max_input_tokens = config.max_input_tokens
 
