@@ -174,7 +174,7 @@ def main() -> None:
         index = ColBERTIndex(workdir / "vaswani.lateint")
         index.indexer(dev_model, nbits=args.nbits, verbose=False).index(docs.to_dict("records"))
         build_s = time.perf_counter() - t
-        reader = index._reader()
+        reader = index.reader()
         logger.info("index built in %.1f s: %d vectors", build_s, reader.n_vectors)
 
         rows: list[tuple[str, str, str]] = []

@@ -160,7 +160,7 @@ def bench_vaswani(args) -> None:
         for nbits in args.nbits:
             idx, build_s = build_from_vectors(work / f"vaswani-{nbits}", docs.docno, vectors, offsets, model,
                                               nbits=nbits, n_centroids=args.n_centroids)
-            r = idx._reader()
+            r = idx.reader()
             comp = (r.codes.nbytes + r.residuals.nbytes) / n_vec
             total = sum(idx.size_bytes().values()) / n_vec
             meta = idx.metadata()
@@ -215,7 +215,7 @@ def bench_rerank(idx, model, docs, queries, qvecs, qrels, true_exact) -> list[di
     t = time.perf_counter()
     out = scorer.transform(first)
     batched = 1000 * (time.perf_counter() - t) / first.qid.nunique()
-    return [{"rerank BM25 top 1000 (nbits=%d)" % idx._reader().nbits: "",
+    return [{"rerank BM25 top 1000 (nbits=%d)" % idx.reader().nbits: "",
              "ms/q (1 at a time, mean)": float(np.mean(per_q)), "ms/q p95": float(np.percentile(per_q, 95)),
              "ms/q (batched)": batched, "nDCG@10 BM25": ndcg10(first, qrels), "nDCG@10 reranked": ndcg10(out, qrels),
              "docs/q": float(first.groupby("qid").size().mean())}]
@@ -294,7 +294,7 @@ def bench_scaling(args) -> None:
             msb, res = time_batched(idx.retriever(num_results=10), qf)
             row = {"docs": n, "vectors": n_vec, "centroids": meta["n_centroids"],
                    "index MB": sum(idx.size_bytes().values()) / 2 ** 20,
-                   "bytes/vec (codes+res)": (idx._reader().codes.nbytes + idx._reader().residuals.nbytes) / n_vec,
+                   "bytes/vec (codes+res)": (idx.reader().codes.nbytes + idx.reader().residuals.nbytes) / n_vec,
                    "build s": build_s, "build vec/s": n_vec / build_s,
                    "e2e k=10 ms/q (1 at a time)": ms, "e2e k=10 ms/q (batched)": msb}
             if n <= args.exhaustive_max:

@@ -184,7 +184,7 @@ class Ours:
         self.rows = [self.frame.iloc[i:i + 1] for i in range(len(self.frame))]
         for r in self.rows:  # warm-up: numba compilation, page cache
             self.retriever.transform(r)
-        r = self.index._reader()
+        r = self.index.reader()
         sp = SearchParams().for_k(K, r.n_live)
         self.built = {"system": "ours: ColBERTIndex (numba CPU)", "build_s": build_s,
                       "index_bytes": int(sum(self.index.size_bytes().values())), "n_vectors": int(offsets[-1]),

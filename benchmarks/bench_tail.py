@@ -37,13 +37,13 @@ COLUMNS = ("St ms", "stage 1 ms", "stage 2 ms", "stage 3 ms", "total ms")
 
 def time_stages(index: ColBERTIndex, queries: list[np.ndarray], passes: int) -> np.ndarray:
     """Per (pass, query): ``[tokens, postings walked, vectors scored exactly, St, s1, s2, s3, total]`` (ms)."""
-    r = index._reader()
+    r = index.reader()
     p = SearchParams().for_k(10, r.n_live)
     rows = []
     for rep in range(passes + 1):  # the first pass warms up (numba compilation, page cache)
         for q in queries:
             t0 = time.perf_counter()
-            Q, _, lens = pad_queries([q], r.dim)
+            Q, _, lens = pad_queries([q], r.codec)
             St = centroid_scores(r, Q)
             t1 = time.perf_counter()
             nq = int(lens[0])

@@ -69,7 +69,7 @@ def measure_stages(reader, queries: list, k: int, reps: int):
     ivf, offsets = np.asarray(reader.ivf_offsets), np.asarray(reader.offsets)
     rows = []
     for q in queries:
-        Q, q_off, lens = pad_queries([q], reader.dim)
+        Q, q_off, lens = pad_queries([q], reader.codec)
         nq, T = int(lens[0]), len(Q)
         runs = []
         for rep in range(reps + 1):  # the first run warms up (numba compilation, page cache)
@@ -439,7 +439,7 @@ def main() -> None:
     queries = model.encode_queries(topics["query"].tolist())
     encode_ms = measure_encoding(model, topics["query"].tolist(), reps=2)
     logger.info("timing the search stages of %s (%d runs per query)", index, args.reps)
-    reader = index._reader()
+    reader = index.reader()
     df = measure_stages(reader, queries, args.k, args.reps)
     unit_cols = [col for col in df.columns if "ns/" in col]
     mean_list = geo["n_postings"] / geo["K"]

@@ -34,7 +34,8 @@ def main() -> None:
     ap.add_argument("--learning-rate", type=float, default=2e-5)
     ap.add_argument("--head-learning-rate", type=float, default=1e-3)
     ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--freeze-backbone", action="store_true", help="train only the head (a few hundred KB)")
+    ap.add_argument("--freeze-encoder", "--freeze-backbone", action="store_true",
+                    help="train only the head (a few hundred KB)")
     ap.add_argument("--head-init", default="random", choices=("random", "identity"),
                     help="identity (with --dim 384) starts from exactly the untrained default vectors")
     ap.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"))
@@ -52,7 +53,7 @@ def main() -> None:
     config = TrainingConfig(output_dir=args.output, max_steps=args.max_steps, batch_size=args.batch_size,
                             n_negatives=args.n_negatives, learning_rate=args.learning_rate,
                             head_learning_rate=args.head_learning_rate, temperature=args.temperature,
-                            freeze_backbone=args.freeze_backbone, seed=args.seed, save_every=100, log_every=10,
+                            freeze_encoder=args.freeze_encoder, seed=args.seed, save_every=100, log_every=10,
                             warmup_ratio=0.1, mixed_precision=args.mixed_precision)
     Trainer(model, config).train(examples)
 

@@ -349,7 +349,7 @@ def _add_cleanup(sub) -> None:
 def _run_cleanup(args: argparse.Namespace) -> None:
     import shutil
 
-    from .index.build import stale_builds_under
+    from .index.folders import stale_builds_under
     from .settings import cache_dir
     for folder in args.folders:
         if not folder.exists():

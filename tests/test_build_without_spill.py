@@ -100,7 +100,7 @@ def test_trained_without_spill_retrieves_as_well(tmp_path, model, corpus, monkey
     ma, mb = a.metadata(), b.metadata()
     assert mb["n_vectors"] > 1500 and mb["build"]["kmeans_sample"] == ma["build"]["kmeans_sample"] == 1200
     assert mb["n_centroids"] == 64
-    assert not np.array_equal(a._reader().codec.centroids, b._reader().codec.centroids)  # its own sample
+    assert not np.array_equal(a.reader().codec.centroids, b.reader().codec.centroids)  # its own sample
     queries = make_queries(30)
     dvecs = model.encode_docs(corpus.text.tolist())
     truth = {}

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pyterrier_lateint.index import ColBERTIndex, coarse
-from pyterrier_lateint.index.kmeans import _torch_kmeans, assign_nearest
+from pyterrier_lateint.index.kmeans import assign_nearest
 
 
 def clustered(rng, n, dim=32, n_modes=40, spread=0.35):
@@ -54,13 +54,13 @@ def test_builds_and_kmeans_switch_to_it_from_the_threshold(tmp_path, monkeypatch
     monkeypatch.setattr(coarse, "COARSE_MIN_CENTROIDS", 128)
     two = ColBERTIndex(tmp_path / "coarse").indexer(codec_from=exact, verbose=False).index(docs)
     assert two.metadata()["build"]["assignment"] == "coarse: 16 groups, 8 probed"
-    ra, rb = exact._reader(), two._reader()
+    ra, rb = exact.reader(), two.reader()
     assert 0.9 < np.mean(np.asarray(ra.codes) == np.asarray(rb.codes)) < 1.0
     # k-means from the threshold up assigns by two levels too: about the same clustering quality
     x = clustered(rng, 6000)
-    c_two = _torch_kmeans(x, 256, iters=6, seed=0)
+    c_two = coarse.train_centroids(x, 256, iters=6, seed=0, use_faiss=False)
     monkeypatch.setattr(coarse, "COARSE_MIN_CENTROIDS", 10 ** 9)
-    c_exact = _torch_kmeans(x, 256, iters=6, seed=0)
+    c_exact = coarse.train_centroids(x, 256, iters=6, seed=0, use_faiss=False)
     inertia = [sq_dist(x, c, assign_nearest(x, c, bf16=False)).sum() for c in (c_two, c_exact)]
     assert inertia[0] <= 1.03 * inertia[1]
     assert not np.array_equal(c_two, c_exact)  # (the switch did change the assignment)
@@ -82,9 +82,9 @@ def test_the_indexer_setting_chooses_the_assignment(tmp_path):
     exact = ColBERTIndex(tmp_path / "e").indexer(codec_from=forced, assignment="exact", verbose=False).index(docs)
     assert exact.metadata()["build"]["assignment"] == "exact"
     # the exact build's codes are the exact nearest centroids of the same (shared) codec
-    c = forced._reader().codec.centroids
+    c = forced.reader().codec.centroids
     x = np.concatenate([d["doc_embs"] for d in docs]).astype(np.float16).astype(np.float32)  # as the build spills it
-    np.testing.assert_array_equal(np.asarray(exact._reader().codes), assign_nearest(x, c))
+    np.testing.assert_array_equal(np.asarray(exact.reader().codes), assign_nearest(x, c))
     with pytest.raises(ValueError, match="assignment must be one of"):
         ColBERTIndex(tmp_path / "x").indexer(assignment="approximate")
 

@@ -156,7 +156,7 @@ def test_search_over_each_codec_equals_its_exhaustive_search(tmp_path, kind, nbi
                          "doc_embs": [x[offs[i]:offs[i + 1]] for i in range(len(lens))]})
     index = ColBERTIndex(tmp_path / "i")
     index.indexer(None, nbits=nbits, codec=kind, n_centroids=16, verbose=False).index(docs)
-    assert index._reader().codec.kind == ("scalar" if nbits == 16 else kind)
+    assert index.reader().codec.kind == ("scalar" if nbits == 16 else kind)
     queries = pd.DataFrame({"qid": [str(i) for i in range(6)],
                             "query_embs": [_unit(rng.normal(size=(5, 16))) for _ in range(6)]})
     ex = index.retriever(num_results=10, mode="exhaustive").transform(queries)

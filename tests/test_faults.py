@@ -89,8 +89,8 @@ def state_of(path: Path):
     """What a reader sees: live docnos and the ranked results of both search modes (scores rounded to 1e-5)."""
     model = FakeModel()
     idx = ColBERTIndex(path, model)
-    pinned = idx._reader()  # one committed state for all three looks (each transform alone is one state anyway)
-    idx._reader = lambda: pinned
+    pinned = idx.reader()  # one committed state for all three looks (each transform alone is one state anyway)
+    idx.reader = lambda: pinned
     rows = []
     for mode in ("plaid", "exhaustive"):
         r = idx.retriever(model, mode=mode, num_results=10)(QUERIES)
@@ -165,7 +165,7 @@ def test_killed_writer_leaves_old_or_new_state(tmp_path, op):
             # renames: an error, never a wrong index; the next writer rolls the replacement back
             seen = "missing"
         if seen == "missing" and not fresh_build:  # killed between the two renames of a replacement
-            from pyterrier_lateint.index.build import recover
+            from pyterrier_lateint.index.folders import recover
             from pyterrier_lateint.index.commit import writer_lock
             with writer_lock(trial):
                 recover(trial)

@@ -129,7 +129,7 @@ def test_layout_and_inspection(index2, model, corpus):
     assert index2.doclens().tolist() == lens
     assert md["n_vectors"] == sum(lens)
     # memory-mapped, not loaded
-    r = index2._reader()
+    r = index2.reader()
     assert isinstance(r.codes, np.memmap) and isinstance(r.residuals, np.memmap)
     scale_byte = int(r.codec.scaled)  # unit-length vectors: one scale byte per vector
     assert r.codec.kind == "pq" and scale_byte == int(np.allclose(np.linalg.norm(index2.vectors("d7"), axis=1), 1,
@@ -147,7 +147,7 @@ def test_layout_and_inspection(index2, model, corpus):
 
 
 def test_ivf_lists_every_doc_of_each_centroid(index2):
-    r = index2._reader()
+    r = index2.reader()
     expected: dict[int, set] = {}
     codes = np.asarray(r.codes)
     for d in range(r.n_docs):
@@ -174,7 +174,7 @@ def test_exhaustive_equals_brute_force_on_fp16(index16, model, corpus, queries):
 
 
 def test_exhaustive_equals_maxsim_over_decompressed(index2, model, queries):
-    r = index2._reader()
+    r = index2.reader()
     all_vecs = [index2.vectors(d) for d in index2.docnos()]
     res = index2.retriever(model, mode="exhaustive", num_results=5).transform(queries)
     for qid, q in zip(queries.qid, model.encode_queries(queries["query"].tolist())):
@@ -294,7 +294,7 @@ def test_reconstruction_error_ordering(tmp_path, model, corpus):
         idx.indexer(model, nbits=nbits, n_centroids=64, verbose=False).index(corpus)
         got = np.concatenate([idx.vectors(d) for d in idx.docnos()])
         errs[nbits] = float(np.mean(np.sum((got - true) ** 2, axis=1)))
-        codec = idx._reader().codec
+        codec = idx.reader().codec
         assert codec.bytes_per_vector() == 2 + (model.dim * nbits // 8 + codec.scaled if nbits < 16 else 2 * model.dim)
     assert errs[16] < 1e-5 < errs[4] < errs[2] < errs[1] < 0.5, errs
 

@@ -17,7 +17,7 @@ import pytest
 
 from pyterrier_lateint import ColBERTIndex
 from pyterrier_lateint.index import NumbaBackend, TorchBackend, select_backend
-from pyterrier_lateint.index.build import remove_stale_builds, stale_builds
+from pyterrier_lateint.index.folders import remove_stale_builds, stale_builds
 from test_index import FakeModel, make_corpus, make_queries
 
 

@@ -43,7 +43,7 @@ def test_adc_and_centroid_kernels_match_brute_force(dim, nbits, nq, code_dtype, 
     decoded = codec.decompress(codes, packed)
     query = rng.normal(size=(nq, dim)).astype(np.float32)
 
-    Qp, q_off, lens_q = pad_queries([query], dim)
+    Qp, q_off, lens_q = pad_queries([query], codec)
     assert Qp.shape[0] % LANES == 0 and Qp.shape[0] >= nq and lens_q[0] == nq
     np.testing.assert_array_equal(Qp[nq:], 0)
     St = centroid_scores(_Reader(codec), Qp)
@@ -74,19 +74,19 @@ def test_aligned_empty():
 def test_pmap_order_exceptions_and_threads(monkeypatch):
     import threading
 
-    from pyterrier_lateint.index import _threads
+    from pyterrier_lateint.index import threads
     monkeypatch.setenv("LATEINT_NUM_THREADS", "2")
     seen = set()
 
     def square(x):
         seen.add(threading.get_ident())
         return x * x
-    assert _threads.pmap(square, range(50)) == [x * x for x in range(50)]
-    assert _threads.pmap(square, []) == [] and _threads.pmap(square, [3]) == [9]
+    assert threads.pmap(square, range(50)) == [x * x for x in range(50)]
+    assert threads.pmap(square, []) == [] and threads.pmap(square, [3]) == [9]
 
     def boom(x):
         if x == 7:
             raise RuntimeError("item 7")
         return x
     with pytest.raises(RuntimeError, match="item 7"):
-        _threads.pmap(boom, range(20))
+        threads.pmap(boom, range(20))

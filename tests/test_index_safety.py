@@ -184,7 +184,7 @@ def test_unknown_docno_errors_suggest_what_works(pq_index):
     with pytest.raises(TypeError, match="takes one docno.*vec_loader"):
         pq_index.vectors(["d1", "d4"])
     assert pq_index.vectors(pd.Series(["d1"])[0]).shape[1] == 32
-    r = pq_index._reader()
+    r = pq_index.reader()
     with pytest.raises(ValueError, match="on_unknown must be"):
         r.doc_ids(["d1"], on_unknown="skip")
     assert r.doc_ids(["d1", "nope"], on_unknown="drop").tolist() == [1, -1]

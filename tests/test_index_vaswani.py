@@ -29,7 +29,7 @@ def test_real_model_index_quality(setup):
     model, docs, queries, idx = setup
     assert len(idx) == N_DOCS and idx.metadata()["model"] == model.signature()
     assert idx.metadata()["dim"] == model.dim
-    r = idx._reader()
+    r = idx.reader()
     assert (r.codes.nbytes + r.residuals.nbytes) / r.n_vectors <= 100  # 384-d at nbits=2: 2 + 96 bytes
     dvecs = model.encode_docs(docs.text.tolist())
     exh = idx.retriever(model, mode="exhaustive", num_results=10).transform(queries)

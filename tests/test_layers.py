@@ -1,7 +1,10 @@
-"""The package's layer contract (``.importlinter``: settings -> base | data | maxsim -> models -> colbert ->
-index | training -> doc2query -> experiments -> cli) holds, and the check really catches an upward import."""
+"""The package's import contracts (``.importlinter``: the layers settings -> base | data | maxsim -> models -> colbert
+-> index | training -> doc2query -> experiments -> cli; no import circle inside any folder; private modules used
+only inside their package) hold, the checks really catch an upward import and a circle, and no module imports a
+private name of another."""
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -35,3 +38,37 @@ def test_an_upward_import_is_caught(tmp_path):
     proc = lint_imports(tmp_path)
     assert proc.returncode != 0
     assert "pyterrier_lateint.models.encoder -> pyterrier_lateint.index" in proc.stdout
+
+
+def test_a_circle_inside_a_folder_is_caught(tmp_path):
+    """A copy of the package in which the index's layout module imports the artifact (which imports, through the
+    reader, the layout) breaks the no-circle contract of ``pyterrier_lateint.index``."""
+    shutil.copytree(REPO / "pyterrier_lateint", tmp_path / "pyterrier_lateint",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / ".importlinter", tmp_path / ".importlinter")
+    layout = tmp_path / "pyterrier_lateint" / "index" / "layout.py"
+    layout.write_text(layout.read_text() + "\n\ndef _circle():\n    from .artifact import ColBERTIndex  # noqa\n")
+    proc = lint_imports(tmp_path)
+    assert proc.returncode != 0
+    assert "No import circle" in proc.stdout and "BROKEN" in proc.stdout
+    assert ".layout -> .artifact" in proc.stdout
+
+
+def private_imports(root: Path) -> list[str]:
+    """``from X import _name`` statements (a private name of another module) in the package under ``root``."""
+    found = []
+    for path in sorted((root / "pyterrier_lateint").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                found += [f"{path.relative_to(root)}:{node.lineno}: from {'.' * node.level}{node.module or ''} "
+                          f"import {a.name}" for a in node.names if a.name.startswith("_")
+                          and not a.name.startswith("__")]
+    return found
+
+
+def test_no_module_imports_a_private_name(tmp_path):
+    assert private_imports(REPO) == []
+    # the scan itself finds one
+    (tmp_path / "pyterrier_lateint").mkdir()
+    (tmp_path / "pyterrier_lateint" / "m.py").write_text("from .build import _hidden\n")
+    assert private_imports(tmp_path) == ["pyterrier_lateint/m.py:1: from .build import _hidden"]

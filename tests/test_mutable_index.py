@@ -190,7 +190,7 @@ def test_format1_index_opens_and_upgrades(tmp_path, model, pool, queries):
     """A format-1 index (the layout before this version) still searches, and a change rewrites it as format 2."""
     idx = build(tmp_path / "v2", model, pool.iloc[:40])
     expected = ranked(idx, model, queries, num_results=10)
-    r = idx._reader()
+    r = idx.reader()
     old = tmp_path / "v1"
     old.mkdir()
     for name, arr in (("offsets", r.offsets), ("doclens", r.doclens), ("codes", r.codes),

@@ -65,7 +65,7 @@ def test_token_stats_match_hand_count(index, corpus):
     deleted = np.zeros(len(corpus), dtype=bool)
     deleted[:10] = True  # counting without deleted documents (what an index with deletions uses)
     df_live = Counter(t for d in docs[10:] for t in set(d))
-    r = index._reader()
+    r = index.reader()
     assert count_tokens(r.token_ids, r.offsets, deleted)[:, 0].tolist() == \
         [df_live.get(i, 0) for i in range(len(stats.stats))]
 

@@ -106,7 +106,7 @@ def stage_ties(reader, query: np.ndarray, k: int, params: SearchParams, tol: flo
     score at that stage's cut: stage 1 keeps ``ncandidates`` of the documents its probes touch, stage 2 ``nexact``
     of those. Only these may be a candidate for one backend and not the other."""
     p = params.for_k(k, reader.n_live)
-    Qp, _, lens = search.pad_queries([query], reader.dim)
+    Qp, _, lens = search.pad_queries([query], reader.codec)
     St = search.centroid_scores(reader, Qp)
     # every touched document with its stage-1 score (no cut), then the cuts as search_plaid makes them
     touched, approx = search.stage_candidates(reader, St, int(lens[0]),

@@ -153,7 +153,9 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _max_input_tokens(model, tokenizer) -> int:
+def model_max_input_tokens(model, tokenizer) -> int:
+    """The longest input (tokens) the generator takes: the smallest of the default, the tokenizer's
+    ``model_max_length`` (when real) and the model's position limit."""
     limits = [DEFAULT_MAX_INPUT_TOKENS]
     if 0 < (tokenizer.model_max_length or 0) < HUGE_TOKENIZER_LIMIT:
         limits.append(int(tokenizer.model_max_length))
@@ -269,7 +271,7 @@ class Doc2Query(ConfigEquality, pt.Transformer):
         self.settings = GenerationSettings(
             num_samples=num_samples, decoding=decoding, top_k=top_k, temperature=temperature, num_beams=num_beams,
             max_new_tokens=max_new_tokens, max_chunks=max_chunks, seed=seed, precision=precision,
-            max_input_tokens=max_input_tokens or _max_input_tokens(model, tokenizer))
+            max_input_tokens=max_input_tokens or model_max_input_tokens(model, tokenizer))
         if min_chars < 0 or batch_size < 1 or block_size < 1:
             raise ValueError("min_chars must be >= 0, batch_size and block_size >= 1")
         self.min_chars = min_chars

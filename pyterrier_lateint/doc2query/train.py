@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from ..training.data import Example, Group, TrainingStream
-from ..training.config import setting
+from ..training.config import LoopConfig, setting
 from ..training.loop import TrainingLoop
 
 logger = logging.getLogger(__name__)
@@ -29,8 +29,10 @@ DEFAULT_MAX_INPUT_TOKENS = 512
 
 
 @dataclass
-class GeneratorTrainingConfig:
-    """Every setting of generator training (the ``doc2query-train`` command exposes each as ``--name-with-dashes``).
+class GeneratorTrainingConfig(LoopConfig):
+    """Every setting of generator training: the training loop's
+    (:class:`~pyterrier_lateint.training.config.LoopConfig`) and the generator's (the ``doc2query-train`` command
+    exposes each as ``--name-with-dashes``). A training item is one (passage, query) pair.
 
     Args:
         output_dir: where checkpoints and the final model (output_dir/final) go (default ``'doc2query-model'``).
@@ -42,10 +44,8 @@ class GeneratorTrainingConfig:
         grad_accum: micro-batches per optimiser step (default ``1``).
         max_grad_norm: gradient clipping norm (0: no clipping) (default ``1.0``).
         mixed_precision: "no", "fp16" (GPU) or "bf16" (default ``'no'``).
-        gradient_checkpointing: recompute activations in the backward pass (less memory) (default ``False``).
+        gradient_checkpointing: recompute activations in the backward pass (less memory, slower) (default ``False``).
         freeze_encoder: train only the decoder (the encoder stays as loaded; faster on a CPU) (default ``False``).
-        max_input_tokens: passages are cut to this many tokens (default: the model's input length, at most 512).
-        max_target_tokens: queries are cut to this many tokens (default ``64``).
         seed: seed of model RNGs and shuffling (default ``42``).
         shuffle_buffer: pairs shuffled within a sliding buffer of this size (1: file order) (default ``1000``).
         save_every: steps between checkpoints (0: only at the end) (default ``500``).
@@ -53,6 +53,8 @@ class GeneratorTrainingConfig:
         eval_every: steps between validations (0: only at the end, when validation pairs are given) (default ``0``).
         log_every: steps between loss log lines (default ``10``).
         report_to: "none", "tensorboard" or "wandb" (default ``'none'``).
+        max_input_tokens: passages are cut to this many tokens (default: the model's input length, at most 512).
+        max_target_tokens: queries are cut to this many tokens (default ``64``).
 
     Raises:
         ValueError: on an unknown ``mixed_precision`` or a count out of range.
@@ -66,36 +68,16 @@ class GeneratorTrainingConfig:
     """
 
     output_dir: str = setting("doc2query-model", "where checkpoints and the final model (output_dir/final) go")
-    max_steps: int = setting(1000, "optimiser steps")
-    batch_size: int = setting(16, "(passage, query) pairs per micro-batch (per process)")
     learning_rate: float = setting(1e-4, "peak AdamW learning rate")
-    weight_decay: float = setting(0.01, "AdamW weight decay")
-    warmup_ratio: float = setting(0.1, "linear warmup over this share of max_steps, then linear decay to 0")
-    grad_accum: int = setting(1, "micro-batches per optimiser step")
-    max_grad_norm: float = setting(1.0, "gradient clipping norm (0: no clipping)")
-    mixed_precision: str = setting("no", '"no", "fp16" (GPU) or "bf16"')
-    gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass (less memory)")
-    freeze_encoder: bool = setting(False, "train only the decoder (the encoder stays as loaded; faster on a CPU)")
+    eval_every: int = setting(0, "steps between validations (0: only at the end, when validation pairs are given)")
     max_input_tokens: Optional[int] = setting(None, "passages are cut to this many tokens (default: the model's "
                                                      "input length, at most 512)")
     max_target_tokens: int = setting(64, "queries are cut to this many tokens")
-    seed: int = setting(42, "seed of model RNGs and shuffling")
-    shuffle_buffer: int = setting(1000, "pairs shuffled within a sliding buffer of this size (1: file order)")
-    save_every: int = setting(500, "steps between checkpoints (0: only at the end)")
-    keep_checkpoints: int = setting(2, "newest checkpoints kept on disk")
-    eval_every: int = setting(0, "steps between validations (0: only at the end, when validation pairs are given)")
-    log_every: int = setting(10, "steps between loss log lines")
-    report_to: str = setting("none", '"none", "tensorboard" or "wandb"')
 
     def __post_init__(self) -> None:
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', not {self.mixed_precision!r}")
-        if min(self.batch_size, self.max_steps, self.grad_accum, self.log_every, self.keep_checkpoints,
-               self.max_target_tokens) < 1:
-            raise ValueError("batch_size, max_steps, grad_accum, log_every, keep_checkpoints and max_target_tokens "
-                             "must be >= 1")
-        if min(self.save_every, self.eval_every) < 0:
-            raise ValueError("save_every and eval_every must be >= 0")
+        super().__post_init__()
+        if self.max_target_tokens < 1:
+            raise ValueError("max_target_tokens must be >= 1")
 
 
 # ---------------------------------------------------------------- pairs
@@ -398,8 +380,8 @@ class GeneratorTrainer(TrainingLoop):
         self.validation = validation
         self._device = next(model.parameters()).device
         if config.max_input_tokens is None:
-            from .generate import _max_input_tokens
-            self.max_input_tokens = _max_input_tokens(model, tokenizer)
+            from .generate import model_max_input_tokens
+            self.max_input_tokens = model_max_input_tokens(model, tokenizer)
         else:
             self.max_input_tokens = config.max_input_tokens
 

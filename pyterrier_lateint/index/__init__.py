@@ -1,5 +1,6 @@
 """Compressed late-interaction index: :class:`ColBERTIndex` and its parts."""
-from .artifact import ColBERTIndex, ModelMismatchError
+from .artifact import ColBERTIndex
+from .handle import ModelMismatchError
 from .backends import NumbaBackend, SearchBackend, TorchBackend, select_backend
 from .build import ColBERTIndexer
 from .codec import ResidualCodec

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Iterable, Optional, Union
 
@@ -14,8 +12,10 @@ import pyterrier as pt
 
 from ..base import check_int
 from ..models import LateInteractionModel, check_model
-from .build import ColBERTIndexer, check_target
+from .build import ColBERTIndexer
 from .codec import DEFAULT_KIND
+from .folders import check_target
+from .handle import check_signature, file_stamp
 from .layout import ARTIFACT_FORMAT, ARTIFACT_TYPE, META_FILE, PACKAGE_HINT, DocnoList, IndexReader
 from .retriever import ColBERTRetriever
 from .scorer import ColBERTScorer, ColBERTVecLoader
@@ -28,33 +28,6 @@ if TYPE_CHECKING:
 CORPUS_ITER_CHUNK = 1024  # documents decompressed together by get_corpus_iter
 
 logger = logging.getLogger(__name__)
-
-
-class ModelMismatchError(ValueError):
-    """The model given to a retriever/scorer is not the one the index was built with.
-
-    Raised when the model's signature (checkpoint name, layout, dimension, encoding settings) differs from the one
-    recorded at indexing. A subclass of ``ValueError``.
-
-    Example:
-        .. code-block:: python
-
-            from pyterrier_lateint.index import ModelMismatchError
-
-            try:
-                retriever = index.retriever(other_model)
-            except ModelMismatchError as e:
-                print(e)   # names the settings that differ
-    """
-
-
-def _meta_stamp(path: Path) -> Optional[tuple]:
-    """Identity of the committed metadata file (a commit replaces it: new inode)."""
-    try:
-        st = os.stat(path / META_FILE)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 class ColBERTIndex(pt.Artifact, pt.Indexer):
@@ -103,12 +76,23 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
     def __repr__(self) -> str:
         return f"ColBERTIndex({str(self.path)!r})"
 
-    def _reset(self) -> None:
+    def reload(self) -> None:
+        """Forget the open state: the next :meth:`reader` opens the index again (writers call it after a commit)."""
         self._reader_cache = None
 
-    def _reader(self) -> IndexReader:
-        """The open state of the index; re-opened when a writer (this process or another) committed since."""
-        stamp = _meta_stamp(Path(self.path))
+    def reader(self) -> IndexReader:
+        """The open index (files memory-mapped), the reading interface of its transformers; re-opened when a writer
+        (this process or another) committed since.
+
+        Returns:
+            IndexReader: counts, codec, offsets, codes, residuals, inverted file and docnos
+            (:class:`~pyterrier_lateint.index.layout.IndexReader`).
+
+        Raises:
+            IndexNotFoundError: when there is no complete index at the path.
+            IndexCorruptError: when the index is damaged.
+        """
+        stamp = file_stamp(Path(self.path) / META_FILE)
         if self._reader_cache is None or stamp != self._reader_stamp:
             self._reader_cache = IndexReader(Path(self.path), verify=self.verify_on_open)
             self._reader_stamp = stamp
@@ -125,7 +109,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
                 (:class:`~pyterrier_lateint.index.integrity.IndexCorruptError`), rather than passing for absent.
         """
         try:
-            self._reader()
+            self.reader()
         except FileNotFoundError:  # IndexNotFoundError: nothing, a file, a half-written or foreign folder
             return False
         return True
@@ -283,8 +267,8 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
                 fast = index.retriever(nprobe=4, nexact=128, query_pruning=16)
         """
         model = self._model(model)
-        self._reader()  # fail now, not at transform time, if there is no complete index
-        self._check_model(model)
+        self.reader()  # fail now, not at transform time, if there is no complete index
+        self.check_model(model)
         if query_pruning is not None and query_pruning_by == "cf":
             self.token_stats()  # fail now, not at transform time, if the index stores no token ids
         return ColBERTRetriever(self, model, num_results=num_results, mode=mode, nprobe=nprobe,
@@ -325,8 +309,8 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
                 pipeline = bm25 % 100 >> index.scorer()
         """
         model = self._model(model)
-        self._reader()
-        self._check_model(model)
+        self.reader()
+        self.check_model(model)
         return ColBERTScorer(self, model, batch_size=batch_size, on_unknown=on_unknown, backend=backend,
                              device=device, verbose=verbose)
 
@@ -380,7 +364,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         """
         from .prf import ColBERTPRF
         model = self._model(model)
-        self._check_model(model)
+        self.check_model(model)
         return ColBERTPRF(self, model, fb_docs=fb_docs, fb_embs=fb_embs, beta=beta, n_clusters=n_clusters,
                           rerank=rerank, num_results=num_results, seed=seed, kmeans_iters=kmeans_iters, mode=mode,
                           nprobe=nprobe, ncandidates=ncandidates, nexact=nexact, batch_size=batch_size,
@@ -397,7 +381,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
             IndexCorruptError: when the statistics file is unreadable (naming it).
         """
         from .token_stats import load_token_stats
-        return load_token_stats(self._reader(), repr(self))  # an unreadable stats file: IndexCorruptError naming it
+        return load_token_stats(self.reader(), repr(self))  # an unreadable stats file: IndexCorruptError naming it
 
     def explain(self, query: str, docno: str, model: Optional[LateInteractionModel] = None) -> pd.DataFrame:
         """Which stored document token each query token matched.
@@ -463,7 +447,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         if model is None:
             raise ValueError(f"{self!r}.explain needs the indexing model to encode the query: pass model=, or "
                              f"ColBERTIndex(path, model), or index.load_model()")
-        self._check_model(model)
+        self.check_model(model)
         d_ids = self.token_ids(docno)
         q_vecs, q_ids = model.encode_queries([query], return_ids=True)
         return (q_vecs[0], q_ids[0], self.vectors(docno), d_ids, getattr(model, "tokenizer", None),
@@ -488,7 +472,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
 
                 with_vectors = index.retriever(num_results=10) >> index.vec_loader()
         """
-        self._reader()
+        self.reader()
         return ColBERTVecLoader(self, on_unknown=on_unknown)
 
     def get_corpus_iter(self, *, verbose: bool = False, token_ids: bool = False) -> Iterator[dict[str, Any]]:
@@ -505,7 +489,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         Raises:
             ValueError: with ``token_ids`` when the index stores no token ids.
         """
-        r = self._reader()
+        r = self.reader()
         if token_ids and r.token_ids is None:
             raise ValueError(f"{self!r} stores no token ids; index with indexer(..., store_token_ids=True)")
         docnos = DocnoList(r.docnos)
@@ -546,35 +530,32 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         """
         from ..colbert import ColBERT
         from ..models import DEFAULT_MODEL, EncodingConfig
-        sig = self._reader().signature
+        sig = self.reader().signature
         if sig is None:
             raise ValueError(f"{self!r} records no model (it was indexed from vectors); pass the model yourself")
         settings = {f.name: sig[f.name] for f in dataclasses.fields(EncodingConfig) if f.name in sig}
         settings["doc_skiplist"] = tuple(settings.get("doc_skiplist", ()))
         name = None if sig["name"] == DEFAULT_MODEL else sig["name"]
         model = ColBERT.from_pretrained(name, layout=sig.get("layout"), **settings, **kwargs)
-        self._check_model(model)
+        self.check_model(model)
         return model
 
-    def _check_model(self, model: Optional[LateInteractionModel]) -> None:
-        if model is None:
-            return
-        stored = self._reader().signature
-        if stored is None:
-            logger.warning("%r records no model signature; cannot check that %r matches the indexing model",
-                           self, model)
-            return
-        given = json.loads(json.dumps(model.signature(), default=str))
-        if given != stored:
-            diff = sorted(k for k in set(stored) | set(given) if stored.get(k) != given.get(k))
-            details = ", ".join(f"{k}: index={stored.get(k)!r} vs model={given.get(k)!r}" for k in diff[:6])
-            raise ModelMismatchError(f"{self!r} was built with a different model ({details}); use the indexing "
-                                     f"model or re-index with this one")
+    def check_model(self, model: Optional[LateInteractionModel]) -> None:
+        """Check that ``model`` is the one the index was built with (an index that records no model logs a
+        warning). Every transformer of the index calls it.
+
+        Args:
+            model: a late-interaction model, or ``None`` (nothing to check).
+
+        Raises:
+            ModelMismatchError: naming the settings that differ.
+        """
+        check_signature(self.reader().signature, model, repr(self))
 
     # --- inspection ---------------------------------------------------------------------------------------------
     def __len__(self) -> int:
         """Live documents (deleted ones excluded)."""
-        return self._reader().n_live
+        return self.reader().n_live
 
     def docnos(self) -> DocnoList:
         """The live documents' docnos in index order (memory-mapped).
@@ -584,7 +565,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         Returns:
             DocnoList: supports ``len``, ``[i]``, ``[a:b]``, iteration and ``in``.
         """
-        r = self._reader()
+        r = self.reader()
         return DocnoList(r.docnos, r.live_ids())
 
     # --- changing the index (see pyterrier_lateint.index.mutation) ---------------------------------------------
@@ -612,7 +593,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         """
         from .mutation import add_documents
         n = add_documents(self, docs, self._model(model), replace=replace, batch_size=batch_size, verbose=verbose)
-        self._reset()
+        self.reload()
         return n
 
     def delete(self, docnos: Union[str, Iterable[str]], *, on_unknown: str = "error") -> int:
@@ -632,7 +613,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         """
         from .mutation import delete_documents
         n = delete_documents(self, docnos, on_unknown=on_unknown)
-        self._reset()
+        self.reload()
         return n
 
     def compact(self, retrain: bool = False, n_centroids: Optional[int] = None, verbose: bool = False) -> None:
@@ -655,9 +636,9 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         check_int("n_centroids", n_centroids, optional=True)
         if n_centroids is not None and not retrain:
             raise ValueError(f"n_centroids={n_centroids} needs compact(retrain=True): without retraining the index "
-                             f"keeps its {self._reader().codec.n_centroids} centroids")
+                             f"keeps its {self.reader().codec.n_centroids} centroids")
         compact_index(self, retrain=retrain, n_centroids=n_centroids, verbose=verbose)
-        self._reset()
+        self.reload()
 
     def verify(self) -> dict[str, Any]:
         """Check every file's size and checksum (and ``lateint.json``'s own).
@@ -684,7 +665,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
             numpy.ndarray: int32 ``(n_docs,)``; deleted documents keep their entry until :meth:`compact`, so
             ``n_docs`` can exceed ``len(index)``.
         """
-        return self._reader().doclens
+        return self.reader().doclens
 
     def _doc_id(self, r: IndexReader, docno: str, who: str) -> int:
         """The internal id of one ``docno``; ``TypeError`` for anything but one docno, ``KeyError`` if unknown."""
@@ -707,7 +688,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
             KeyError: when ``docno`` is unknown (or deleted).
             TypeError: when ``docno`` is not one docno (for many, use :meth:`vec_loader`).
         """
-        r = self._reader()
+        r = self.reader()
         vecs, _ = r.decompress_docs(np.array([self._doc_id(r, docno, "vectors")], dtype=np.int64))
         return vecs
 
@@ -725,7 +706,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
             KeyError: when ``docno`` is unknown (or deleted).
             TypeError: when ``docno`` is not one docno.
         """
-        r = self._reader()
+        r = self.reader()
         if r.token_ids is None:
             raise ValueError(f"{self!r} stores no token ids (needed for token texts and statistics); re-index "
                              f"with indexer(model, store_token_ids=True)")
@@ -738,7 +719,7 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         Returns:
             dict: a copy of the committed metadata.
         """
-        return dict(self._reader().meta)
+        return dict(self.reader().meta)
 
     def size_bytes(self) -> dict[str, int]:
         """Bytes on disk per file of the index.
@@ -746,4 +727,4 @@ class ColBERTIndex(pt.Artifact, pt.Indexer):
         Returns:
             dict: file name -> size in bytes (the committed sizes).
         """
-        return self._reader().size_bytes()
+        return self.reader().size_bytes()

@@ -1,15 +1,15 @@
 """Streaming construction of a ColBERTIndex, in named phases.
 
-1. :func:`_stream_vectors`: stream the documents (encoding ``text`` with the model, or taking ``doc_embs``),
+1. :func:`stream_vectors`: stream the documents (encoding ``text`` with the model, or taking ``doc_embs``),
    appending float16 vectors (the spill, ``raw.f16``: ``n_vectors * dim * 2`` bytes) and token ids to files; memory
    stays bounded by one batch (plus the docnos). With ``spill=False`` the vectors are not written: a uniform sample
    of them is kept in memory (:class:`~.sampling.StreamSample`) and phase 3 reads the documents a second time.
-2. :func:`_train_codec`: k-means on a sample of the vectors, residual buckets fitted on another sample (skipped
+2. :func:`train_codec`: k-means on a sample of the vectors, residual buckets fitted on another sample (skipped
    with ``codec_from``: the centroids and buckets of another index).
-3. :func:`_compress`: compress the vectors chunk by chunk (:func:`_spilled_chunks` from the spill, or
+3. :func:`compress`: compress the vectors chunk by chunk (:func:`spilled_chunks` from the spill, or
    :func:`_reencoded_chunks`), collecting (centroid, document) pairs.
-4. :func:`_write_ivf`: the inverted file from those pairs.
-5. :func:`_write_token_ids` (optional) and :func:`_metadata` (with every file's size and checksum).
+4. :func:`write_ivf`: the inverted file from those pairs.
+5. :func:`write_token_ids` (optional) and :func:`_metadata` (with every file's size and checksum).
 
 Everything is written to a temporary folder next to the index (``.NAME.tmp-PID-RANDOM``) that is renamed into place
 only when complete (``lateint.json``, the completion marker, last), so a crash never leaves a half index at the index
@@ -25,13 +25,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -40,20 +38,21 @@ import pyterrier as pt
 from ..base import invalid_unicode
 from ..models import LateInteractionModel, check_model
 from . import coarse
-from .codec import DEFAULT_KIND, KINDS, SUPPORTED_NBITS, ResidualCodec
+from .codec import DEFAULT_KIND, ResidualCodec, check_codec_settings
 from .commit import commit_meta, writer_lock
 from .docstore import write_docnos
-from .integrity import fsync_dir, fsync_file, record
-from .kmeans import default_n_centroids, kmeans
-from .layout import (ARTIFACT_FORMAT, ARTIFACT_TYPE, FORMAT_VERSION, META_FILE, PACKAGE_HINT, SHARDED_META_FILE,
-                     describe_entries, is_index_folder)
+from .handle import IndexHandle
+from .integrity import fsync_file, record
+from .kmeans import default_n_centroids
+from .chunks import doc_chunks
+from .folders import check_target, recover, replacing
+from .layout import ARTIFACT_FORMAT, ARTIFACT_TYPE, FORMAT_VERSION, META_FILE, PACKAGE_HINT
 from .pruning import TokenPooler, pool_batch
 from .sampling import StreamSample
+from .segment_files import SegmentWriter, write_ivf, write_token_ids
 from .token_stats import write_token_stats
 from .vectorfile import VectorFile
 
-if TYPE_CHECKING:
-    from .artifact import ColBERTIndex
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +60,6 @@ COMPRESS_CHUNK_VECTORS = 2 ** 17  # vectors compressed per step of the compressi
 KMEANS_SAMPLE_PER_CENTROID = 32  # k-means sample: this many vectors per centroid ...
 KMEANS_MIN_SAMPLE = 2 ** 15  # ... but at least this many (all of them when there are fewer)
 BUCKET_SAMPLE = 2 ** 16  # vectors sampled to fit the residual buckets
-COPY_CHUNK = 2 ** 22  # rows moved per step when filling the inverted file and the token ids
-TMP_MARK, OLD_MARK = ".tmp-", ".old-"
 
 
 class ColBERTIndexer(pt.Indexer):
@@ -113,15 +110,12 @@ class ColBERTIndexer(pt.Indexer):
             index = indexer.index(dataset.get_corpus_iter())
     """
 
-    def __init__(self, index: "ColBERTIndex", model: Optional[LateInteractionModel] = None, *, nbits: int = 2,
+    def __init__(self, index: IndexHandle, model: Optional[LateInteractionModel] = None, *, nbits: int = 2,
                  n_centroids: Optional[int] = None, kmeans_iters: int = 8, kmeans_sample: Optional[int] = None,
                  batch_size: int = 64, store_token_ids: bool = False, overwrite: bool = False, seed: int = 0,
                  verbose: bool = True, codec_from: Any = None, codec: str = DEFAULT_KIND, pool_factor: float = 1,
                  assignment: str = "auto", spill: bool = True):
-        if nbits not in SUPPORTED_NBITS:
-            raise ValueError(f"nbits must be one of {SUPPORTED_NBITS} (16 = uncompressed float16), not {nbits!r}")
-        if codec not in KINDS:
-            raise ValueError(f"codec must be one of {KINDS} (see pyterrier_lateint.index.codec), not {codec!r}")
+        check_codec_settings(nbits, codec)
         self.codec = codec
         self.index_ref = index
         self.model = check_model(model, "ColBERTIndexer")
@@ -152,7 +146,7 @@ class ColBERTIndexer(pt.Indexer):
         """
         return [["docno", "text"], ["docno", "doc_embs"]]
 
-    def index(self, inp: Union[Iterable[dict], pd.DataFrame, Callable[[], Iterable[dict]]]) -> "ColBERTIndex":
+    def index(self, inp: Union[Iterable[dict], pd.DataFrame, Callable[[], Iterable[dict]]]) -> IndexHandle:
         """Index ``inp`` (an iterable of dicts, a DataFrame, or a function returning either).
 
         The index is built in a temporary folder beside the path and moved into place only when complete, under
@@ -178,15 +172,9 @@ class ColBERTIndexer(pt.Indexer):
         with writer_lock(path):
             recover(path)
             check_target(path, self.overwrite)
-            tmp = new_temp_folder(path)
-            try:
-                meta = _build(tmp, docs, self)
-                finish_folder(tmp, meta)
-                _move_into_place(tmp, path)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-        self.index_ref._reset()
+            with replacing(path) as tmp:
+                finish_folder(tmp, build_folder(tmp, docs, self))
+        self.index_ref.reload()
         return self.index_ref
 
 
@@ -209,38 +197,6 @@ def document_source(inp: Any, spill: bool = True) -> Callable[[], Iterable[dict]
     return lambda: inp
 
 
-def check_target(path: Path, overwrite: bool, is_index: Callable[[Path], bool] = is_index_folder) -> bool:
-    """Whether an index may be written at ``path``: nothing there, or an empty folder (returns False), or an index
-    (``is_index``) that ``overwrite`` allows to replace (returns True). Raises ``FileExistsError`` for an index
-    without ``overwrite``, and for anything that is not an index, whatever ``overwrite`` says: a file, a broken
-    link, or a folder of other files (never deleted)."""
-    path = Path(path)
-    if (path.is_symlink() and not path.exists()) or (path.exists() and not path.is_dir()):
-        what = "a broken symbolic link" if path.is_symlink() and not path.exists() else "a file"
-        raise FileExistsError(f"{str(path)!r} is {what}, not an index folder; choose another path or remove it "
-                              f"yourself (nothing was changed)")
-    if not path.exists():
-        return False
-    if is_index(path):
-        if not overwrite:
-            raise FileExistsError(f"an index already exists at {str(path)!r}; use indexer(..., overwrite=True) to "
-                                  f"replace it, or choose another path")
-        return True
-    if any(path.iterdir()):
-        raise FileExistsError(f"{str(path)!r} exists and is not a lateint index (it holds {describe_entries(path)});"
-                              f" choose another path or remove it yourself (overwrite=True only replaces an index; "
-                              f"nothing was changed)")
-    return False
-
-
-def new_temp_folder(path: Path) -> Path:
-    """A fresh ``.NAME.tmp-PID-RANDOM`` folder beside the index ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    return tmp
-
-
 def finish_folder(tmp: Path, meta: dict[str, Any]) -> None:
     """Record every file of a built folder (size, checksum) in ``meta``, fsync them, write ``pt_meta.json`` and
     then ``lateint.json`` (the completion marker)."""
@@ -253,82 +209,6 @@ def finish_folder(tmp: Path, meta: dict[str, Any]) -> None:
             files[p.name] = record(p)
     meta["files"] = files
     commit_meta(tmp, meta)
-
-
-def recover(path: Path, markers: tuple[str, ...] = (META_FILE, SHARDED_META_FILE)) -> list[Path]:
-    """Called by every writer, under the writer lock, before it writes: roll back a replacement that a killed
-    writer left between its two renames (the old index, a folder holding one of the completion ``markers``, is
-    back at ``path``), then remove stale temporary folders. Returns the folders removed."""
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():
-        olds = [p for p in stale_builds(path) if OLD_MARK in p.name]
-        complete = [p for p in olds if any((p / m).exists() for m in markers)]
-        if complete:
-            logger.warning("rolling back an interrupted replacement of %s (restoring %s)", path, complete[-1])
-            os.replace(complete[-1], path)
-    return remove_stale_builds(path)
-
-
-def _move_into_place(tmp: Path, path: Path, is_index: Callable[[Path], bool] = is_index_folder) -> None:
-    """Rename the complete folder ``tmp`` to ``path``: nothing or an empty folder there is replaced by one rename;
-    an index (``is_index``) by two (a writer killed between them is rolled back by :func:`recover`), then deleted.
-    Anything else raises ``FileExistsError`` (:func:`check_target`) and is left as it is."""
-    fsync_dir(tmp)
-    if path.is_dir() and not path.is_symlink() and is_index(path):
-        trash = path.parent / f".{path.name}{OLD_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        os.replace(path, trash)
-        os.replace(tmp, path)
-        shutil.rmtree(trash, ignore_errors=True)
-        return
-    if path.exists() or path.is_symlink():
-        check_target(path, overwrite=True, is_index=is_index)  # a file or a folder of other files: refused
-    try:
-        os.replace(tmp, path)  # atomic; over an empty folder too (and fails if files appeared in it meanwhile)
-    except OSError as e:
-        raise FileExistsError(f"cannot move the new index into {str(path)!r} ({e}); choose another path or empty "
-                              f"it yourself") from None
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _is_stale(folder: Path, index_name: str, mark: str) -> bool:
-    pid = folder.name[len(index_name) + 1 + len(mark):].split("-", 1)[0]
-    return folder.is_dir() and (not pid.isdigit() or not _process_alive(int(pid)))
-
-
-def stale_builds(path: Path) -> list[Path]:
-    """Temporary folders next to ``path`` left by builds of it whose process is gone (killed, crashed machine)."""
-    path = Path(path)
-    return sorted(p for mark in (TMP_MARK, OLD_MARK) for p in path.parent.glob(f".{path.name}{mark}*")
-                  if _is_stale(p, path.name, mark))
-
-
-def stale_builds_under(folder: Path) -> list[Path]:
-    """:func:`stale_builds` of every index path under ``folder`` (searched recursively)."""
-    found = []
-    for mark in (TMP_MARK, OLD_MARK):
-        for p in Path(folder).rglob(f".*{mark}*"):
-            name = p.name[1:p.name.rindex(mark)]
-            if p.name.startswith(".") and _is_stale(p, name, mark):
-                found.append(p)
-    return sorted(set(found))
-
-
-def remove_stale_builds(path: Path) -> list[Path]:
-    """Remove :func:`stale_builds` of ``path``; returns what was removed."""
-    removed = stale_builds(path)
-    for p in removed:
-        logger.info("removing %s, left by an interrupted build", p)
-        shutil.rmtree(p, ignore_errors=True)
-    return removed
 
 
 # Documents given to one encode_docs call by a batch-invariant model (batch_invariant=True, see
@@ -350,7 +230,7 @@ def _batches(it: Iterable[dict], n: int) -> Iterator[list[dict]]:
 
 
 @dataclass
-class _Streamed:
+class Streamed:
     """What phase 1 wrote: ``raw.f16`` ``(n_vectors, dim)``, optional ``raw.tokids``; the docnos and lengths."""
     n_vectors: int
     dim: int
@@ -360,23 +240,27 @@ class _Streamed:
     pooling: Optional[dict] = None  # the token pooler's figures (pool_factor), when the indexer pools
 
 
-def _batch_vectors(batch: list[dict], cfg: ColBERTIndexer) -> tuple[list, Optional[list], float]:
-    """Vectors (and token ids when stored) of one batch of documents, and the seconds spent encoding."""
+def document_vectors(batch: list[dict], model: Optional[LateInteractionModel], batch_size: int,
+                     token_ids: bool = False) -> tuple[list, Optional[list]]:
+    """The token vectors of a batch of documents, ``(n_tokens, dim)`` each: their ``doc_embs``, or their ``text``
+    encoded by ``model`` (``batch_size`` at a time); with ``token_ids``, each one's token ids too (``doc_toks``, or
+    the model's), else ``None``. Raises ``KeyError`` / ``TypeError`` / ``ValueError`` naming a missing field, a
+    missing model or a bad text. Every indexer (single, sharded, an added segment) encodes through it."""
     if "docno" not in batch[0]:
         raise KeyError(f"documents need a 'docno' field; got fields {sorted(batch[0])}")
     if "doc_embs" in batch[0]:
         ids = None
-        if cfg.store_token_ids:
+        if token_ids:
             if "doc_toks" not in batch[0]:
                 raise KeyError("store_token_ids=True needs a 'doc_toks' field (token ids) next to 'doc_embs'")
             ids = [d["doc_toks"] for d in batch]
-        return (*pool_batch(cfg, [d["doc_embs"] for d in batch], ids), 0.0)
+        return [d["doc_embs"] for d in batch], ids
     if "text" not in batch[0]:
         raise KeyError(f"documents need 'text' (with a model) or 'doc_embs'; got fields {sorted(batch[0])}")
-    if cfg.model is None:
+    if model is None:
         raise ValueError("documents have 'text' but no model was given: use index.indexer(model), "
-                         "ColBERTIndex(path, model), or model.doc_encoder() >> index.indexer(model)")
-    t0 = time.perf_counter()
+                         "ColBERTIndex(path, model) / ShardedColBERTIndex(path, model), or "
+                         "model.doc_encoder() >> index.indexer(model)")
     for d in batch:
         if not isinstance(d.get("text"), str):
             raise TypeError(f"docno {d.get('docno')!r}: text must be a str, not {type(d.get('text')).__name__} "
@@ -385,11 +269,18 @@ def _batch_vectors(batch: list[dict], cfg: ColBERTIndexer) -> tuple[list, Option
         if problem:
             raise ValueError(f"docno {d.get('docno')!r}: text {problem}")
     texts = [d["text"] for d in batch]
-    if cfg.store_token_ids:
-        vecs, ids = cfg.model.encode_docs(texts, batch_size=cfg.batch_size, return_ids=True)
-    else:
-        vecs, ids = cfg.model.encode_docs(texts, batch_size=cfg.batch_size), None
-    return (*pool_batch(cfg, vecs, ids), time.perf_counter() - t0)  # token pooling (pool_factor), if any
+    if token_ids:
+        return model.encode_docs(texts, batch_size=batch_size, return_ids=True)
+    return model.encode_docs(texts, batch_size=batch_size), None
+
+
+def _batch_vectors(batch: list[dict], cfg: ColBERTIndexer) -> tuple[list, Optional[list], float]:
+    """Vectors (and token ids when stored) of one batch of documents, pooled (``pool_factor``), and the seconds
+    spent encoding."""
+    t0 = time.perf_counter()
+    vecs, ids = document_vectors(batch, cfg.model, cfg.batch_size, cfg.store_token_ids)
+    seconds = time.perf_counter() - t0 if "doc_embs" not in batch[0] else 0.0
+    return (*pool_batch(cfg, vecs, ids), seconds)
 
 
 def _encode_group(cfg: ColBERTIndexer) -> int:
@@ -414,8 +305,16 @@ def _checked_document(d: dict, v: Any, dim: Optional[int]) -> tuple[str, np.ndar
     return str(d["docno"]), np.ascontiguousarray(v, dtype=np.float16)
 
 
-def _stream_vectors(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer, allow_empty: bool = False,
-                    spill: bool = True, sample: Optional[StreamSample] = None) -> _Streamed:
+def _checked_token_ids(docno: str, ids: Any, n_vectors: int) -> np.ndarray:
+    """A document's token ids as int32 ``(n_vectors,)``; ``ValueError`` when there are not one per vector."""
+    ids = np.asarray(ids, dtype=np.int32).reshape(-1)
+    if len(ids) != n_vectors:
+        raise ValueError(f"docno {docno!r}: {len(ids)} token ids for {n_vectors} vectors")
+    return ids
+
+
+def stream_vectors(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer, allow_empty: bool = False,
+                    spill: bool = True, sample: Optional[StreamSample] = None) -> Streamed:
     """Phase 1: float16 vectors to ``raw.f16`` (only with ``spill``) and offered to ``sample`` (when given), token
     ids to ``raw.tokids``; docnos kept (checked unique). ``allow_empty``: accept no documents / no vectors (an add
     may bring only empty documents)."""
@@ -431,16 +330,14 @@ def _stream_vectors(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer, allow_e
             encode_s += seconds
             for j, (d, v) in enumerate(zip(batch, vecs)):
                 docno, v16 = _checked_document(d, v, dim)
+                ids = None if ids_list is None else _checked_token_ids(docno, ids_list[j], len(v16))
                 docnos.append(docno)
                 dim = v16.shape[1] if dim is None else dim
                 if spill:
                     raw_out.write(v16.tobytes())
                 if sample is not None:
                     sample.add(v16)
-                if ids_list is not None:
-                    ids = np.asarray(ids_list[j], dtype=np.int32).reshape(-1)
-                    if len(ids) != len(v16):
-                        raise ValueError(f"docno {docno!r}: {len(ids)} token ids for {len(v16)} vectors")
+                if ids is not None:
                     tid_out.write(ids.tobytes())
                 doclens.append(len(v16))
             pbar.update(len(batch))
@@ -451,10 +348,10 @@ def _stream_vectors(tmp: Path, inp: Iterable[dict], cfg: ColBERTIndexer, allow_e
     n_vectors = int(sum(doclens))
     if (n_vectors == 0 or dim is None) and not allow_empty:
         raise ValueError("every document is empty (no token vectors): nothing to index; check the text column")
-    return _Streamed(n_vectors, int(dim or 0), np.asarray(doclens, dtype=np.int32), encode_s, docnos)
+    return Streamed(n_vectors, int(dim or 0), np.asarray(doclens, dtype=np.int32), encode_s, docnos)
 
 
-def _train_codec(raw: np.ndarray, cfg: Any, n_total: Optional[int] = None,
+def train_codec(raw: np.ndarray, cfg: Any, n_total: Optional[int] = None,
                  timings: Optional[dict[str, float]] = None) -> tuple[ResidualCodec, int]:
     """Phase 2: centroids by k-means on a sample, the residual quantiser (``cfg.codec``) on another; returns the
     codec and the k-means sample size. ``raw``: every vector of the collection (an array or a :class:`VectorFile`),
@@ -474,7 +371,7 @@ def _train_codec(raw: np.ndarray, cfg: Any, n_total: Optional[int] = None,
     bucket_sample = np.asarray(raw[bucket_idx], dtype=np.float32)
     t1 = time.perf_counter()
     logger.info("k-means: %d centroids from %d of %d vectors", k, n_sample, n_vectors)
-    centroids = kmeans(sample, k, iters=cfg.kmeans_iters, seed=cfg.seed, assignment=cfg.assignment)
+    centroids = coarse.train_centroids(sample, k, iters=cfg.kmeans_iters, seed=cfg.seed, assignment=cfg.assignment)
     del sample
     t2 = time.perf_counter()
     codec = ResidualCodec.train(centroids, bucket_sample, cfg.nbits, kind=cfg.codec, seed=cfg.seed)
@@ -491,39 +388,24 @@ def default_kmeans_sample(k: int) -> int:
 
 
 def chunk_bounds(offsets: np.ndarray) -> list[tuple[int, int]]:
-    """Documents ``[d0, d1)`` of each compression chunk: whole documents, at most ``COMPRESS_CHUNK_VECTORS`` vectors
-    (or one longer document). ``offsets``: int64 ``(n_docs + 1,)`` vector offsets."""
-    n_docs, d0, out = len(offsets) - 1, 0, []
-    while d0 < n_docs:
-        d1 = int(np.searchsorted(offsets, offsets[d0] + COMPRESS_CHUNK_VECTORS, side="right")) - 1
-        d1 = min(max(d1, d0 + 1), n_docs)
-        out.append((d0, d1))
-        d0 = d1
-    return out
-
-
-def chunk_postings(codes: np.ndarray, d0: int, lens: np.ndarray, n_docs: int) -> np.ndarray:
-    """The (centroid, document) postings of one chunk: ``codes`` the centroid of each vector of documents ``d0,
-    d0 + 1, ...`` of lengths ``lens``; returns their unique pairs sorted by centroid then document, int32
-    ``(n_pairs, 2)``."""
-    doc_of = np.repeat(np.arange(d0, d0 + len(lens), dtype=np.int64), lens)
-    pairs = np.unique(np.asarray(codes).astype(np.int64) * n_docs + doc_of)
-    return np.stack([pairs // n_docs, pairs % n_docs], axis=1).astype(np.int32)
+    """Documents ``[d0, d1)`` of each compression chunk (:func:`~.chunks.doc_chunks` of at most
+    ``COMPRESS_CHUNK_VECTORS`` vectors). ``offsets``: int64 ``(n_docs + 1,)`` vector offsets."""
+    return list(doc_chunks(offsets, COMPRESS_CHUNK_VECTORS))
 
 
 Chunks = Iterator[tuple[int, int, np.ndarray]]  # (d0, d1, float32 vectors of documents d0..d1-1)
 
 
-def _spilled_chunks(raw: VectorFile, offsets: np.ndarray) -> Chunks:
+def spilled_chunks(raw: VectorFile, offsets: np.ndarray) -> Chunks:
     """The compression chunks read from the spill file."""
     for d0, d1 in chunk_bounds(offsets):
         yield d0, d1, np.asarray(raw[int(offsets[d0]):int(offsets[d1])], dtype=np.float32)
 
 
-def _reencoded_chunks(docs: Iterable[dict], cfg: ColBERTIndexer, streamed: _Streamed, offsets: np.ndarray,
+def _reencoded_chunks(docs: Iterable[dict], cfg: ColBERTIndexer, streamed: Streamed, offsets: np.ndarray,
                       spent: dict[str, float]) -> Chunks:
     """The compression chunks of a build without spill: the documents read (and encoded) a second time, their
-    vectors rounded to float16 as the spill stores them, in the chunks :func:`_spilled_chunks` would give. Raises
+    vectors rounded to float16 as the spill stores them, in the chunks :func:`spilled_chunks` would give. Raises
     ``ValueError`` when this reading differs from the first (other docnos, lengths or order). ``spent`` receives
     ``seconds_encoding``."""
     bounds = iter(chunk_bounds(offsets))
@@ -556,23 +438,20 @@ def _reencoded_chunks(docs: Iterable[dict], cfg: ColBERTIndexer, streamed: _Stre
                          f"{n_docs}; give an input that yields the same documents each time, or use spill=True")
 
 
-def _compress(tmp: Path, chunks: Chunks, doclens: np.ndarray, codec: ResidualCodec, verbose: bool,
+def compress(tmp: Path, chunks: Chunks, doclens: np.ndarray, codec: ResidualCodec, verbose: bool,
               timings: Optional[dict[str, float]] = None, assignment: str = "auto") -> tuple[np.ndarray, int]:
     """Phase 3: raw ``codes.bin`` and ``residuals.bin`` from ``chunks`` (whole documents, in order; memory: one
     chunk); the sorted unique (centroid, document) pairs of each chunk go to ``pairs.i32``. Returns the postings per
     centroid and their total. ``timings``: receives ``seconds_read`` (waiting for the chunks: reading the spill, or
     reading and encoding the documents again), ``seconds_assign`` (nearest centroid) and ``seconds_quantise``
     (residuals, scale bytes, postings)."""
-    n_docs, n_vectors, k = len(doclens), int(doclens.sum()), codec.n_centroids
-    ivf_counts = np.zeros(k, dtype=np.int64)
-    n_pairs = 0
+    n_vectors = int(doclens.sum())
     spent = {"seconds_read": 0.0, "seconds_assign": 0.0, "seconds_quantise": 0.0}
     t = time.perf_counter()
     nearest_of = coarse.assigner(codec.centroids, assignment)  # exact, or two-level (many centroids)
     spent["seconds_assign"] += time.perf_counter() - t
     pbar = pt.tqdm(total=n_vectors, desc="compressing", unit="vec", disable=not verbose)
-    with open(tmp / "pairs.i32", "wb") as pair_out, open(tmp / "codes.bin", "wb") as codes_out, \
-            open(tmp / "residuals.bin", "wb") as res_out:
+    with SegmentWriter(tmp, len(doclens), codec.n_centroids) as out:
         while True:
             t0 = time.perf_counter()
             chunk = next(chunks, None)
@@ -584,12 +463,7 @@ def _compress(tmp: Path, chunks: Chunks, doclens: np.ndarray, codec: ResidualCod
                 nearest = nearest_of(vectors)
                 t2 = time.perf_counter()
                 codes, packed = codec.compress(vectors, codes=nearest)
-                codes_out.write(np.ascontiguousarray(codes).tobytes())
-                res_out.write(np.ascontiguousarray(packed).tobytes())
-                pairs = chunk_postings(codes, d0, doclens[d0:d1], n_docs)
-                ivf_counts += np.bincount(pairs[:, 0], minlength=k)
-                pair_out.write(pairs.tobytes())
-                n_pairs += len(pairs)
+                out.write(d0, doclens[d0:d1], codes, packed)
                 spent["seconds_read"] += t1 - t0
                 spent["seconds_assign"] += t2 - t1
                 spent["seconds_quantise"] += time.perf_counter() - t2
@@ -597,39 +471,7 @@ def _compress(tmp: Path, chunks: Chunks, doclens: np.ndarray, codec: ResidualCod
     pbar.close()
     if timings is not None:
         timings.update(spent)
-    return ivf_counts, n_pairs
-
-
-def _write_ivf(tmp: Path, ivf_counts: np.ndarray, n_pairs: int, prefix: str = "ivf.0") -> None:
-    """Phase 4: centroid -> ascending doc ids. Chunks arrived in doc order, so a stable fill keeps them sorted."""
-    k = len(ivf_counts)
-    ivf_offsets = np.zeros(k + 1, dtype=np.int64)
-    np.cumsum(ivf_counts, out=ivf_offsets[1:])
-    ivf_docs = np.lib.format.open_memmap(tmp / f"{prefix}.docs.npy", mode="w+", dtype=np.int32, shape=(n_pairs,))
-    cursor = ivf_offsets[:-1].copy()
-    pairs = VectorFile(tmp / "pairs.i32", n_pairs, 2, np.int32)
-    for s in range(0, n_pairs, COPY_CHUNK):
-        chunk = pairs.read(s, s + COPY_CHUNK)
-        order = np.argsort(chunk[:, 0], kind="stable")
-        c, d = chunk[order, 0], chunk[order, 1]
-        starts = np.searchsorted(c, c, side="left")  # first row of each row's centroid within the chunk
-        ivf_docs[cursor[c] + (np.arange(len(c)) - starts)] = d
-        cursor += np.bincount(c, minlength=k)
-    ivf_docs.flush()
-    del ivf_docs
-    np.save(tmp / f"{prefix}.offsets.npy", ivf_offsets)
-    os.remove(tmp / "pairs.i32")
-
-
-def _write_token_ids(tmp: Path, n_vectors: int) -> None:
-    """Phase 5 (``store_token_ids``): ``raw.tokids`` becomes ``token_ids.npy`` (appendable in format 2: later
-    segments' ids follow the array its header describes; ``lateint.json`` holds the committed length)."""
-    tids = np.memmap(tmp / "raw.tokids", dtype=np.int32, mode="r", shape=(n_vectors,)) if n_vectors else \
-        np.zeros(0, dtype=np.int32)
-    out = np.lib.format.open_memmap(tmp / "token_ids.npy", mode="w+", dtype=np.int32, shape=(n_vectors,))
-    for s in range(0, n_vectors, COPY_CHUNK):
-        out[s:s + COPY_CHUNK] = tids[s:s + COPY_CHUNK]
-    out.flush()
+    return out.ivf_counts, out.n_pairs
 
 
 def npy_data_offset(path: Path) -> int:
@@ -651,12 +493,12 @@ def _codec_sample_size(cfg: Any, k: int) -> int:
     return max(cfg.kmeans_sample or default_kmeans_sample(k), BUCKET_SAMPLE)
 
 
-def _build(tmp: Path, docs: Callable[[], Iterable[dict]], cfg: ColBERTIndexer) -> dict[str, Any]:
+def build_folder(tmp: Path, docs: Callable[[], Iterable[dict]], cfg: ColBERTIndexer) -> dict[str, Any]:
     """Run the phases in ``tmp`` over the documents ``docs()`` (called twice without spill); returns the index
     metadata (``lateint.json``)."""
     t0 = time.perf_counter()
     sample = None if cfg.spill or cfg.codec_from is not None else StreamSample(sample_capacity(cfg), cfg.seed)
-    streamed = _stream_vectors(tmp, docs(), cfg, spill=cfg.spill, sample=sample)
+    streamed = stream_vectors(tmp, docs(), cfg, spill=cfg.spill, sample=sample)
     if getattr(cfg, "pooler", None) is not None:
         streamed.pooling = cfg.pooler.take_stats()  # the first pass's figures (a second pass pools again)
     t_pass1 = time.perf_counter()
@@ -671,28 +513,28 @@ def _build(tmp: Path, docs: Callable[[], Iterable[dict]], cfg: ColBERTIndexer) -
     if cfg.codec_from is not None:
         codec, n_sample = codec_of(cfg.codec_from, streamed.dim), 0
     elif cfg.spill:
-        codec, n_sample = _train_codec(raw, cfg, timings=phases)
+        codec, n_sample = train_codec(raw, cfg, timings=phases)
     else:
         k = min(cfg.n_centroids or default_n_centroids(streamed.n_vectors), streamed.n_vectors)
         rows, _ = sample.result(limit=_codec_sample_size(cfg, k))
-        codec, n_sample = _train_codec(rows, cfg, n_total=streamed.n_vectors, timings=phases)
+        codec, n_sample = train_codec(rows, cfg, n_total=streamed.n_vectors, timings=phases)
         del rows, sample
     codec.save(tmp)
     t_train = time.perf_counter()
     if cfg.spill:
-        chunks = _spilled_chunks(raw, offsets)
+        chunks = spilled_chunks(raw, offsets)
     else:
         chunks = _reencoded_chunks(docs(), cfg, streamed, offsets, phases)
-    ivf_counts, n_pairs = _compress(tmp, chunks, doclens, codec, cfg.verbose, timings=phases,
+    ivf_counts, n_pairs = compress(tmp, chunks, doclens, codec, cfg.verbose, timings=phases,
                                     assignment=cfg.assignment)
     if not cfg.spill and getattr(cfg, "pooler", None) is not None:
         cfg.pooler.take_stats()  # the second pass's counts: already recorded by the first
     t_ivf = time.perf_counter()
-    _write_ivf(tmp, ivf_counts, n_pairs, "ivf.0")
+    write_ivf(tmp, ivf_counts, n_pairs, "ivf.0")
     phases["seconds_ivf"] = time.perf_counter() - t_ivf
     if cfg.store_token_ids:
         write_token_stats(tmp, tmp / "raw.tokids", offsets)  # df / cf per token id (PRF, query pruning)
-        _write_token_ids(tmp, streamed.n_vectors)
+        write_token_ids(tmp, streamed.n_vectors)
     del raw
     if cfg.spill:
         os.remove(tmp / "raw.f16")
@@ -712,7 +554,7 @@ def _build(tmp: Path, docs: Callable[[], Iterable[dict]], cfg: ColBERTIndexer) -
     return meta
 
 
-def _metadata(cfg: ColBERTIndexer, streamed: _Streamed, codec: ResidualCodec, n_pairs: int, n_sample: int,
+def _metadata(cfg: ColBERTIndexer, streamed: Streamed, codec: ResidualCodec, n_pairs: int, n_sample: int,
               timings: dict[str, float]) -> dict[str, Any]:
     sig = cfg.model.signature() if cfg.model is not None else None
     if sig is None:

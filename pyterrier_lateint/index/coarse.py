@@ -14,7 +14,7 @@ the groups it did. How often, and how much farther that centroid is, ``benchmark
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -113,6 +113,17 @@ def is_coarse(k: int, assignment: str = "auto") -> bool:
     """Whether ``assignment`` (``"auto"``: from :data:`COARSE_MIN_CENTROIDS` centroids up) is two-level for ``k``
     centroids."""
     return check_assignment(assignment) == "coarse" or (assignment == "auto" and k >= COARSE_MIN_CENTROIDS)
+
+
+def train_centroids(x: np.ndarray, k: int, *, iters: int = 8, seed: int = 0, use_faiss: Optional[bool] = None,
+                    assignment: str = "auto") -> np.ndarray:
+    """A build's k-means (:func:`~.kmeans.kmeans` of ``x`` ``(n, dim)`` into ``k`` float32 centroids) whose torch
+    iterations assign two-level when :func:`is_coarse` (a :class:`CoarseAssigner` per iteration, seeded
+    ``seed + iteration``), exactly otherwise."""
+    from .kmeans import kmeans
+    assign = (lambda centroids, it: CoarseAssigner(centroids, seed=seed + it).assign) \
+        if is_coarse(k, assignment) else None
+    return kmeans(x, k, iters=iters, seed=seed, use_faiss=use_faiss, assign=assign)
 
 
 def assigner(centroids: np.ndarray, assignment: str = "auto") -> Callable[[np.ndarray], np.ndarray]:

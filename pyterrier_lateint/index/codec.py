@@ -17,16 +17,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
 
-from ._threads import n_threads, pmap
+from .threads import n_threads, pmap
 from .kmeans import assign_nearest
 
 SUPPORTED_NBITS = (1, 2, 4, 16)
 KINDS = ("pq", "scalar")
 DEFAULT_KIND = "pq"
+
+
+def check_codec_settings(nbits: Any, kind: Any) -> None:
+    """``ValueError`` unless ``nbits`` is one of :data:`SUPPORTED_NBITS` and ``kind`` one of :data:`KINDS` (the
+    indexers' ``nbits`` and ``codec`` settings)."""
+    if nbits not in SUPPORTED_NBITS:
+        raise ValueError(f"nbits must be one of {SUPPORTED_NBITS} (16 = uncompressed float16), not {nbits!r}")
+    if kind not in KINDS:
+        raise ValueError(f"codec must be one of {KINDS} (see pyterrier_lateint.index.codec), not {kind!r}")
 UNIT_NORM_TOLERANCE = 1e-3  # training vectors within this of length 1 are unit vectors: store scale bytes
 SCALE_LEVELS = 256
 

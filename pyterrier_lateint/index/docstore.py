@@ -157,3 +157,9 @@ class SegmentedDocnos:
                 ids = np.where((ids >= 0) & self.deleted[np.maximum(ids, 0)], -1, ids)
             out[todo] = ids
         return out
+
+
+def unknown_docnos_error(docnos: Sequence[str], ids: np.ndarray, where: str, fix: str) -> KeyError:
+    """The ``KeyError`` for the docnos whose id is -1 in ``ids``: how many, the first five, and ``fix``."""
+    missing = list(dict.fromkeys(np.asarray(docnos, dtype=str)[np.asarray(ids) < 0].tolist()))
+    return KeyError(f"{len(missing)} docno(s) not in {where}, e.g. {missing[:5]}; {fix}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Callable, Optional
 
 import numba
 import numpy as np
@@ -38,15 +39,19 @@ def _have_faiss() -> bool:
     return True
 
 
+AssignFactory = Callable[[np.ndarray, int], Callable[[np.ndarray], np.ndarray]]  # (centroids, iteration) -> x -> codes
+
+
 def kmeans(x: np.ndarray, k: int, *, iters: int = 8, seed: int = 0, use_faiss: bool | None = None,
-           assignment: str = "auto") -> np.ndarray:
+           assign: Optional[AssignFactory] = None) -> np.ndarray:
     """Cluster ``x`` ``(n, dim)`` (float32, or float16: kept as it is, converted a chunk at a time, so a build's
     k-means sample costs half the memory) into ``k`` centroids; returns float32 ``(k, dim)``.
 
     Centroids are cluster means (not re-normalised): ``<q, centroid>`` is then the expected ``<q, v>`` of the
     cluster's vectors, the best centroid-only estimate. Empty clusters are re-seeded with random points.
-    ``assignment``: how the torch iterations assign vectors to centroids (:func:`.coarse.is_coarse`: two-level from
-    16,384 centroids up by default); faiss assigns exactly.
+    ``assign``: how the torch iterations assign vectors to centroids, ``assign(centroids, iteration)`` giving the
+    nearest-centroid function of that iteration (``None``: exact, :func:`assign_nearest`; a build's two-level one
+    comes from :func:`.coarse.train_centroids`); faiss assigns exactly.
     """
     x = np.ascontiguousarray(x, dtype=np.float16 if np.asarray(x).dtype == np.float16 else np.float32)
     n, dim = x.shape
@@ -62,25 +67,24 @@ def kmeans(x: np.ndarray, k: int, *, iters: int = 8, seed: int = 0, use_faiss: b
                           max_points_per_centroid=max(256, -(-n // k)))
         km.train(np.ascontiguousarray(x, dtype=np.float32))
         return np.ascontiguousarray(km.centroids, dtype=np.float32)
-    return _torch_kmeans(x, k, iters=iters, seed=seed, assignment=assignment)
+    return _torch_kmeans(x, k, iters=iters, seed=seed, assign=assign)
 
 
 KMEANS_SUM_CHUNK = 2 ** 16  # rows added to the cluster sums per step (float16 samples are converted per step)
 
 
-def _torch_kmeans(x: np.ndarray, k: int, *, iters: int, seed: int, assignment: str = "auto") -> np.ndarray:
+def _torch_kmeans(x: np.ndarray, k: int, *, iters: int, seed: int, assign: Optional[AssignFactory] = None
+                  ) -> np.ndarray:
     import torch
     gen = np.random.default_rng(seed)
     cent = torch.from_numpy(np.asarray(x[gen.choice(len(x), k, replace=False)], dtype=np.float32))
     chunk = max(1, 2 ** 26 // max(k, 1))  # bound the (chunk, k) similarity block to ~256 MB
-    from .coarse import CoarseAssigner, is_coarse
-    coarse = is_coarse(k, assignment)
     for it in range(iters):
-        if coarse:  # many centroids: two-level assignment (index/coarse.py)
-            assign = CoarseAssigner(cent.numpy(), seed=seed + it).assign(x)
+        if assign is not None:  # e.g. many centroids: two-level assignment (index/coarse.py)
+            codes = assign(cent.numpy(), it)(x)
         else:
-            assign = assign_nearest(x, cent.numpy(), chunk=chunk)
-        a = torch.from_numpy(assign)
+            codes = assign_nearest(x, cent.numpy(), chunk=chunk)
+        a = torch.from_numpy(codes)
         sums = torch.zeros_like(cent)
         for s in range(0, len(x), KMEANS_SUM_CHUNK):
             rows = torch.from_numpy(np.asarray(x[s:s + KMEANS_SUM_CHUNK], dtype=np.float32))
@@ -178,7 +182,7 @@ def _assign_shortlist(x, c, half_norms, out: np.ndarray, chunk: int) -> np.ndarr
     ``SHORTLIST`` of each row (numba, rows split over the thread pool), then exact float32 scores of those."""
     import torch
 
-    from ._threads import pmap
+    from .threads import pmap
     from ..settings import n_threads
     k, dim = c.shape
     cb = torch.cat([c, -half_norms[:, None]], 1).to(torch.bfloat16)

@@ -39,7 +39,8 @@ from typing import Any, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from .codec import ResidualCodec
-from .docstore import FILE_SUFFIXES as DOCNO_SUFFIXES, DocnoStore, SegmentedDocnos, load_npy
+from .docstore import FILE_SUFFIXES as DOCNO_SUFFIXES
+from .docstore import DocnoStore, SegmentedDocnos, load_npy, unknown_docnos_error
 from .integrity import IndexCorruptError, check_at_open, corrupt, unseal_json, verify
 from .token_stats import STATS_FILE
 
@@ -131,7 +132,7 @@ class DocnoList(Sequence[str]):
 def is_index_folder(path: Path) -> bool:
     """Whether ``path`` is a folder holding a lateint index, single or sharded: its completion marker
     (``lateint.json`` / ``sharded.json``), or a ``pt_meta.json`` naming a lateint index (one whose marker was
-    damaged or deleted). What :func:`~.build.check_target` lets ``overwrite=True`` replace."""
+    damaged or deleted). What :func:`~.folders.check_target` lets ``overwrite=True`` replace."""
     path = Path(path)
     if not path.is_dir():
         return False
@@ -618,9 +619,8 @@ class IndexReader:
         ids = np.asarray(self.docnos.inv.lookup(docnos), dtype=np.int64).reshape(-1)
         bad = ids < 0
         if bad.any() and on_unknown == "error":
-            missing = list(dict.fromkeys(docnos[bad].tolist()))
-            raise KeyError(f"{len(missing)} docno(s) not in the index {str(self.path)!r} (or deleted), e.g. "
-                           f"{missing[:5]}; {fix or UNKNOWN_DOCNO_FIX}")
+            raise unknown_docnos_error(docnos, ids, f"the index {str(self.path)!r} (or deleted)",
+                                       fix or UNKNOWN_DOCNO_FIX)
         return ids
 
     def decompress_docs(self, doc_ids: np.ndarray, parallel: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """Changing a built index: add documents (a new segment), delete them (tombstones), compact (one segment again).
 
 Every write holds the writer lock (:func:`~.commit.writer_lock`), first repairs what a killed writer left
-(:func:`~.build.recover`, then :func:`collect_garbage`), and ends with one atomic commit of ``lateint.json``
+(:func:`~.folders.recover`, then :func:`collect_garbage`), and ends with one atomic commit of ``lateint.json``
 (:func:`~.commit.commit_meta`); what it wrote before the commit is invisible to readers:
 
 - **add**: the documents are encoded and compressed with the index's own centroids and buckets in a temporary
@@ -10,7 +10,7 @@ Every write holds the writer lock (:func:`~.commit.writer_lock`), first repairs 
   bytes a killed add left there). The commit records the new lengths and the segment.
 - **delete**: a new tombstone file (every deleted doc id), then the commit.
 - **compact**: a new folder with the live documents only (their stored bytes copied, or re-compressed with
-  retrained centroids), swapped into place by the build's two renames (rolled back by :func:`~.build.recover` if
+  retrained centroids), swapped into place by the build's two renames (rolled back by :func:`~.folders.recover` if
   killed between them).
 
 Doc ids stay one global space: added documents get ids after the existing ones; deleted ones keep theirs (hidden
@@ -22,24 +22,24 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import pandas as pd
 
 from ..models import LateInteractionModel
-from .build import (ColBERTIndexer, _build, _compress, _move_into_place, _spilled_chunks, _stream_vectors,
-                    _write_ivf, _write_token_ids, array_specs, chunk_bounds, chunk_postings, finish_folder,
-                    new_temp_folder, recover)
+from .build import (ColBERTIndexer, array_specs, build_folder, chunk_bounds, compress, finish_folder, spilled_chunks,
+                    stream_vectors)
+from .folders import recover, replacing, scratch_folder
 from .commit import commit_meta, writer_lock
-from .docstore import write_docnos
+from .docstore import unknown_docnos_error, write_docnos
+from .handle import IndexHandle
 from .integrity import extend_record, fsync_dir, record
 from .layout import META_FILE, IndexReader
 from .scorer import check_on_unknown
+from .segment_files import SegmentWriter, write_ivf, write_token_ids
 from .vectorfile import VectorFile
 
-if TYPE_CHECKING:
-    from .artifact import ColBERTIndex
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _append(path: Path, committed: int, source: Union[Path, np.ndarray]) -> int:
         return f.tell()
 
 
-def _open_for_write(index: "ColBERTIndex") -> IndexReader:
+def _open_for_write(index: IndexHandle) -> IndexReader:
     """Under the writer lock: repair, then open the committed state (upgrading a format-1 index first)."""
     path = Path(index.path)
     recover(path)
@@ -102,7 +102,7 @@ def _records(docs: Union[Iterable[dict], pd.DataFrame]) -> list[dict]:
     return list(docs)
 
 
-def _recorded_model(index: "ColBERTIndex") -> Optional[LateInteractionModel]:
+def _recorded_model(index: IndexHandle) -> Optional[LateInteractionModel]:
     """The model the index records (:meth:`ColBERTIndex.load_model`), to encode added text when none is given;
     ``None`` when the index was built from vectors (the indexer then names the missing model)."""
     if index.metadata().get("model") is None:
@@ -135,7 +135,7 @@ def _tombstones(folder: Path, meta: dict[str, Any], old: Optional[np.ndarray], n
 
 
 # --- add ----------------------------------------------------------------------------------------------------------
-def add_documents(index: "ColBERTIndex", docs: Union[Iterable[dict], pd.DataFrame],
+def add_documents(index: IndexHandle, docs: Union[Iterable[dict], pd.DataFrame],
                   model: Optional[LateInteractionModel], *, replace: bool = False, batch_size: int = 64,
                   verbose: bool = False) -> int:
     """Append ``docs`` as a new segment (see the module docstring); returns the number added."""
@@ -158,7 +158,7 @@ def add_documents(index: "ColBERTIndex", docs: Union[Iterable[dict], pd.DataFram
         model = _recorded_model(index)
     with writer_lock(path):
         reader = _open_for_write(index)
-        index._check_model(model)
+        index.check_model(model)
         existing = reader.doc_ids(np.array(docnos, dtype=object), on_unknown="ignore")
         live = existing >= 0
         if live.any() and not replace:
@@ -169,12 +169,9 @@ def add_documents(index: "ColBERTIndex", docs: Union[Iterable[dict], pd.DataFram
         cfg = ColBERTIndexer(index, model, nbits=reader.nbits, batch_size=batch_size,
                              store_token_ids=reader.token_ids is not None, verbose=verbose,
                              pool_factor=1 if pool_factor is None else pool_factor)
-        tmp = new_temp_folder(path)
-        try:
+        with scratch_folder(path) as tmp:
             meta = _add_segment(path, tmp, reader, records, cfg, existing[live])
             commit_meta(path, meta)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         collect_garbage(path, meta)
     return len(records)
 
@@ -183,7 +180,7 @@ def _add_segment(path: Path, tmp: Path, reader: IndexReader, records: list[dict]
                  replaced: np.ndarray) -> dict[str, Any]:
     """Write the segment of ``records`` into the index folder (uncommitted); returns the metadata to commit."""
     meta = reader.meta
-    streamed = _stream_vectors(tmp, records, cfg, allow_empty=True)
+    streamed = stream_vectors(tmp, records, cfg, allow_empty=True)
     if streamed.n_vectors and streamed.dim != reader.dim:
         raise ValueError(f"the new documents have {streamed.dim}-d vectors but the index holds {reader.dim}-d "
                          f"ones; encode them with the indexing model")
@@ -191,9 +188,9 @@ def _add_segment(path: Path, tmp: Path, reader: IndexReader, records: list[dict]
     offsets = np.zeros(len(doclens) + 1, dtype=np.int64)
     np.cumsum(doclens, out=offsets[1:])
     raw = VectorFile(tmp / "raw.f16", streamed.n_vectors, reader.dim)
-    ivf_counts, n_pairs = _compress(tmp, _spilled_chunks(raw, offsets), doclens, reader.codec, False)
+    ivf_counts, n_pairs = compress(tmp, spilled_chunks(raw, offsets), doclens, reader.codec, False)
     del raw
-    _write_ivf(tmp, ivf_counts, n_pairs, "ivf")
+    write_ivf(tmp, ivf_counts, n_pairs, "ivf")
     n_old, v_old = reader.n_docs, reader.n_vectors
     g = int(meta.get("generation", 0)) + 1
     files = dict(meta["files"])
@@ -220,7 +217,7 @@ def _add_segment(path: Path, tmp: Path, reader: IndexReader, records: list[dict]
 
 
 # --- delete -------------------------------------------------------------------------------------------------------
-def delete_documents(index: "ColBERTIndex", docnos: Union[str, Iterable[str]], on_unknown: str = "error") -> int:
+def delete_documents(index: IndexHandle, docnos: Union[str, Iterable[str]], on_unknown: str = "error") -> int:
     """Tombstone ``docnos``; returns how many were deleted."""
     on_unknown = check_on_unknown(on_unknown)
     if isinstance(docnos, pd.DataFrame):
@@ -235,9 +232,8 @@ def delete_documents(index: "ColBERTIndex", docnos: Union[str, Iterable[str]], o
         reader = _open_for_write(index)
         ids = reader.doc_ids(np.array(names, dtype=object), on_unknown="ignore")
         if (ids < 0).any() and on_unknown == "error":
-            missing = list(dict.fromkeys(np.array(names, dtype=object)[ids < 0].tolist()))
-            raise KeyError(f"{len(missing)} docno(s) not in {index!r} (or already deleted), e.g. {missing[:5]}; "
-                           f"check them, or use delete(..., on_unknown='drop')")
+            raise unknown_docnos_error(names, ids, f"{index!r} (or already deleted)",
+                                       "check them, or use delete(..., on_unknown='drop')")
         ids = np.unique(ids[ids >= 0])
         if len(ids) == 0:
             return 0
@@ -276,7 +272,7 @@ def _live_docs(reader: IndexReader, live: np.ndarray, chunk: int = 1024) -> Iter
             yield doc
 
 
-def compact_index(index: "ColBERTIndex", retrain: bool = False, n_centroids: Optional[int] = None,
+def compact_index(index: IndexHandle, retrain: bool = False, n_centroids: Optional[int] = None,
                   verbose: bool = False) -> None:
     """Rewrite the index with its live documents only, as one segment, and swap it in (see the module docstring)."""
     path = Path(index.path)
@@ -288,68 +284,74 @@ def compact_index(index: "ColBERTIndex", retrain: bool = False, n_centroids: Opt
         if len(live) == 0:
             raise ValueError(f"every document of {index!r} is deleted: there is nothing to compact to; add documents "
                              f"first, or remove the folder and build a new index")
-        tmp = new_temp_folder(path)
-        try:
+        with replacing(path) as tmp:
             if retrain:
                 cfg = ColBERTIndexer(index, None, nbits=reader.nbits, n_centroids=n_centroids,
                                      store_token_ids=reader.token_ids is not None, verbose=verbose,
                                      seed=int(reader.meta.get("build", {}).get("seed", 0)))
                 cfg.model, cfg.pooler = _RecordedModel(reader.dim, reader.signature), None
-                meta = _build(tmp, lambda: _live_docs(reader, live), cfg)
+                meta = build_folder(tmp, lambda: _live_docs(reader, live), cfg)
                 meta["pooling"] = reader.meta.get("pooling")
             else:
                 meta = _copy_live(tmp, reader, live, verbose)
             meta["generation"] = int(reader.meta.get("generation", 0)) + 1
             meta["compacted"] = {"from_docs": reader.n_docs, "live_docs": int(len(live)), "retrained": bool(retrain)}
             finish_folder(tmp, meta)
-            _move_into_place(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
 
 def _copy_live(tmp: Path, reader: IndexReader, live: np.ndarray, verbose: bool) -> dict[str, Any]:
     """The live documents' stored bytes, copied into ``tmp`` as a one-segment index; returns its metadata."""
-    codec = reader.codec
-    n_docs, k = len(live), codec.n_centroids
-    old_off = np.asarray(reader.offsets, dtype=np.int64)
+    doclens, offsets = _write_live_layout(tmp, reader, live)
+    n_pairs = _copy_stored_bytes(tmp, reader, live, doclens, offsets)
+    has_tok = reader.token_ids is not None
+    if has_tok:
+        write_token_ids(tmp, int(offsets[-1]))
+        from .token_stats import write_token_stats
+        write_token_stats(tmp, tmp / "raw.tokids", offsets)
+    os.remove(tmp / "raw.tokids")
+    return _copied_meta(reader, tmp, doclens, int(offsets[-1]), n_pairs, has_tok)
+
+
+def _write_live_layout(tmp: Path, reader: IndexReader, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Docnos, document lengths, vector offsets and the codec of the live documents, renumbered from 0; returns
+    ``(doclens int32 (n,), offsets int64 (n + 1,))``."""
     doclens = np.asarray(reader.doclens, dtype=np.int32)[live]
-    offsets = np.zeros(n_docs + 1, dtype=np.int64)
+    offsets = np.zeros(len(live) + 1, dtype=np.int64)
     np.cumsum(doclens, out=offsets[1:])
     write_docnos(tmp, "docnos.0", [str(d) for d in reader.docnos.fwd.lookup(live)])
     doclens.tofile(tmp / "doclens.i32")
     offsets.tofile(tmp / "offsets.i64")
-    codec.save(tmp)
-    ivf_counts = np.zeros(k, dtype=np.int64)
-    n_pairs = 0
+    reader.codec.save(tmp)
+    return doclens, offsets
+
+
+def _copy_stored_bytes(tmp: Path, reader: IndexReader, live: np.ndarray, doclens: np.ndarray,
+                       offsets: np.ndarray) -> int:
+    """The live documents' codes, residual bytes and token ids (``raw.tokids``, empty without them), chunk by
+    chunk as a build compresses them, then the inverted file; returns the number of postings."""
+    old_off = np.asarray(reader.offsets, dtype=np.int64)
     has_tok = reader.token_ids is not None
-    with open(tmp / "codes.bin", "wb") as fc, open(tmp / "residuals.bin", "wb") as fr, \
-            open(tmp / "raw.tokids", "wb") as ft, open(tmp / "pairs.i32", "wb") as fp:
+    with SegmentWriter(tmp, len(live), reader.codec.n_centroids) as out, open(tmp / "raw.tokids", "wb") as ft:
         for d0, d1 in chunk_bounds(offsets):
-            ids = live[d0:d1]
             lens = doclens[d0:d1].astype(np.int64)
-            rows = np.repeat(old_off[ids] - (offsets[d0:d1] - offsets[d0]), lens) + np.arange(int(lens.sum()))
-            codes = np.asarray(reader.codes[rows])
-            fc.write(codes.tobytes())
-            fr.write(np.ascontiguousarray(reader.residuals[rows]).tobytes())
+            # the old rows of these documents' vectors, in order
+            rows = np.repeat(old_off[live[d0:d1]] - (offsets[d0:d1] - offsets[d0]), lens) + np.arange(int(lens.sum()))
+            out.write(d0, lens, np.asarray(reader.codes[rows]), np.asarray(reader.residuals[rows]))
             if has_tok:
                 ft.write(np.asarray(reader.token_ids[rows], dtype=np.int32).tobytes())
-            pairs = chunk_postings(codes, d0, lens, n_docs)
-            ivf_counts += np.bincount(pairs[:, 0], minlength=k)
-            fp.write(pairs.tobytes())
-            n_pairs += len(pairs)
-    _write_ivf(tmp, ivf_counts, n_pairs, "ivf.0")
-    n_vectors = int(offsets[-1])
-    if has_tok:
-        _write_token_ids(tmp, n_vectors)
-        from .token_stats import write_token_stats
-        write_token_stats(tmp, tmp / "raw.tokids", offsets)
-    os.remove(tmp / "raw.tokids")
-    meta = {k2: v for k2, v in reader.meta.items() if k2 not in ("files", "tombstones", "n_deleted", "segments")}
+    write_ivf(tmp, out.ivf_counts, out.n_pairs, "ivf.0")
+    return out.n_pairs
+
+
+def _copied_meta(reader: IndexReader, tmp: Path, doclens: np.ndarray, n_vectors: int, n_pairs: int,
+                 has_tok: bool) -> dict[str, Any]:
+    """The metadata of a compacted copy: the old index's, one segment, no deletions."""
+    n_docs = len(doclens)
+    meta = {k: v for k, v in reader.meta.items() if k not in ("files", "tombstones", "n_deleted", "segments")}
     meta.update({"format_version": 2, "complete": True, "n_docs": n_docs, "n_vectors": n_vectors,
                  "n_empty_docs": int((doclens == 0).sum()), "n_ivf_postings": int(n_pairs),
                  "has_token_ids": has_tok, "has_token_stats": has_tok,
-                 "arrays": array_specs(codec, has_tok, tmp),
+                 "arrays": array_specs(reader.codec, has_tok, tmp),
                  "segments": [{"start": 0, "end": n_docs, "docnos": "docnos.0", "ivf": "ivf.0"}],
                  "tombstones": None, "n_deleted": 0})
     return meta

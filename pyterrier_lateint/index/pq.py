@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._threads import pmap
+from .threads import pmap
 
 CODEWORDS = 256  # one byte per sub-vector
 TRAIN_ITERS = 10  # Lloyd iterations of each sub-quantiser

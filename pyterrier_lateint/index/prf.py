@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Optional, Protocol
+from typing import Iterator, Optional, Protocol
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,7 @@ import pyterrier as pt
 from ..base import ConfigEquality, check_int, rank_results
 from ..models import LateInteractionModel, check_model, model_key
 from .backends import SearchBackend, select_backend
+from .handle import IndexHandle
 from .kmeans import assign_nearest, kmeans
 from .queries import query_vectors, score_divisor, validate_results
 from .retriever import search_params
@@ -38,8 +39,6 @@ PRF_DOCNO_FIX = ("ColBERT-PRF reads the feedback documents' vectors from its own
                  "of the same index (index.retriever() >> index.prf()), and re-run the retriever after deleting "
                  "documents")
 
-if TYPE_CHECKING:
-    from .artifact import ColBERTIndex
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +194,7 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
             prf = index.retriever(num_results=10) >> index.prf(fb_docs=3, fb_embs=10)   # a ColBERTPRF
     """
 
-    def __init__(self, index: "ColBERTIndex", model: Optional[LateInteractionModel] = None, *, fb_docs: int = 3,
+    def __init__(self, index: IndexHandle, model: Optional[LateInteractionModel] = None, *, fb_docs: int = 3,
                  fb_embs: int = 10, beta: float = 1.0, n_clusters: Optional[int] = None, rerank: bool = False,
                  num_results: int = 1000, seed: int = 42, kmeans_iters: int = 20, mode: str = "plaid",
                  nprobe: Optional[int] = None, ncandidates: Optional[int] = None, nexact: Optional[int] = None,
@@ -261,7 +260,7 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
         """
         validate_results(inp)
         src = self._source()
-        self.index._check_model(self.model)
+        self.index.check_model(self.model)
         stats = src.token_stats()
         query_cols = [c for c in inp.columns if c == "qid" or (c.startswith("query") and c not in RESULT_ONLY)]
         if self.rerank:
@@ -299,7 +298,7 @@ class ColBERTPRF(ConfigEquality, pt.Transformer):
 
     def _source(self) -> "FeedbackSource":
         """Where the feedback vectors come from and the expanded queries are searched: this index."""
-        return IndexSource(self.index._reader(), self.backend, self.params, self.mode)
+        return IndexSource(self.index.reader(), self.backend, self.params, self.mode)
 
     def _retrieve(self, first: pd.DataFrame, per_query: pd.DataFrame, divisors: list, src: "FeedbackSource",
                   query_cols: list, out_cols: list) -> pd.DataFrame:

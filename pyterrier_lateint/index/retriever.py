@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -11,13 +11,12 @@ import pyterrier as pt
 from ..base import ConfigEquality, check_int
 from ..models import LateInteractionModel, check_model, model_key
 from .backends import SearchBackend, select_backend
+from .handle import IndexHandle
 from .pruning import check_query_pruning, pruned_query_vectors
 from .queries import query_vectors, score_divisor, validate_queries
 from .search import SearchParams
 from .token_stats import load_token_stats
 
-if TYPE_CHECKING:
-    from .artifact import ColBERTIndex
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +105,7 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
             (retriever % 5).search("chemical reactions")          # % 5 fuses into num_results=5
     """
 
-    def __init__(self, index: "ColBERTIndex", model: Optional[LateInteractionModel] = None, *,
+    def __init__(self, index: IndexHandle, model: Optional[LateInteractionModel] = None, *,
                  num_results: int = 1000, mode: str = "plaid", nprobe: Optional[int] = None,
                  ncandidates: Optional[int] = None, nexact: Optional[int] = None, batch_size: int = 64,
                  backend: Optional[str] = None, device: Optional[str] = None, verbose: bool = False,
@@ -164,8 +163,8 @@ class ColBERTRetriever(ConfigEquality, pt.Transformer):
                 index's.
         """
         validate_queries(inp)
-        reader = self.index._reader()
-        self.index._check_model(self.model)
+        reader = self.index.reader()
+        self.index.check_model(self.model)
 
         def vectors(batch: pd.DataFrame) -> list[np.ndarray]:
             if self.query_pruning is None:

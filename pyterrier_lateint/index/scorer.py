@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -11,10 +11,9 @@ import pyterrier as pt
 from ..base import ConfigEquality, check_int, rank_results
 from ..models import LateInteractionModel, check_model, model_key
 from .backends import SearchBackend, select_backend
+from .handle import IndexHandle
 from .queries import query_vectors, score_divisor, validate_results
 
-if TYPE_CHECKING:
-    from .artifact import ColBERTIndex
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +32,12 @@ def check_on_unknown(on_unknown: str) -> str:
     return on_unknown
 
 
-def known_rows(reader, inp: pd.DataFrame, on_unknown: str, who: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """``inp`` and the internal ids of its docnos; unknown docnos raise ``KeyError`` naming them, or with
-    ``on_unknown="drop"`` their rows are dropped (logged)."""
-    ids = reader.doc_ids(inp["docno"].to_numpy(), on_unknown="error" if on_unknown == "error" else "ignore")
+def known_rows(doc_ids: Callable[..., np.ndarray], inp: pd.DataFrame, on_unknown: str,
+               who: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """``inp`` and the ids of its docnos by ``doc_ids(docnos, on_unknown=...)`` (a reader's, or a sharded index's
+    global ids); unknown docnos raise ``KeyError`` naming them, or with ``on_unknown="drop"`` their rows are dropped
+    (logged)."""
+    ids = doc_ids(inp["docno"].to_numpy(), on_unknown="error" if on_unknown == "error" else "drop")
     if (ids < 0).any():
         logger.warning("%s: dropping %d rows whose docno is not in the index", who, int((ids < 0).sum()))
         inp, ids = inp[ids >= 0], ids[ids >= 0]
@@ -87,7 +88,7 @@ class ColBERTScorer(ConfigEquality, pt.Transformer):
             pipeline = bm25 % 100 >> index.scorer(model)   # a ColBERTScorer
     """
 
-    def __init__(self, index: "ColBERTIndex", model: Optional[LateInteractionModel] = None, *, batch_size: int = 64,
+    def __init__(self, index: IndexHandle, model: Optional[LateInteractionModel] = None, *, batch_size: int = 64,
                  on_unknown: str = "error", backend: Optional[str] = None, device: Optional[str] = None,
                  verbose: bool = False):
         self.index = index
@@ -118,12 +119,12 @@ class ColBERTScorer(ConfigEquality, pt.Transformer):
             ModelMismatchError: when the model differs from the indexing model.
         """
         validate_results(inp)
-        reader = self.index._reader()
-        self.index._check_model(self.model)
+        reader = self.index.reader()
+        self.index.check_model(self.model)
         out_cols = list(inp.columns) + [c for c in ("score", "rank") if c not in inp.columns]
         if len(inp) == 0:
             return pd.DataFrame(columns=out_cols)
-        inp, ids = known_rows(reader, inp, self.on_unknown, "ColBERTScorer")
+        inp, ids = known_rows(reader.doc_ids, inp, self.on_unknown, "ColBERTScorer")
 
         def exact(vecs: list[np.ndarray], doc_ids: list[np.ndarray]) -> list[np.ndarray]:
             return [self.backend.exact(reader, qv, d) for qv, d in zip(vecs, doc_ids)]
@@ -150,7 +151,7 @@ class ColBERTVecLoader(ConfigEquality, pt.Transformer):
             frame["doc_embs"][0].shape   # (n_tokens, dim)
     """
 
-    def __init__(self, index: "ColBERTIndex", on_unknown: str = "error"):
+    def __init__(self, index: IndexHandle, on_unknown: str = "error"):
         self.index = index
         self.on_unknown = check_on_unknown(on_unknown)
 
@@ -180,9 +181,9 @@ class ColBERTVecLoader(ConfigEquality, pt.Transformer):
 
     def _known(self, inp: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         """``inp`` less the rows dropped by ``on_unknown``, and the ids of its docnos."""
-        return known_rows(self.index._reader(), inp, self.on_unknown, type(self).__name__)
+        return known_rows(self.index.reader().doc_ids, inp, self.on_unknown, type(self).__name__)
 
     def _vectors(self, ids: np.ndarray) -> list[np.ndarray]:
         """The stored vectors of the documents ``ids`` (sorted, unique), decompressed, one array each."""
-        vectors, offsets = self.index._reader().decompress_docs(ids)
+        vectors, offsets = self.index.reader().decompress_docs(ids)
         return [vectors[offsets[i]:offsets[i + 1]] for i in range(len(ids))]

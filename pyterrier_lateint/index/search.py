@@ -15,8 +15,10 @@ End-to-end search of a query ``Q`` ``(nq, dim)`` runs in three stages:
    query token (asymmetric distance computation), so the vectors are never decompressed. These are the scores
    returned: every returned score is the exact MaxSim over the stored vectors (the number ``index.scorer()`` gives).
 
-Query tokens are zero-padded to whole SIMD lanes (a zero vector adds 0 to MaxSim) and every kernel reads the
-centroid scores as ``St = centroids @ Q.T`` ``(K, T)``, so the inner loops run over contiguous query tokens.
+Query tokens are mapped into the codec's query space and zero-padded to whole SIMD lanes (:func:`pad_queries`, the
+torch backend's too; a zero vector adds 0 to MaxSim), and every kernel reads the centroid scores as
+``St = centroids @ Q.T`` ``(K, T)``, so the inner loops run over contiguous query tokens. Cuts and orderings follow
+one rule, score descending then lower id (:mod:`.ranking`).
 
 ``nexact`` and ``ncandidates`` are raised to at least ``num_results`` and ``4 * nexact`` (:meth:`SearchParams.for_k`).
 
@@ -42,8 +44,11 @@ import numpy as np
 
 from ..base import check_int
 from ..maxsim import EMPTY_DOC_SCORE, maxsim_packed
-from ._threads import n_threads, pmap
+from .threads import n_threads, pmap
+from .chunks import doc_chunks
+from .codec import ResidualCodec
 from .layout import IndexReader
+from .ranking import select_top, select_top_positions, top_k
 from .simd import LANES, aligned_empty, doc_adc_maxsim, doc_adc_maxsim_scaled, doc_centroid_maxsim
 
 
@@ -153,20 +158,33 @@ class SearchParams:
         return SearchParams(nprobe, ncandidates, nexact)
 
 
-def pad_queries(queries: list[np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stack ``queries`` with each one zero-padded to a multiple of ``LANES`` rows (at least ``LANES``).
+def pad_queries(queries: list[np.ndarray], codec: ResidualCodec, rows: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The queries of a batch, mapped into the codec's query space and stacked, each zero-padded: the query input
+    of every kernel of every backend (numba, torch, the shard searchers).
 
-    A zero query vector scores 0 against every document vector, so padding leaves MaxSim unchanged while the
-    kernels below run over whole SIMD lanes. Returns ``(Q (T_pad, dim) float32, q_off (n+1,) int64 padded row
-    offsets, lens (n,) int64 real lengths)``.
+    Each query's real rows go through ``codec.query_space`` (the space of ``centroids`` and ``lut``; see
+    :mod:`.codec`), then are padded with zero rows, which score 0 against every document vector and so leave
+    MaxSim unchanged: by default to a multiple of ``LANES`` rows (at least ``LANES``: the numba kernels run over
+    whole SIMD lanes); with ``rows``, to exactly ``rows`` (the torch batch ``(B, rows, dim)``; every query at most
+    that long).
+
+    Args:
+        queries: float ``(nq_i, dim)`` per query.
+        codec: the index's codec (its ``dim`` and ``query_space``).
+        rows: padded rows per query (default: per query, a multiple of ``LANES``).
+
+    Returns:
+        tuple: ``(Q (T_pad, dim) float32, q_off (n + 1,) int64 padded row offsets, lens (n,) int64 real lengths)``.
     """
     lens = np.array([len(q) for q in queries], dtype=np.int64)
-    padded = np.maximum(LANES, -(-lens // LANES) * LANES)
+    padded = np.maximum(LANES, -(-lens // LANES) * LANES) if rows is None else np.full(len(queries), rows)
     q_off = np.zeros(len(queries) + 1, dtype=np.int64)
     np.cumsum(padded, out=q_off[1:])
-    Q = np.zeros((int(q_off[-1]), dim), dtype=np.float32)
+    Q = np.zeros((int(q_off[-1]), codec.dim), dtype=np.float32)
     for i, q in enumerate(queries):
-        Q[q_off[i]:q_off[i] + lens[i]] = q
+        if lens[i]:
+            Q[q_off[i]:q_off[i] + lens[i]] = codec.query_space(np.asarray(q, dtype=np.float32))
     return Q, q_off, lens
 
 
@@ -258,23 +276,6 @@ def _probe_candidates(St, nq, probes, nprobe, ivf_offsets, ivf_docs, n_docs, del
     return ids, vals
 
 
-def select_top(ids: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
-    """The ``n`` best ``ids`` by ``scores`` (unordered), ties at the cut broken by lower id: the deterministic rule
-    every backend's candidate stages follow, so that they keep the same candidates."""
-    return ids if len(ids) <= n else ids[select_top_positions(ids, scores, n)]
-
-
-def select_top_positions(ids: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
-    """Positions (int64, unordered) of :func:`select_top`'s choice in ``ids``."""
-    if len(ids) <= n:
-        return np.arange(len(ids))
-    thr = scores[np.argpartition(-scores, n - 1)[n - 1]]
-    above = np.flatnonzero(scores > thr)
-    tied = np.flatnonzero(scores == thr)
-    tied = tied[np.argsort(ids[tied], kind="stable")]
-    return np.concatenate([above, tied[:n - len(above)]])
-
-
 @numba.njit(cache=True, nogil=True)
 def _centroid_interaction(St, cands, offsets, codes):
     """Stage 2: ``sum_t max_j St[codes[j], t]`` over all vectors ``j`` of each candidate; float32 ``(n,)``."""
@@ -323,20 +324,22 @@ def exact_maxsim(reader: IndexReader, query: np.ndarray, doc_ids: np.ndarray, St
     """Exact MaxSim of ``query`` ``(nq, dim)`` against the stored vectors of ``doc_ids``; float32 ``(n,)``.
 
     Empty documents score ``-inf`` (see :mod:`pyterrier_lateint.maxsim`). ``St``: ``centroids @ Q_pad.T`` of the
-    zero-padded query (:func:`pad_queries`) if already computed. ``parallel``: split the documents over the
-    thread pool. nbits < 16 scores bytes through a per-query table (:func:`adc_table`); nbits=16 decompresses.
+    padded query (:func:`pad_queries`: in the codec's query space) if already computed. ``parallel``: split the
+    documents over the thread pool. nbits < 16 scores bytes through a per-query table (:func:`adc_table`); nbits=16
+    decompresses.
     """
-    Qp, _, _ = pad_queries([np.asarray(query, dtype=np.float32)], reader.dim)
+    Qp, _, _ = pad_queries([np.asarray(query, dtype=np.float32)], reader.codec)
     return _exact_padded(reader, Qp, np.ascontiguousarray(doc_ids, dtype=np.int64), St, parallel)
 
 
 def _exact_padded(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, St: np.ndarray | None,
                   parallel: bool, tables: list | None = None) -> np.ndarray:
-    """:func:`exact_maxsim` of an already padded query ``Qp`` ``(T_pad, dim)`` (zero rows add 0 to MaxSim).
-    ``tables``: :func:`exact_tables` of this query, when already computed (shards sharing a codec share them)."""
-    if reader.nbits == 16:  # (numba has no float16) decompress, then one matrix product
+    """:func:`exact_maxsim` of an already padded query ``Qp`` ``(T_pad, dim)`` (:func:`pad_queries`: in the codec's
+    query space; zero rows add 0 to MaxSim). ``tables``: :func:`exact_tables` of this query, when already computed
+    (shards sharing a codec share them)."""
+    if reader.nbits == 16:  # (numba has no float16) decompress into the query's space, then one matrix product
         vectors, offs = reader.decompress_docs(doc_ids, parallel=parallel)
-        return maxsim_packed(Qp, vectors, offs)
+        return maxsim_packed(Qp, reader.codec.query_space(vectors), offs)
     if tables is None:
         tables = exact_tables(reader, Qp, St)
     out = np.zeros(len(doc_ids), dtype=np.float32)
@@ -357,7 +360,8 @@ def _exact_padded(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, St: 
     return out
 
 
-def exact_tables(reader: IndexReader, Qp: np.ndarray, St: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def exact_tables(reader: IndexReader, Qp: np.ndarray, St: np.ndarray | None = None
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The exact stage's inputs for a padded query ``Qp`` ``(T_pad, dim)``: per group of ``LANES`` query tokens,
     its centroid scores ``(K, LANES)`` and ADC table (:func:`adc_table`). ``St``: ``centroids @ Qp.T`` if known.
 
@@ -372,17 +376,6 @@ def exact_tables(reader: IndexReader, Qp: np.ndarray, St: np.ndarray | None = No
     groups = [(g, g + LANES) for g in range(0, len(Qp), LANES)]
     return [(St if len(groups) == 1 else np.ascontiguousarray(St[:, a:b]), adc_table(Qp[a:b], reader.codec.lut))
             for a, b in groups]
-
-
-def _topk(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best ``(ids, scores)``, best first (ties by id), dropping ``-inf`` (empty documents)."""
-    keep = scores > EMPTY_DOC_SCORE
-    ids, scores = ids[keep], scores[keep]
-    if len(ids) > k:
-        sel = np.argpartition(-scores, k - 1)[:k]
-        ids, scores = ids[sel], scores[sel]
-    order = np.lexsort((ids, -scores))
-    return ids[order], scores[order]
 
 
 def query_slice(St_all: np.ndarray, q_off: np.ndarray, qi: int) -> np.ndarray:
@@ -438,12 +431,6 @@ def exact_padded(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, St: n
     return _exact_padded(reader, Qp, np.ascontiguousarray(doc_ids, dtype=np.int64), St, parallel, tables)
 
 
-def top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best ``(ids, scores)``, best first, ties by lower id, ``-inf`` (empty documents) dropped: the final
-    cut of every search, also used to merge shards' results."""
-    return _topk(ids, scores, k)
-
-
 def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
                  params: SearchParams = SearchParams()) -> list[tuple[np.ndarray, np.ndarray]]:
     """End-to-end search of a batch of queries; returns per query ``(doc_ids int64, scores float32)``, best first.
@@ -454,7 +441,7 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
     n_q = len(queries)
     if n_q == 0:
         return []
-    Q, q_off, lens = pad_queries(queries, reader.dim)
+    Q, q_off, lens = pad_queries(queries, reader.codec)
     St_all = centroid_scores(reader, Q)  # one matrix product for the batch
 
     def search_one(qi: int, parallel: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -463,7 +450,7 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
         if len(c) > p.nexact:
             c = select_top(c, stage_interaction(reader, St, c), p.nexact)
         c = np.sort(c)  # sequential reads of the memory-mapped vectors
-        return _topk(c, _exact_padded(reader, Q[q_off[qi]:q_off[qi + 1]], c, St, parallel), k)
+        return top_k(c, _exact_padded(reader, Q[q_off[qi]:q_off[qi + 1]], c, St, parallel), k)
 
     if n_q == 1:  # one query: its exact stage may use the pool
         return [search_one(0, True)]
@@ -473,33 +460,30 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
 def search_exhaustive(reader: IndexReader, queries: list[np.ndarray], k: int,
                       chunk_vectors: int = 2 ** 16) -> list[tuple[np.ndarray, np.ndarray]]:
     """Brute-force exact MaxSim of every query against every (decompressed) live document; same output as
-    :func:`search_plaid` (a query with no vectors gets no results). Decompresses each chunk once for the whole
-    batch; deleted documents are skipped."""
+    :func:`search_plaid` (a query with no vectors gets no results). Decompresses each chunk (whole documents,
+    about ``chunk_vectors`` vectors: :func:`~.chunks.doc_chunks`) once for the whole batch, into the queries' space
+    (:func:`pad_queries`, without its zero rows); deleted documents are skipped."""
     n_q = len(queries)
     best = [(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in range(n_q)]
     if n_q == 0:
         return best
-    offsets = np.asarray(reader.offsets)
-    Q = np.ascontiguousarray(np.concatenate(queries), dtype=np.float32)
-    q_off = np.zeros(n_q + 1, dtype=np.int64)
-    np.cumsum([len(q) for q in queries], out=q_off[1:])
-    n_docs = reader.n_docs
+    codec = reader.codec
+    Qp, p_off, q_lens = pad_queries(queries, codec)
+    q_off = np.zeros(n_q + 1, dtype=np.int64)  # the real rows only: padding would only add products
+    np.cumsum(q_lens, out=q_off[1:])
+    Q = Qp[np.repeat(p_off[:-1] - q_off[:-1], q_lens) + np.arange(q_off[-1])]
     deleted = getattr(reader, "deleted", None)
-    d0 = 0
-    while d0 < n_docs:
-        d1 = int(np.searchsorted(offsets, offsets[d0] + chunk_vectors, side="right")) - 1
-        d1 = min(max(d1, d0 + 1), n_docs)
+    for d0, d1 in doc_chunks(np.asarray(reader.offsets), chunk_vectors):
         ids = np.arange(d0, d1, dtype=np.int64)
         if deleted is not None:
             ids = ids[~deleted[d0:d1]]
             if len(ids) == 0:
-                d0 = d1
                 continue
         vectors, offs = reader.decompress_docs(ids)
         lens = np.diff(offs)
         nonempty = lens > 0
         if nonempty.any():
-            sims = Q @ vectors.T  # (T, n_vec)
+            sims = Q @ codec.query_space(vectors).T  # (T, n_vec)
             per_tok = np.maximum.reduceat(sims, offs[:-1][nonempty], axis=1)  # (T, n_nonempty)
             for qi in range(n_q):
                 if q_off[qi] == q_off[qi + 1]:  # a query without vectors retrieves nothing, as in search_plaid
@@ -507,6 +491,5 @@ def search_exhaustive(reader: IndexReader, queries: list[np.ndarray], k: int,
                 s = np.full(len(ids), EMPTY_DOC_SCORE, dtype=np.float32)
                 s[nonempty] = per_tok[q_off[qi]:q_off[qi + 1]].sum(axis=0)
                 prev_ids, prev_scores = best[qi]
-                best[qi] = _topk(np.concatenate([prev_ids, ids]), np.concatenate([prev_scores, s]), k)
-        d0 = d1
+                best[qi] = top_k(np.concatenate([prev_ids, ids]), np.concatenate([prev_scores, s]), k)
     return best

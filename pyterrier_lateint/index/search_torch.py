@@ -1,15 +1,17 @@
 """The search of :mod:`.search` in batched torch ops, for GPUs (and any torch device).
 
 Used when a retriever/scorer is given ``device="cuda"`` (or ``backend="torch"``). Same three stages, same candidate
-rule (top ``n`` by score, ties by lower doc id: :func:`.search.select_top`), same exact scores up to float rounding,
+rule (top ``n`` by score, ties by lower doc id: :func:`.ranking.select_top`), same exact scores up to float rounding,
 so the rankings equal the numba CPU path's. Differences are in how the work is laid out:
 
-- A whole batch of queries runs at once: queries are zero-padded to ``(B, T, dim)`` (a zero query vector adds 0 to
-  MaxSim) with a mask of real tokens; ``St = centroids @ Q.T`` is one product, ``(B, K, T)``.
+- A whole batch of queries runs at once: queries are mapped into the codec's query space and zero-padded to
+  ``(B, T, dim)`` by :func:`.search.pad_queries`, as for the numba kernels (a zero query vector adds 0 to MaxSim),
+  with a mask of real tokens; ``St = centroids @ Q.T`` is one product, ``(B, K, T)``.
 - Stage 1 walks the postings of every (query, token, probe) at once: the postings are flattened into one list
   (segment ops, no per-query ``unique``); per token, ``scatter_reduce(amax)`` into a dense ``(B, n_docs)`` buffer
   keeps each document's best probed gain, added into the running sum token by token (the numba path's order).
-- Candidate cuts are one ``topk`` per stage over an int64 key ``(score bits, -doc id)``: score desc, id asc.
+- Candidate cuts are one ``topk`` per stage over an int64 key ``(score bits, -doc id)``: score desc, id asc
+  (:func:`.ranking.top_by_key`, the tensor form of the numpy paths' rule).
 - Stage 2 and the exact stage gather the candidates' vectors into one flat list for the batch;
   ``index_reduce(amax)`` takes each document's max per query token. The exact stage decodes residuals through the
   codec's byte table ``codec.lut`` ``(n_bytes, 256, per)`` (so any codec with a ``lut`` works unchanged) and scores
@@ -32,15 +34,17 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .chunks import budget_groups, doc_chunks
 from .layout import IndexReader
-from .search import SearchParams
+from .ranking import ID_MAX
+from .ranking import top_by_key as _top_by_key  # (the name tests/test_search_torch.py pins)
+from .search import SearchParams, pad_queries
 
 warnings.filterwarnings("ignore", message=r"index_reduce\(\) is in beta")  # used as documented; stable since 1.13
 
 _CACHE: dict[tuple[str, str], "TorchIndex"] = {}
 _LOCK = threading.Lock()
 _NEG_INF = float("-inf")
-_ID_MAX = 2 ** 31 - 1
 
 # Elements (float32) an intermediate tensor may hold: queries are split into groups to stay below it.
 WORK_BUDGET = {"cuda": 2 ** 27, "cpu": 2 ** 25}
@@ -50,21 +54,6 @@ def work_budget(device: torch.device) -> int:
     """Largest intermediate tensor (float32 elements) one step builds on ``device`` (512 MB on a GPU, 128 MB
     elsewhere)."""
     return WORK_BUDGET.get(device.type, WORK_BUDGET["cpu"])
-
-
-def _order_key(scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """int64 keys ordering ``(score desc, id asc)``: largest key = best. ``scores`` float32, ``ids`` int64 < 2**31,
-    same shape. ``-0.0`` is folded into ``0.0`` (numerically equal scores must tie)."""
-    bits = (scores.float() + 0.0).contiguous().view(torch.int32).to(torch.int64)
-    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # monotone in the float value
-    return (ordered << 32) | (_ID_MAX - ids)
-
-
-def _top_by_key(scores: torch.Tensor, ids: torch.Tensor, n: int) -> torch.Tensor:
-    """Column positions of the ``n`` best entries of each row by ``(score desc, id asc)``, best first;
-    ``(B, n)`` int64."""
-    n = min(n, scores.shape[1])
-    return torch.topk(_order_key(scores, ids), n, dim=1).indices
 
 
 class TorchIndex:
@@ -135,16 +124,12 @@ class TorchIndex:
 
     # ---------------------------------------------------------------------------------------------- queries
     def pad_queries(self, queries: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        """``(Q (B, T, dim) float32 on the device, zero-padded; mask (B, T) bool of real tokens; lengths)``.
-
-        Queries are mapped by ``codec.query_space`` first (the space of ``centroids`` and ``lut``)."""
+        """``(Q (B, T, dim) float32 on the device; mask (B, T) bool of real tokens; lengths)``: the batch as
+        :func:`.search.pad_queries` maps (``codec.query_space``) and pads it, every query to ``T`` rows."""
         lens = [len(q) for q in queries]
         T = max(max(lens, default=0), 1)
-        Q = np.zeros((len(queries), T, self.dim), dtype=np.float32)
-        for i, q in enumerate(queries):
-            if len(q):
-                Q[i, :len(q)] = self.codec.query_space(np.asarray(q, dtype=np.float32))
-        Qt = torch.from_numpy(Q)
+        Q, _, _ = pad_queries(queries, self.codec, rows=T)
+        Qt = torch.from_numpy(Q.reshape(len(queries), T, self.dim))
         if self.device.type == "cuda":
             Qt = Qt.pin_memory().to(self.device, non_blocking=True)
         mask = torch.arange(T).unsqueeze(0) < torch.tensor(lens, dtype=torch.int64).unsqueeze(1)
@@ -250,14 +235,7 @@ class TorchIndex:
         lens = torch.where(valid, self.doclens[cands], 0)
         per_q = lens.sum(1).tolist()
         budget = max(work_budget(self.device) // max(T, self.dim), 1)
-        groups, b0, acc = [], 0, 0
-        for b, n in enumerate(per_q):
-            if b > b0 and acc + n > budget:
-                groups.append((b0, b, acc, per_q[b0:b]))
-                b0, acc = b, 0
-            acc += n
-        groups.append((b0, len(per_q), acc, per_q[b0:]))
-        return groups
+        return [(b0, b1, sum(per_q[b0:b1]), per_q[b0:b1]) for b0, b1 in budget_groups(per_q, budget)]
 
     def _group_rows(self, cands: torch.Tensor, valid: torch.Tensor, b0: int, b1: int,
                     total: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -387,12 +365,9 @@ def search_exhaustive_torch(reader: IndexReader, queries: list[np.ndarray], k: i
         if chunk_vectors is None:
             chunk_vectors = max(work_budget(dev) // (B * T + ti.dim), 1)
         best_s = torch.full((B, k), _NEG_INF, device=dev)
-        best_i = torch.full((B, k), _ID_MAX, dtype=torch.int64, device=dev)  # worst key among equal scores
+        best_i = torch.full((B, k), ID_MAX, dtype=torch.int64, device=dev)  # worst key among equal scores
         offsets = ti.offsets_np
-        d0 = 0
-        while d0 < ti.n_docs:
-            d1 = int(np.searchsorted(offsets, offsets[d0] + chunk_vectors, side="right")) - 1
-            d1 = min(max(d1, d0 + 1), ti.n_docs)
+        for d0, d1 in doc_chunks(offsets, chunk_vectors):
             v0, v1 = int(offsets[d0]), int(offsets[d1])
             nd = d1 - d0
             ids = torch.arange(d0, d1, device=dev)
@@ -412,7 +387,6 @@ def search_exhaustive_torch(reader: IndexReader, queries: list[np.ndarray], k: i
             all_i = torch.cat([best_i, ids.expand(B, -1)], 1)
             pos = _top_by_key(all_s, all_i, k)
             best_s, best_i = torch.gather(all_s, 1, pos), torch.gather(all_i, 1, pos)
-            d0 = d1
         res = _results(best_i, best_s)
     # a query without vectors retrieves nothing (as in search_plaid_torch), not every document at score 0
     return [r if len(q) else _empty(1)[0] for r, q in zip(res, queries)]

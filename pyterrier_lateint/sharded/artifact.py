@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Union
 
@@ -12,7 +11,9 @@ import pyterrier as pt
 
 from ..index import ColBERTIndex, IndexNotFoundError
 from ..index.codec import DEFAULT_KIND, ResidualCodec
-from ..index.layout import ARTIFACT_TYPE, PACKAGE_HINT
+from ..index.docstore import unknown_docnos_error
+from ..index.handle import file_stamp
+from ..index.layout import ARTIFACT_TYPE, PACKAGE_HINT, IndexReader
 from ..index.layout import META_FILE as SHARD_META
 from ..index.scorer import check_on_unknown
 from ..index.token_stats import TokenStats
@@ -24,15 +25,6 @@ from .retriever import ShardedRetriever, ShardedScorer, ShardedVecLoader
 
 if TYPE_CHECKING:
     from .prf import ShardedColBERTPRF
-
-
-def _stamp(path: Path) -> Optional[tuple]:
-    """Identity of a committed metadata file (a commit replaces it: new inode), or None when missing."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _check_unique_docnos(index: "ShardedColBERTIndex", readers: list) -> None:
@@ -102,15 +94,16 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
     def __repr__(self) -> str:
         return f"ShardedColBERTIndex({str(self.path)!r})"
 
-    def _reset(self) -> None:
+    def reload(self) -> None:
+        """Forget the open state and stop the searchers (after this process wrote the index)."""
         self._state = None
         self.close()
 
     def _open(self) -> tuple[dict, list[ColBERTIndex], ShardTable]:
         root = Path(self.path)
-        stamp = _stamp(root / META_FILE)
+        stamp = file_stamp(root / META_FILE)
         if self._state is not None and stamp is not None:  # a shard changed (add, delete, compact): re-open all
-            stamp = (stamp, tuple(_stamp(s.path / SHARD_META) for s in self._state[2]))
+            stamp = (stamp, tuple(file_stamp(s.path / SHARD_META) for s in self._state[2]))
             if self._state[0] != stamp:
                 self.close()  # searchers hold the old shard table
         if self._state is None or self._state[0] != stamp:
@@ -123,12 +116,12 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
                 raise IndexNotFoundError(f"no sharded index at {str(root)!r}; build one with "
                                          f"ShardedColBERTIndex(path).indexer(model).index(docs)")
             shards = [ColBERTIndex(root / s["path"], self.model) for s in meta["shards"]]
-            readers = [s._reader() for s in shards]
+            readers = [s.reader() for s in shards]
             codec_crcs = {json.dumps(r.meta.get("files", {}).get("centroids.npy", {}).get("crc32")) for r in readers}
             if len(codec_crcs) > 1:
                 raise ValueError(f"the shards of {self!r} hold different centroids; rebuild the index")
             _check_unique_docnos(self, readers)
-            stamp = (_stamp(root / META_FILE), tuple(_stamp(s.path / SHARD_META) for s in shards))
+            stamp = (file_stamp(root / META_FILE), tuple(file_stamp(s.path / SHARD_META) for s in shards))
             self._state = (stamp, meta, shards, ShardTable.of([s.path for s in shards], readers))
         return self._state[1], self._state[2], self._state[3]
 
@@ -272,7 +265,7 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
                 pt.Experiment([retriever], topics, qrels, ["nDCG@10"])
         """
         model = self.model if model is None else check_model(model, repr(self))
-        self._check_model(model)
+        self.check_model(model)
         return ShardedRetriever(self, model, num_results=num_results, mode=mode, nprobe=nprobe,
                                 ncandidates=ncandidates, nexact=nexact, batch_size=batch_size, backend=backend,
                                 device=device, executor=executor, verbose=verbose, query_pruning=query_pruning,
@@ -304,7 +297,7 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
                 pipeline = bm25 % 100 >> index.scorer()
         """
         model = self.model if model is None else check_model(model, repr(self))
-        self._check_model(model)
+        self.check_model(model)
         return ShardedScorer(self, model, batch_size=batch_size, on_unknown=on_unknown, verbose=verbose)
 
     def prf(self, model: Optional[LateInteractionModel] = None, *, fb_docs: int = 3, fb_embs: int = 10,
@@ -356,7 +349,7 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
         """
         from .prf import ShardedColBERTPRF
         model = self.model if model is None else check_model(model, repr(self))
-        self._check_model(model)
+        self.check_model(model)
         return ShardedColBERTPRF(self, model, fb_docs=fb_docs, fb_embs=fb_embs, beta=beta, n_clusters=n_clusters,
                                  rerank=rerank, num_results=num_results, seed=seed, kmeans_iters=kmeans_iters,
                                  mode=mode, nprobe=nprobe, ncandidates=ncandidates, nexact=nexact,
@@ -421,12 +414,28 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
         for shard in self._open()[1]:
             yield from shard.get_corpus_iter(verbose=verbose, token_ids=token_ids)
 
-    def _check_model(self, model: Optional[LateInteractionModel]) -> None:
-        self._open()[1][0]._check_model(model)  # every shard records the same signature
+    def check_model(self, model: Optional[LateInteractionModel]) -> None:
+        """Check that ``model`` is the indexing model (every shard records the same signature).
 
-    def _pool(self, executor: Union[str, LocalExecutor, RayExecutor] = "local", **kwargs: Any):
-        """The search pool of ``executor`` (made once per index and settings; Ray actors live until
-        :meth:`close`)."""
+        Args:
+            model: a late-interaction model, or ``None`` (nothing to check).
+
+        Raises:
+            ModelMismatchError: naming the settings that differ.
+        """
+        self._open()[1][0].check_model(model)
+
+    def search_pool(self, executor: Union[str, LocalExecutor, RayExecutor] = "local", **kwargs: Any):
+        """The search pool of ``executor``: shard searchers, made once per index and settings (Ray actors live until
+        :meth:`close`).
+
+        Args:
+            executor: ``"local"`` (threads in this process), ``"ray"``, or an executor object.
+            **kwargs: the executor's settings (e.g. ``workers``, ``cpus_per_worker``).
+
+        Returns:
+            LocalSearchPool or RaySearchPool: see :mod:`pyterrier_lateint.sharded.executors`.
+        """
         _, shards, table = self._open()
         key = (repr(executor) if not isinstance(executor, str) else executor, tuple(sorted(kwargs.items())),
                tuple(table.bases))
@@ -472,7 +481,7 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
             return 0
         _, shards, table = self._open()
         docnos = frame["docno"].astype(str).to_numpy()
-        ids = self._doc_ids(docnos, on_unknown="drop")
+        ids = self.doc_ids(docnos, on_unknown="drop")
         live = ids >= 0
         if live.any() and not replace:
             held = list(dict.fromkeys(docnos[live].tolist()))
@@ -488,7 +497,7 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
             part = frame.iloc[np.flatnonzero(owner == s)]
             added += shards[s].add(part, model if model is not None else self.model, replace=replace,
                                    batch_size=batch_size, verbose=verbose)
-        self._reset()
+        self.reload()
         return added
 
     def delete(self, docnos: Union[str, Iterable[str]], *, on_unknown: str = "error") -> int:
@@ -509,43 +518,65 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
         on_unknown = check_on_unknown(on_unknown)
         docnos = np.asarray([docnos] if isinstance(docnos, str) else list(docnos), dtype=object).astype(str)
         _, shards, table = self._open()
-        ids = self._doc_ids(docnos, on_unknown="drop")
+        ids = self.doc_ids(docnos, on_unknown="drop")
         if on_unknown == "error" and (ids < 0).any():
-            missing = list(dict.fromkeys(docnos[ids < 0].tolist()))
-            raise KeyError(f"{len(missing)} docno(s) not in {self!r} (or deleted already), e.g. {missing[:5]}; "
-                           "nothing was deleted; use on_unknown='drop' to skip them")
+            raise unknown_docnos_error(docnos, ids, f"{self!r} (or deleted already)",
+                                       "nothing was deleted; use on_unknown='drop' to skip them")
         known = docnos[ids >= 0]
         deleted = 0
         for s, pos in enumerate(table.split(ids[ids >= 0])):
             if len(pos):
                 deleted += shards[s].delete(list(dict.fromkeys(known[pos].tolist())))
-        self._reset()
+        self.reload()
         return deleted
 
     # --- documents ------------------------------------------------------------------------------------------------
-    def _docnos_of(self, ids: np.ndarray) -> np.ndarray:
-        """Docnos of global ids."""
+    def shard_readers(self) -> tuple[list[IndexReader], ShardTable]:
+        """The open shards and the global id table, the reading interface of the sharded transformers.
+
+        Returns:
+            tuple: one :class:`~pyterrier_lateint.index.layout.IndexReader` per shard (global id order), and the
+            :class:`~pyterrier_lateint.sharded.layout.ShardTable` (``bases``, ``split(ids)``).
+        """
+        _, shards, table = self._open()
+        return [s.reader() for s in shards], table
+
+    def docnos_of(self, ids: np.ndarray) -> np.ndarray:
+        """Docnos of global ids.
+
+        Args:
+            ids: int64 global ids ``(n,)``.
+
+        Returns:
+            numpy.ndarray: str ``(n,)``.
+        """
         _, shards, table = self._open()
         out = np.empty(len(ids), dtype=object)
         for s, pos in enumerate(table.split(ids)):
             if len(pos):
-                out[pos] = shards[s]._reader().docnos.fwd.lookup(np.asarray(ids)[pos] - table.bases[s])
+                out[pos] = shards[s].reader().docnos.fwd.lookup(np.asarray(ids)[pos] - table.bases[s])
         return out.astype(str) if len(ids) else np.array([], dtype=str)
 
-    def _doc_ids(self, docnos: np.ndarray, on_unknown: str = "error") -> np.ndarray:
-        """Global ids of ``docnos``; unknown ones raise ``KeyError`` (``"error"``) or map to -1 (``"drop"``)."""
+    def doc_ids(self, docnos: np.ndarray, on_unknown: str = "error") -> np.ndarray:
+        """Global ids of ``docnos``.
+
+        Args:
+            docnos: str ``(n,)``.
+            on_unknown: ``"error"`` (unknown docnos raise ``KeyError``) or ``"drop"`` (they map to -1).
+
+        Returns:
+            numpy.ndarray: int64 ``(n,)``.
+        """
         _, shards, table = self._open()
         ids = np.full(len(docnos), -1, dtype=np.int64)
         for s, shard in enumerate(shards):
             todo = np.flatnonzero(ids < 0)
             if not len(todo):
                 break
-            local = shard._reader().doc_ids(np.asarray(docnos)[todo], on_unknown="ignore")
+            local = shard.reader().doc_ids(np.asarray(docnos)[todo], on_unknown="ignore")
             ids[todo[local >= 0]] = local[local >= 0] + table.bases[s]
         if on_unknown == "error" and (ids < 0).any():
-            missing = list(dict.fromkeys(np.asarray(docnos, dtype=str)[ids < 0].tolist()))
-            raise KeyError(f"{len(missing)} docno(s) not in {self!r}, e.g. {missing[:5]}; drop them before scoring, "
-                           f"or use on_unknown='drop'")
+            raise unknown_docnos_error(docnos, ids, repr(self), "drop them before scoring, or use on_unknown='drop'")
         return ids
 
     def shards(self) -> list[ColBERTIndex]:
@@ -567,7 +598,7 @@ class ShardedColBERTIndex(pt.Artifact, pt.Indexer):
     @property
     def dim(self) -> int:
         """Dimension of the stored token vectors."""
-        return self._open()[1][0]._reader().dim
+        return self._open()[1][0].reader().dim
 
     def metadata(self) -> dict:
         """``sharded.json``: shards, documents, vectors, model signature, codec, build record.

@@ -9,7 +9,7 @@ Phases of :meth:`ShardedIndexer.index`:
    finished shards are kept: only what is missing is built.
 3. **Codec** (one task): encode a random sample of documents (a pilot of ``PILOT_DOCS`` estimates the collection's
    vectors, hence the number of centroids and the sample needed), then k-means and the residual quantiser exactly
-   as a single index trains them (:func:`pyterrier_lateint.index.build._train_codec`).
+   as a single index trains them (:func:`pyterrier_lateint.index.build.train_codec`).
 4. **Shards** (one task each, in parallel on Ray): read the shard's documents, encode them (on the worker's GPU when
    it has one), compress with the shared codec, write a complete :class:`~pyterrier_lateint.index.ColBERTIndex`
    atomically, then ``done.json``.
@@ -28,27 +28,26 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import pandas as pd
 import pyterrier as pt
 
 from ..index import ColBERTIndex
-from ..index.build import (BUCKET_SAMPLE, check_target, default_kmeans_sample, _move_into_place,
-                           _train_codec, codec_of, new_temp_folder, recover)
-from ..index.codec import DEFAULT_KIND, KINDS, SUPPORTED_NBITS, ResidualCodec
+from ..index.build import BUCKET_SAMPLE, codec_of, default_kmeans_sample, document_vectors, train_codec
+from ..index.folders import check_target, recover, replacing
+from ..index.codec import DEFAULT_KIND, ResidualCodec, check_codec_settings
 from ..index.coarse import check_assignment
 from ..index.commit import write_json_atomic, writer_lock
 from ..index.kmeans import default_n_centroids
 from ..index.layout import ARTIFACT_TYPE, PACKAGE_HINT, is_index_folder
 from ..models import LateInteractionModel, check_model
 from .executors import LocalExecutor, RayExecutor, make_executor
+from .handle import ShardedIndexHandle
 from .layout import (CODEC_DIR, DONE_FILE, INPUTS_DIR, META_FILE, PART_DOCS, PLAN_FILE, SHARDED_FORMAT, SHARDS_DIR,
                      read_json, shard_dir, shard_index_path)
 
-if TYPE_CHECKING:
-    from .artifact import ShardedColBERTIndex
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ PILOT_DOCS = 256  # documents encoded first to estimate the collection's vectors
 
 @dataclass
 class _Settings:
-    """What the codec task needs of the indexer (the fields :func:`_train_codec` reads)."""
+    """What the codec task needs of the indexer (the fields :func:`train_codec` reads)."""
     nbits: int
     codec: str
     n_centroids: Optional[int]
@@ -118,17 +117,14 @@ class ShardedIndexer(pt.Indexer):
             indexer.index(dataset.get_corpus_iter())
     """
 
-    def __init__(self, index: "ShardedColBERTIndex", model: Optional[LateInteractionModel] = None, *,
+    def __init__(self, index: ShardedIndexHandle, model: Optional[LateInteractionModel] = None, *,
                  n_shards: Optional[int] = None, executor: Union[str, LocalExecutor, RayExecutor] = "local",
                  workers: Optional[int] = None, cpus_per_worker: float = 1, gpus_per_worker: Optional[float] = None,
                  max_retries: int = 2, nbits: int = 2, codec: str = DEFAULT_KIND, n_centroids: Optional[int] = None,
                  kmeans_iters: int = 8, kmeans_sample: Optional[int] = None, batch_size: int = 64,
                  store_token_ids: bool = False, pool_factor: float = 1, seed: int = 0, overwrite: bool = False,
                  resume: bool = True, codec_from: Any = None, verbose: bool = True, assignment: str = "auto"):
-        if nbits not in SUPPORTED_NBITS:
-            raise ValueError(f"nbits must be one of {SUPPORTED_NBITS} (16 = uncompressed float16), not {nbits!r}")
-        if codec not in KINDS:
-            raise ValueError(f"codec must be one of {KINDS} (see pyterrier_lateint.index.codec), not {codec!r}")
+        check_codec_settings(nbits, codec)
         if n_shards is not None and n_shards < 1:
             raise ValueError(f"n_shards must be >= 1, not {n_shards}")
         self.index_ref = index
@@ -156,7 +152,7 @@ class ShardedIndexer(pt.Indexer):
         """
         return [["docno", "text"], ["docno", "doc_embs"]]
 
-    def index(self, inp: Union[Iterable[dict], pd.DataFrame]) -> "ShardedColBERTIndex":
+    def index(self, inp: Union[Iterable[dict], pd.DataFrame]) -> ShardedIndexHandle:
         """Index ``inp`` (an iterable of dicts or a DataFrame).
 
         Replacing an existing index (``overwrite=True``) builds beside it and swaps the new one in at the end, so
@@ -187,14 +183,9 @@ class ShardedIndexer(pt.Indexer):
                 root.mkdir(parents=True, exist_ok=True)
                 self._build(root, inp)
             else:
-                tmp = new_temp_folder(root)
-                try:
+                with replacing(root, is_index=is_index_folder) as tmp:
                     self._build(tmp, inp)
-                    _move_into_place(tmp, root, is_index=is_index_folder)
-                except BaseException:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    raise
-        self.index_ref._reset()
+        self.index_ref.reload()
         return self.index_ref
 
     def _build(self, root: Path, inp: Iterable[dict]) -> None:
@@ -363,13 +354,9 @@ def _docs_at(root: Path, ids: np.ndarray) -> list[dict]:
 
 # --- phase 3: the shared codec ----------------------------------------------------------------------------------
 def _vectors(model: Optional[LateInteractionModel], docs: list[dict], batch_size: int = 64) -> list[np.ndarray]:
-    if "doc_embs" in docs[0]:
-        return [np.asarray(d["doc_embs"], dtype=np.float32).reshape(-1, np.shape(d["doc_embs"])[-1]) for d in docs]
-    if model is None:
-        raise ValueError("documents have 'text' but no model was given: use index.indexer(model) or "
-                         "ShardedColBERTIndex(path, model)")
-    return [np.asarray(v, dtype=np.float32) for v in model.encode_docs([d["text"] for d in docs],
-                                                                       batch_size=batch_size)]
+    """Float32 ``(n_tokens, dim)`` vectors of ``docs`` (:func:`~pyterrier_lateint.index.build.document_vectors`)."""
+    vecs, _ = document_vectors(docs, model, batch_size)
+    return [np.asarray(v, dtype=np.float32).reshape(-1, np.shape(v)[-1]) for v in vecs]
 
 
 def _on_worker_device(model: Optional[LateInteractionModel]) -> Optional[LateInteractionModel]:
@@ -408,7 +395,7 @@ def train_codec_task(root: str, model: Optional[LateInteractionModel], settings:
     if sample is None:
         raise ValueError("every sampled document is empty (no token vectors): nothing to train the codec on; check "
                          "the text column")
-    codec, _ = _train_codec(sample, settings, n_total=n_est)
+    codec, _ = train_codec(sample, settings, n_total=n_est)
     _save_codec(root_p, codec)
     logger.info("codec from %d sampled documents (%d vectors; ~%d in the corpus) in %.1fs", taken, len(sample),
                 n_est, time.perf_counter() - t0)

@@ -4,59 +4,57 @@ shards, the expanded queries searched (or re-scored) by the shard searchers. The
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
+from ..index.docstore import unknown_docnos_error
 from ..index.prf import PRF_DOCNO_FIX, ColBERTPRF
 from ..index.search import SearchParams, pad_queries
 from ..index.token_stats import TokenStats
 from ..models import LateInteractionModel
 from .executors import check_executor_settings
-from .retriever import check_sharded_backend, search_sharded
+from .handle import ShardedIndexHandle
+from .retriever import check_sharded_backend, search_sharded, shared_codec
 
-if TYPE_CHECKING:
-    from .artifact import ShardedColBERTIndex
 
 
 class ShardedSource:
     """:class:`~pyterrier_lateint.index.prf.FeedbackSource` of a sharded index (ids are global ids); ``pool``: the
     search pool of the retrieval (:mod:`.executors`)."""
 
-    def __init__(self, index: "ShardedColBERTIndex", params: SearchParams, mode: str, pool):
+    def __init__(self, index: ShardedIndexHandle, params: SearchParams, mode: str, pool):
         self.index, self.params, self.mode, self.pool = index, params, mode, pool
-        self.dim = index.dim
+        self.dim, self.codec = index.dim, shared_codec(index)
 
     def token_stats(self) -> TokenStats:
         return self.index.token_stats()
 
     def doc_ids(self, docnos: np.ndarray) -> np.ndarray:
-        ids = self.index._doc_ids(np.asarray(docnos), on_unknown="drop")
+        ids = self.index.doc_ids(np.asarray(docnos), on_unknown="drop")
         if (ids < 0).any():
-            missing = list(dict.fromkeys(np.asarray(docnos, dtype=str)[ids < 0].tolist()))
-            raise KeyError(f"{len(missing)} docno(s) not in {self.index!r} (or deleted), e.g. {missing[:5]}; "
-                           f"{PRF_DOCNO_FIX}")
+            raise unknown_docnos_error(docnos, ids, f"{self.index!r} (or deleted)", PRF_DOCNO_FIX)
         return ids
 
     def feedback(self, docnos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ids = np.sort(self.doc_ids(docnos))
-        _, shards, table = self.index._open()
+        readers, table = self.index.shard_readers()
         vecs, toks = [], []
         for s, pos in enumerate(table.split(ids)):  # ids sorted: shard by shard is id order
             if len(pos):
-                r = shards[s]._reader()
+                r = readers[s]
                 local = ids[pos] - table.bases[s]
                 vecs.append(r.decompress_docs(local)[0])
                 toks.append(np.concatenate([np.asarray(r.token_ids[r.offsets[d]:r.offsets[d + 1]]) for d in local]))
         return np.concatenate(vecs), np.concatenate(toks)
 
     def search(self, queries: list[np.ndarray], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        res = search_sharded(self.pool, queries, k, self.params, self.mode, self.dim, len(self.index))
-        return [(np.asarray(self.index._docnos_of(ids), dtype=str), sc) for ids, sc in res]
+        res = search_sharded(self.pool, queries, k, self.params, self.mode, self.codec, len(self.index))
+        return [(np.asarray(self.index.docnos_of(ids), dtype=str), sc) for ids, sc in res]
 
     def exact(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        Q, q_off, _ = pad_queries([query], self.dim)
-        return self.index._pool("local").searcher.exact(Q, q_off, [np.asarray(ids, dtype=np.int64)])[0]
+        Q, q_off, _ = pad_queries([query], self.codec)
+        return self.index.search_pool("local").searcher.exact(Q, q_off, [np.asarray(ids, dtype=np.int64)])[0]
 
 
 class ShardedColBERTPRF(ColBERTPRF):
@@ -88,7 +86,7 @@ class ShardedColBERTPRF(ColBERTPRF):
     PRF_SETTINGS = tuple(name for name in inspect.signature(ColBERTPRF.__init__).parameters
                          if name not in ("self", "index", "model", "backend", "device"))
 
-    def __init__(self, index: "ShardedColBERTIndex", model: Optional[LateInteractionModel] = None, *,
+    def __init__(self, index: ShardedIndexHandle, model: Optional[LateInteractionModel] = None, *,
                  executor: Union[str, object] = "local", backend: Optional[str] = None, device: Optional[str] = None,
                  **settings):
         check_sharded_backend(backend, device)
@@ -108,5 +106,5 @@ class ShardedColBERTPRF(ColBERTPRF):
         return {**super()._settings(), "executor": self.executor, **self.executor_kwargs}
 
     def _source(self) -> ShardedSource:
-        return ShardedSource(self.index, self.params, self.mode, self.index._pool(self.executor,
+        return ShardedSource(self.index, self.params, self.mode, self.index.search_pool(self.executor,
                                                                                   **self.executor_kwargs))

@@ -1,41 +1,43 @@
 """End-to-end retrieval and re-ranking over a sharded index, as PyTerrier transformers."""
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 import pandas as pd
 import pyterrier as pt
 
 from ..base import ConfigEquality, check_int
+from ..index.codec import ResidualCodec
 from ..index.queries import query_vectors, validate_queries, validate_results
 from ..index.pruning import check_query_pruning, pruned_query_vectors
 from ..index.retriever import retrieve_in_batches, search_params
-from ..index.scorer import ColBERTVecLoader, check_on_unknown, score_in_batches
+from ..index.scorer import ColBERTVecLoader, check_on_unknown, known_rows, score_in_batches
 from ..index.search import SearchParams, pad_queries
 from ..models import LateInteractionModel, check_model, model_key
 from .executors import check_executor_settings
+from .handle import ShardedIndexHandle
 from .search import Results, merge_candidates, merge_top_k
 
-if TYPE_CHECKING:
-    from .artifact import ShardedColBERTIndex
 
-logger = logging.getLogger(__name__)
+def shared_codec(index: ShardedIndexHandle) -> ResidualCodec:
+    """The codec every shard of ``index`` holds (from the open first shard: no file read)."""
+    return index.shard_readers()[0][0].codec
 
 
-def search_sharded(pool, queries: list[np.ndarray], k: int, params: SearchParams, mode: str, dim: int,
+def search_sharded(pool, queries: list[np.ndarray], k: int, params: SearchParams, mode: str, codec: ResidualCodec,
                    n_docs: int) -> Results:
     """Search a batch of queries over a search pool (:mod:`.executors`); per query ``(global ids, scores)`` best
     first, equal to a single index's results (:mod:`.search`). ``plaid``: two rounds of calls to the workers;
-    ``exhaustive``: one. ``n_docs``: documents of all shards (for the size-dependent default settings)."""
+    ``exhaustive``: one. ``codec``: the shards' (queries go into its query space, :func:`~..index.search.pad_queries`);
+    ``n_docs``: documents of all shards (for the size-dependent default settings)."""
     if not queries:
         return []
     if mode == "exhaustive":
         parts = pool.exhaustive(queries, k)
         return [merge_top_k([w[qi] for w in parts], k) for qi in range(len(queries))]
     p = params.for_k(k, n_docs)
-    Q, q_off, lens = pad_queries(queries, dim)
+    Q, q_off, lens = pad_queries(queries, codec)
     cands = pool.candidates(Q, q_off, lens, p)  # [worker][query]
     chosen = [merge_candidates([w[qi] for w in cands], p) for qi in range(len(queries))]
     owners = [pool.owners(c) for c in chosen]
@@ -93,7 +95,7 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
             results = retriever.search("chemical reactions")
     """
 
-    def __init__(self, index: "ShardedColBERTIndex", model: Optional[LateInteractionModel] = None, *,
+    def __init__(self, index: ShardedIndexHandle, model: Optional[LateInteractionModel] = None, *,
                  num_results: int = 1000, mode: str = "plaid", nprobe: Optional[int] = None,
                  ncandidates: Optional[int] = None, nexact: Optional[int] = None, batch_size: int = 64,
                  backend: Optional[str] = None, device: Optional[str] = None,
@@ -154,9 +156,9 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
             ModelMismatchError: when the model differs from the indexing model.
         """
         validate_queries(inp)
-        self.index._check_model(self.model)
-        pool = self.index._pool(self.executor, **self.executor_kwargs)
-        dim = self.index.dim
+        self.index.check_model(self.model)
+        pool = self.index.search_pool(self.executor, **self.executor_kwargs)
+        dim, codec = self.index.dim, shared_codec(self.index)
 
         def vectors(batch: pd.DataFrame) -> list[np.ndarray]:
             if self.query_pruning is None:
@@ -166,8 +168,8 @@ class ShardedRetriever(ConfigEquality, pt.Transformer):
 
         return retrieve_in_batches(
             inp, self, vectors,
-            lambda vecs: search_sharded(pool, vecs, self.num_results, self.params, self.mode, dim, len(self.index)),
-            self.index._docnos_of)
+            lambda vecs: search_sharded(pool, vecs, self.num_results, self.params, self.mode, codec, len(self.index)),
+            self.index.docnos_of)
 
 
 class ShardedScorer(ConfigEquality, pt.Transformer):
@@ -192,7 +194,7 @@ class ShardedScorer(ConfigEquality, pt.Transformer):
             pipeline = bm25 % 100 >> index.scorer()   # a ShardedScorer
     """
 
-    def __init__(self, index: "ShardedColBERTIndex", model: Optional[LateInteractionModel] = None, *,
+    def __init__(self, index: ShardedIndexHandle, model: Optional[LateInteractionModel] = None, *,
                  batch_size: int = 64, on_unknown: str = "error", verbose: bool = False):
         self.index = index
         self.model = check_model(model, "ShardedScorer")
@@ -220,19 +222,16 @@ class ShardedScorer(ConfigEquality, pt.Transformer):
             ModelMismatchError: when the model differs from the indexing model.
         """
         validate_results(inp)
-        self.index._check_model(self.model)
+        self.index.check_model(self.model)
         out_cols = list(inp.columns) + [c for c in ("score", "rank") if c not in inp.columns]
         if len(inp) == 0:
             return pd.DataFrame(columns=out_cols)
-        ids = self.index._doc_ids(inp["docno"].to_numpy(), self.on_unknown)
-        if (ids < 0).any():
-            logger.warning("ShardedScorer: dropping %d rows whose docno is not in the index", int((ids < 0).sum()))
-            inp, ids = inp[ids >= 0], ids[ids >= 0]
-        searcher = self.index._pool("local").searcher
-        dim = self.index.dim
+        inp, ids = known_rows(self.index.doc_ids, inp, self.on_unknown, "ShardedScorer")
+        searcher = self.index.search_pool("local").searcher
+        dim, codec = self.index.dim, shared_codec(self.index)
 
         def exact(vecs: list[np.ndarray], doc_ids: list[np.ndarray]) -> list[np.ndarray]:
-            Q, q_off, _ = pad_queries(vecs, dim)
+            Q, q_off, _ = pad_queries(vecs, codec)
             return searcher.exact(Q, q_off, doc_ids)
 
         return score_in_batches(inp, ids, self, dim, exact)[out_cols]
@@ -263,18 +262,14 @@ class ShardedVecLoader(ColBERTVecLoader):
         return f"ShardedVecLoader({str(self.index.path)!r})"
 
     def _known(self, inp: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-        ids = self.index._doc_ids(inp["docno"].to_numpy(), self.on_unknown)
-        if (ids < 0).any():
-            logger.warning("ShardedVecLoader: dropping %d rows whose docno is not in the index", int((ids < 0).sum()))
-            inp, ids = inp[ids >= 0], ids[ids >= 0]
-        return inp, ids
+        return known_rows(self.index.doc_ids, inp, self.on_unknown, "ShardedVecLoader")
 
     def _vectors(self, ids: np.ndarray) -> list[np.ndarray]:
-        _, shards, table = self.index._open()
+        readers, table = self.index.shard_readers()
         out: list = [None] * len(ids)
         for s, pos in enumerate(table.split(ids)):
             if len(pos):
-                vectors, offs = shards[s]._reader().decompress_docs(ids[pos] - table.bases[s])
+                vectors, offs = readers[s].decompress_docs(ids[pos] - table.bases[s])
                 for j, p in enumerate(pos):
                     out[p] = vectors[offs[j]:offs[j + 1]]
         return out

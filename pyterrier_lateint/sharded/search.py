@@ -11,8 +11,8 @@ batch therefore runs in two rounds (:func:`search_sharded`):
    every one of its documents among the global best, so the cut is exact;
 2. the searchers score the chosen documents exactly; the coordinator keeps the best ``k`` (:func:`merge_top_k`).
 
-Every cut orders by score, then lower global id, as :func:`~pyterrier_lateint.index.search.select_top` does for
-one index. Exhaustive search is one round: each searcher's exact top ``k``, merged.
+Every cut orders by score, then lower global id, by the single index's functions
+(:mod:`pyterrier_lateint.index.ranking`). Exhaustive search is one round: each searcher's exact top ``k``, merged.
 """
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..index._threads import pmap
+from ..index.threads import pmap
 from ..index.layout import IndexReader
+from ..index.ranking import select_top, select_top_positions, top_k
 from ..index.search import (PARALLEL_MIN_WORK, SearchParams, centroid_scores, exact_padded, exact_tables, query_slice,
-                            search_exhaustive, select_top, select_top_positions, stage_candidates, stage_interaction,
-                            top_k)
+                            search_exhaustive, stage_candidates, stage_interaction)
 
 # One query's candidates round is spread over threads only for shards of at least this many vectors in all (below,
 # waking a thread cost more than the stage-1 walk it saves: Vaswani's 547k vectors in 2 shards took 1.2 ms spread,
@@ -80,8 +80,9 @@ class ShardSearcher:
         return St
 
     def candidates(self, Q: np.ndarray, q_off: np.ndarray, lens: np.ndarray, p: SearchParams) -> list[Candidates]:
-        """Stages 1-2 of every query of a padded batch (:func:`~pyterrier_lateint.index.search.pad_queries`) over
-        these shards: per query, the shards' best ``p.ncandidates`` each, concatenated."""
+        """Stages 1-2 of every query of a padded batch (:func:`~pyterrier_lateint.index.search.pad_queries` with the
+        shards' codec: in its query space) over these shards: per query, the shards' best ``p.ncandidates`` each,
+        concatenated."""
         St_all = self._centroid_scores(Q)
 
         def one_shard(s: int, qi: int, St: np.ndarray) -> Candidates:
@@ -99,8 +100,8 @@ class ShardSearcher:
         return self._map(one_query, list(range(len(lens))))  # a batch: its queries in parallel
 
     def exact(self, Q: np.ndarray, q_off: np.ndarray, ids: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Exact MaxSim (float32) of each query of the padded batch against its global ``ids`` (held here). The
-        per-query tables are built once and shared by the shards (one codec)."""
+        """Exact MaxSim (float32) of each query of the padded batch (as for :meth:`candidates`) against its global
+        ``ids`` (held here). The per-query tables are built once and shared by the shards (one codec)."""
         St_all = self._centroid_scores(Q)
         compressed = self.readers[0].nbits != 16
         out = [np.empty(len(g), dtype=np.float32) for g in ids]

@@ -8,8 +8,8 @@ written to ``checkpoint-N.tmp`` and renamed when complete, so a resumed run skip
 (no item is repeated or lost) and ends with the weights of an uninterrupted run.
 
 A subclass says what a micro-batch is and how to train on it: :meth:`TrainingLoop._prepare_module`,
-:meth:`TrainingLoop._micro_batch_loss` and :meth:`TrainingLoop._finish`. Its ``config`` needs the attributes of
-:class:`LoopSettings`.
+:meth:`TrainingLoop._micro_batch_loss` and :meth:`TrainingLoop._finish`. Its ``config`` is a
+:class:`~pyterrier_lateint.training.config.LoopConfig` (extended by the trainer's own settings).
 """
 from __future__ import annotations
 
@@ -21,10 +21,12 @@ import shutil
 import time
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Protocol
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
+
+from .config import LoopConfig
 
 logger = logging.getLogger(__name__)
 
@@ -35,27 +37,8 @@ TRACKER_PROJECT = "lateint"  # accelerate's tracker project name (TensorBoard ru
 TOTAL = "total"  # the key of the loss that is back-propagated, among the parts a micro-batch reports
 
 
-class LoopSettings(Protocol):
-    """The settings :class:`TrainingLoop` reads from a trainer's config."""
-
-    output_dir: str
-    max_steps: int
-    batch_size: int
-    weight_decay: float
-    warmup_ratio: float
-    grad_accum: int
-    max_grad_norm: float
-    mixed_precision: str
-    seed: int
-    save_every: int
-    keep_checkpoints: int
-    eval_every: int
-    log_every: int
-    report_to: str
-
-
 # ---------------------------------------------------------------- building blocks
-def make_accelerator(cfg: LoopSettings, cpu: bool):
+def make_accelerator(cfg: LoopConfig, cpu: bool):
     """An ``accelerate.Accelerator`` for ``cfg``. accelerate keeps one state per process; it is reset here (keeping
     the distributed process group as launched) so that a second training in one process can use another precision."""
     from accelerate import Accelerator
@@ -72,7 +55,7 @@ def warmup_steps(warmup_ratio: float, max_steps: int) -> int:
     return math.ceil(warmup_ratio * max_steps)
 
 
-def adamw_with_linear_schedule(param_groups: list[dict], cfg: LoopSettings):
+def adamw_with_linear_schedule(param_groups: list[dict], cfg: LoopConfig):
     """AdamW over ``param_groups`` (each with its own ``lr``) and a schedule rising linearly from 0 over the warmup
     steps, then falling linearly to 0 at ``max_steps``."""
     from transformers import get_linear_schedule_with_warmup
@@ -98,11 +81,11 @@ def mean_losses(running: list[dict[str, float]]) -> dict[str, float]:
 
 # ---------------------------------------------------------------- the loop
 class TrainingLoop:
-    """Base of the package's trainers: ``self.config`` (see :class:`LoopSettings`), ``self.history`` (one record per
-    log line: mean losses, ``step``, ``lr``, ``seconds``; and one per validation: ``val/...``) and an optional
-    ``self.validation`` callback. Subclasses implement the three hooks below."""
+    """Base of the package's trainers: ``self.config`` (a :class:`~pyterrier_lateint.training.config.LoopConfig`),
+    ``self.history`` (one record per log line: mean losses, ``step``, ``lr``, ``seconds``; and one per validation:
+    ``val/...``) and an optional ``self.validation`` callback. Subclasses implement the three hooks below."""
 
-    config: LoopSettings
+    config: LoopConfig
     validation: Optional[Callable[[Any], dict[str, float]]] = None
 
     def __init__(self) -> None:

@@ -6,8 +6,6 @@ scheduler, RNG states and the position in the data, so a resumed run continues e
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ import torch
 
 from ..models import LateInteractionEncoder
 from .data import Example, Group, TrainingStream, file_source
-from .config import setting
+from .config import LoopConfig, renamed_settings, setting
 from .loop import TrainingLoop
 from .losses import combined_loss, maxsim_scores
 
@@ -28,39 +26,44 @@ FINAL_DIR = "final"  # output_dir/final: the trained model
 
 
 
+@renamed_settings(freeze_backbone="freeze_encoder")
 @dataclass
-class TrainingConfig:
-    """Every training setting (the CLI, ``lateint train``, exposes each one as ``--name-with-dashes``).
+class TrainingConfig(LoopConfig):
+    """Every setting of training a late-interaction model: the training loop's
+    (:class:`~pyterrier_lateint.training.config.LoopConfig`) and the losses' (the CLI, ``lateint train``, exposes each
+    one as ``--name-with-dashes``).
 
-    ``from_json(path)`` reads them from a JSON object of setting names.
+    A training item is a query with its documents. ``from_json(path)`` reads the settings from a JSON object of
+    setting names.
 
     Args:
-        output_dir: where checkpoints and the final model go (default ``'lateint-model'``).
+        output_dir: where checkpoints and the final model (output_dir/final) go (default ``'lateint-model'``).
         max_steps: optimiser steps (default ``1000``).
-        batch_size: queries per micro-batch (per process) (default ``16``).
-        n_negatives: negatives per query (resampled when a query has fewer) (default ``7``).
+        batch_size: queries (each with its documents) per micro-batch (per process) (default ``16``).
         learning_rate: peak AdamW learning rate of the encoder (default ``3e-05``).
-        head_learning_rate: a separate rate for the projection head (default: learning_rate).
         weight_decay: AdamW weight decay (default ``0.01``).
         warmup_ratio: linear warmup over this share of max_steps, then linear decay to 0 (default ``0.1``).
         grad_accum: micro-batches per optimiser step (default ``1``).
         max_grad_norm: gradient clipping norm (0: no clipping) (default ``1.0``).
+        mixed_precision: "no", "fp16" (GPU) or "bf16" (default ``'no'``).
+        gradient_checkpointing: recompute activations in the backward pass (less memory, slower) (default ``False``).
+        freeze_encoder: train only the projection head (the encoder stays as loaded) (default ``False``);
+            ``freeze_backbone`` is its deprecated name.
+        seed: seed of model RNGs, shuffling and negative sampling (default ``42``).
+        shuffle_buffer: examples shuffled within a sliding buffer of this size (1: file order) (default ``1000``).
+        save_every: steps between checkpoints (0: only at the end) (default ``500``).
+        keep_checkpoints: newest checkpoints kept on disk (default ``2``).
+        eval_every: steps between validations, the last step included (0: never) (default ``0``).
+        log_every: steps between loss log lines (default ``10``).
+        report_to: "none", "tensorboard" or "wandb" (default ``'none'``).
+        n_negatives: negatives per query (resampled when a query has fewer) (default ``7``).
+        head_learning_rate: a separate rate for the projection head (default: learning_rate).
         loss: "ce" (n-way softmax cross-entropy), "kl" (distillation), or "ce+kl" (default ``'ce'``).
         temperature: student scores are divided by this in both losses (default ``1.0``).
         teacher_temperature: teacher scores are divided by this before their softmax (kl) (default ``1.0``).
         kl_weight: weight of the distillation loss in ce+kl (default ``1.0``).
         ce_weight: weight of the cross-entropy loss in ce+kl (default ``1.0``).
         in_batch_negatives: other queries' documents are negatives too (ce) (default ``True``).
-        mixed_precision: "no", "fp16" (GPU) or "bf16" (default ``'no'``).
-        freeze_backbone: train only the projection head (the encoder stays as loaded) (default ``False``).
-        gradient_checkpointing: recompute activations in the backward pass (less memory, slower) (default ``False``).
-        seed: seed of model RNGs, shuffling and negative sampling (default ``42``).
-        shuffle_buffer: examples shuffled within a sliding buffer of this size (1: file order) (default ``1000``).
-        save_every: steps between checkpoints (0: only at the end) (default ``500``).
-        keep_checkpoints: newest checkpoints kept on disk (default ``2``).
-        eval_every: steps between validations (0: never) (default ``0``).
-        log_every: steps between loss log lines (default ``10``).
-        report_to: "none", "tensorboard" or "wandb" (default ``'none'``).
 
     Raises:
         ValueError: on an unknown ``loss`` or ``mixed_precision``, or a count out of range.
@@ -74,62 +77,22 @@ class TrainingConfig:
             config = TrainingConfig.from_json("train.json")   # {"max_steps": 2000, ...}
     """
 
-    output_dir: str = setting("lateint-model", 'where checkpoints and the final model go')
-    max_steps: int = setting(1000, 'optimiser steps')
-    batch_size: int = setting(16, 'queries per micro-batch (per process)')
     n_negatives: int = setting(7, 'negatives per query (resampled when a query has fewer)')
-    learning_rate: float = setting(3e-5, 'peak AdamW learning rate of the encoder')
-    head_learning_rate: Optional[float] = setting(None, 'a separate rate for the projection head (default: learning_rate)')
-    weight_decay: float = setting(0.01, 'AdamW weight decay')
-    warmup_ratio: float = setting(0.1, 'linear warmup over this share of max_steps, then linear decay to 0')
-    grad_accum: int = setting(1, 'micro-batches per optimiser step')
-    max_grad_norm: float = setting(1.0, 'gradient clipping norm (0: no clipping)')
+    head_learning_rate: Optional[float] = setting(None, 'a separate rate for the projection head '
+                                                        '(default: learning_rate)')
     loss: str = setting("ce", '"ce" (n-way softmax cross-entropy), "kl" (distillation), or "ce+kl"')
     temperature: float = setting(1.0, 'student scores are divided by this in both losses')
     teacher_temperature: float = setting(1.0, 'teacher scores are divided by this before their softmax (kl)')
     kl_weight: float = setting(1.0, 'weight of the distillation loss in ce+kl')
     ce_weight: float = setting(1.0, 'weight of the cross-entropy loss in ce+kl')
     in_batch_negatives: bool = setting(True, "other queries' documents are negatives too (ce)")
-    mixed_precision: str = setting("no", '"no", "fp16" (GPU) or "bf16"')
-    freeze_backbone: bool = setting(False, 'train only the projection head (the encoder stays as loaded)')
-    gradient_checkpointing: bool = setting(False, 'recompute activations in the backward pass (less memory, slower)')
-    seed: int = setting(42, 'seed of model RNGs, shuffling and negative sampling')
-    shuffle_buffer: int = setting(1000, 'examples shuffled within a sliding buffer of this size (1: file order)')
-    save_every: int = setting(500, 'steps between checkpoints (0: only at the end)')
-    keep_checkpoints: int = setting(2, 'newest checkpoints kept on disk')
-    eval_every: int = setting(0, 'steps between validations (0: never)')
-    log_every: int = setting(10, 'steps between loss log lines')
-    report_to: str = setting("none", '"none", "tensorboard" or "wandb"')
 
     def __post_init__(self) -> None:
         if self.loss not in ("ce", "kl", "ce+kl"):
             raise ValueError(f"loss must be 'ce', 'kl' or 'ce+kl', not {self.loss!r}")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', not {self.mixed_precision!r}")
-        if min(self.batch_size, self.max_steps, self.grad_accum, self.log_every, self.keep_checkpoints) < 1:
-            raise ValueError("batch_size, max_steps, grad_accum, log_every and keep_checkpoints must be >= 1")
-        if min(self.n_negatives, self.save_every, self.eval_every) < 0:
-            raise ValueError("n_negatives, save_every and eval_every must be >= 0")
-
-    @classmethod
-    def from_json(cls, path: Union[str, Path]) -> "TrainingConfig":
-        """Read settings from a JSON file (an object of setting names; settings not given keep their defaults).
-
-        Args:
-            path: the JSON file.
-
-        Returns:
-            TrainingConfig: the configuration.
-
-        Raises:
-            ValueError: on an unknown setting name, or a value out of range.
-        """
-        with open(path) as f:
-            data = json.load(f)
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
-        return cls(**data)
+        super().__post_init__()
+        if self.n_negatives < 0:
+            raise ValueError("n_negatives must be >= 0")
 
 
 def _pad(seqs: list[np.ndarray], fill: int | bool, dtype) -> torch.Tensor:
@@ -228,7 +191,7 @@ class Trainer(TrainingLoop):
             LateInteractionEncoder: the trained model (the same object, in eval mode).
 
         Raises:
-            ValueError: when ``data`` holds no examples, a file is malformed, or ``freeze_backbone`` is set for a
+            ValueError: when ``data`` holds no examples, a file is malformed, or ``freeze_encoder`` is set for a
                 model without a projection head.
         """
         stream = self._stream(data, format, queries, collection)
@@ -245,9 +208,9 @@ class Trainer(TrainingLoop):
         module.to(accelerator.device).train()
         if cfg.gradient_checkpointing:
             module.backbone.gradient_checkpointing_enable()
-        if cfg.freeze_backbone:
+        if cfg.freeze_encoder:
             if module.head is None:
-                raise ValueError("freeze_backbone=True leaves nothing to train: the model has no projection head "
+                raise ValueError("freeze_encoder=True leaves nothing to train: the model has no projection head "
                                  "(load it with dim=N to add one)")
             module.backbone.requires_grad_(False)
         return module, self._param_groups(module)
