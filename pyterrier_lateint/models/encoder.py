@@ -9,7 +9,7 @@ import os
 import queue
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from .protocol import model_key
 from ..base import check_int, invalid_unicode
 from ..settings import batch_invariant_default
 from .runtime import EncodePlan, Runtime, check_device, default_precision, encode_plan, make_runtime
+from .transfer import HostCopies
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +160,50 @@ def _in_background(items: Iterator[Any], depth: int = 4) -> Iterator[Any]:
             yield it
     finally:
         stop.set()
+
+
+class _Progress:
+    """The progress bar of one encoding call (none unless ``show``): it advances by the texts of each batch whose
+    vectors reach the host; ``owners`` (the text of each sequence) may grow while it is used."""
+
+    def __init__(self, show: bool, n_texts: int, is_query: bool, owners: list[int]):
+        self.owners = owners
+        self.bar = None
+        if show:
+            import pyterrier as pt
+            self.bar = pt.tqdm(total=n_texts, desc=f"encoding {'queries' if is_query else 'documents'}", unit="text")
+
+    def landed(self, seqs: Optional[np.ndarray]) -> None:
+        """Count the distinct texts of the sequences ``seqs`` (none when ``None``)."""
+        if self.bar is not None and seqs is not None:
+            self.bar.update(len(set(self.owners[k] for k in seqs.tolist())))
+
+    def close(self) -> None:
+        """Close the bar (when there is one)."""
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _per_text(n_texts: int, owners: Sequence[int], parts: Union[Sequence[np.ndarray], Mapping[int, np.ndarray]]
+              ) -> list[list[np.ndarray]]:
+    """Sequence arrays grouped by text: ``parts[k]`` (sequence ``k``) goes to text ``owners[k]``, in sequence order;
+    ``n_texts`` lists, empty for a text without sequences."""
+    per: list[list[np.ndarray]] = [[] for _ in range(n_texts)]
+    for k, owner in enumerate(owners):
+        per[owner].append(parts[k])
+    return per
+
+
+def _text_vectors(per_text: list[list[np.ndarray]], dim: int) -> list[np.ndarray]:
+    """One float32 ``(n_tokens, dim)`` array per text: its sequences' vectors concatenated (a lone sequence's array
+    as it is; ``(0, dim)`` when it has none)."""
+    return [np.ascontiguousarray(np.concatenate(v)) if len(v) > 1 else
+            (v[0] if v else np.zeros((0, dim), dtype=np.float32)) for v in per_text]
+
+
+def _text_ids(per_text: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """One int32 ``(n_tokens,)`` array of kept token ids per text: its sequences' concatenated (empty when none)."""
+    return [np.concatenate(v) if v else np.zeros(0, dtype=np.int32) for v in per_text]
 
 
 class LateInteractionEncoder:
@@ -531,36 +576,40 @@ class LateInteractionEncoder:
                 yield "batch", n_seq + batch, ids, att, keep
             n_seq += len(order)
 
-    def _encode(self, texts: Sequence[str], is_query: bool, batch_size: Optional[int], show_progress: bool,
-                return_ids: bool = False):
-        texts = _check_texts(texts, "query" if is_query else "document")
-        batch_size = batch_size or self.batch_size
-        plan = self.plan
+    def _stream(self, texts: list[str], is_query: bool, batch_size: int, plan: EncodePlan,
+                return_ids: bool) -> Iterator[tuple]:
+        """The items of :meth:`_batches`, assembled in a background thread when ``plan`` says so and ``texts`` span
+        more than one chunk."""
         items = self._batches(texts, is_query, batch_size, plan, return_ids)
         if plan.background and plan.chunk and len(texts) > plan.chunk:
             items = _in_background(items)
-        cuda = self.device.type == "cuda"
-        owners: list[int] = []
+        return items
+
+    def _encode_kept(self, ids: np.ndarray, att: np.ndarray, keep: np.ndarray, pinned: bool) -> torch.Tensor:
+        """Run the model on one padded batch and select the vectors of its kept positions, on the device.
+
+        ``ids``/``att``: int64 ``(R, W)``; ``keep``: bool ``(R, W)``. With ``pinned`` (CUDA) the inputs go through
+        page-locked memory; their copies to the device are asynchronous. Returns ``(n_kept, dim)`` in the runtime's
+        dtype, the kept positions in row-major order. Nothing here waits for the device."""
+        flat_keep = torch.from_numpy(np.flatnonzero(keep.reshape(-1)))
+        ids_t, att_t = torch.from_numpy(ids), torch.from_numpy(att)
+        if pinned:
+            ids_t, att_t, flat_keep = ids_t.pin_memory(), att_t.pin_memory(), flat_keep.pin_memory()
+        out = self.runtime(ids_t.to(self.device, non_blocking=True), att_t.to(self.device, non_blocking=True))
+        return out.reshape(-1, out.shape[-1]).index_select(0, flat_keep.to(self.device, non_blocking=True))
+
+    def _encode(self, texts: Sequence[str], is_query: bool, batch_size: Optional[int], show_progress: bool,
+                return_ids: bool = False):
+        """``encode_queries`` / ``encode_docs``: batches encoded in order, each one's copy to the host overlapping
+        the next one's encoding (:class:`~pyterrier_lateint.models.transfer.HostCopies`), then regrouped by text."""
+        texts = _check_texts(texts, "query" if is_query else "document")
+        plan = self.plan
+        items = self._stream(texts, is_query, batch_size or self.batch_size, plan, return_ids)
+        owners: list[int] = []  # the text of each sequence, by sequence number
         kept_ids: list[np.ndarray] = []
-        seq_vecs: dict[int, np.ndarray] = {}
-        pbar = None
-        if show_progress:
-            import pyterrier as pt
-            pbar = pt.tqdm(total=len(texts), desc=f"encoding {'queries' if is_query else 'documents'}", unit="text")
-        pending = None  # the previous batch, copying back to the host while the device runs this one
-
-        def finish(p) -> None:
-            seqs, counts, host, event = p
-            if event is not None:
-                event.synchronize()
-            flat = host.numpy()
-            if cuda:
-                flat = flat.copy()  # out of the (reused) pinned staging buffer
-            for k, part in zip(seqs.tolist(), np.split(flat, np.cumsum(counts)[:-1])):
-                seq_vecs[k] = part
-            if pbar is not None:
-                pbar.update(len(set(owners[k] for k in seqs.tolist())))
-
+        progress = _Progress(show_progress, len(texts), is_query, owners)
+        copies = HostCopies(self.device, plan.pinned)
+        pin_inputs = plan.pinned and self.device.type == "cuda"
         with torch.inference_mode():
             for item in items:
                 if item[0] == "chunk":
@@ -569,40 +618,14 @@ class LateInteractionEncoder:
                         kept_ids.extend(item[2])
                     continue
                 _, seqs, ids, att, keep = item
-                flat_keep = torch.from_numpy(np.flatnonzero(keep.reshape(-1)))
-                ids_t, att_t = torch.from_numpy(ids), torch.from_numpy(att)
-                if plan.pinned and cuda:
-                    ids_t, att_t, flat_keep = ids_t.pin_memory(), att_t.pin_memory(), flat_keep.pin_memory()
-                out = self.runtime(ids_t.to(self.device, non_blocking=True),
-                                   att_t.to(self.device, non_blocking=True))
-                kept = out.reshape(-1, out.shape[-1]).index_select(0, flat_keep.to(self.device, non_blocking=True))
-                event = None
-                if cuda:
-                    host = torch.empty(kept.shape, dtype=torch.float32, pin_memory=plan.pinned)
-                    host.copy_(kept, non_blocking=plan.pinned)
-                    event = torch.cuda.Event()
-                    event.record()
-                else:
-                    host = kept.float().cpu()
-                if pending is not None:
-                    finish(pending)
-                pending = (seqs, keep.sum(axis=1), host, event)
-            if pending is not None:
-                finish(pending)
-        if pbar is not None:
-            pbar.close()
+                kept = self._encode_kept(ids, att, keep, pin_inputs)
+                progress.landed(copies.push(seqs, keep, kept))
+            progress.landed(copies.flush())
+        progress.close()
         dim = self.dim
-        per_text: list[list[np.ndarray]] = [[] for _ in texts]
-        per_ids: list[list[np.ndarray]] = [[] for _ in texts]
-        for k, owner in enumerate(owners):
-            per_text[owner].append(seq_vecs[k])
-            if return_ids:
-                per_ids[owner].append(kept_ids[k])
-        vecs = [np.ascontiguousarray(np.concatenate(v)) if len(v) > 1 else
-                (v[0] if v else np.zeros((0, dim), dtype=np.float32)) for v in per_text]
+        vecs = _text_vectors(_per_text(len(texts), owners, copies.vectors), dim)
         if return_ids:
-            ids_out = [np.concatenate(v) if v else np.zeros(0, dtype=np.int32) for v in per_ids]
-            return vecs, ids_out
+            return vecs, _text_ids(_per_text(len(texts), owners, kept_ids))
         return vecs
 
     def encode_queries(self, texts: Sequence[str], batch_size: Optional[int] = None, show_progress: bool = False,
