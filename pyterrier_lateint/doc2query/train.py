@@ -27,7 +27,6 @@ IGNORE_INDEX = -100  # label positions the loss ignores (padding)
 DEFAULT_MAX_INPUT_TOKENS = 512
 
 
-
 @dataclass
 class GeneratorTrainingConfig(LoopConfig):
     """Every setting of generator training: the training loop's

@@ -22,8 +22,8 @@ from typing import Any
 import numba
 import numpy as np
 
-from .threads import n_threads, pmap
 from .kmeans import assign_nearest
+from .threads import n_threads, pmap
 
 SUPPORTED_NBITS = (1, 2, 4, 16)
 KINDS = ("pq", "scalar")

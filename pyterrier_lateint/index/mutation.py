@@ -30,9 +30,9 @@ import pandas as pd
 from ..models import LateInteractionModel
 from .build import (ColBERTIndexer, array_specs, build_folder, chunk_bounds, compress, finish_folder, spilled_chunks,
                     stream_vectors)
-from .folders import recover, replacing, scratch_folder
 from .commit import commit_meta, writer_lock
 from .docstore import unknown_docnos_error, write_docnos
+from .folders import recover, replacing, scratch_folder
 from .handle import IndexHandle
 from .integrity import extend_record, fsync_dir, record
 from .layout import META_FILE, IndexReader

@@ -44,12 +44,12 @@ import numpy as np
 
 from ..base import check_int
 from ..maxsim import EMPTY_DOC_SCORE, maxsim_packed
-from .threads import n_threads, pmap
 from .chunks import doc_chunks
 from .codec import ResidualCodec
 from .layout import IndexReader
 from .ranking import select_top, select_top_positions, top_k
 from .simd import LANES, aligned_empty, doc_adc_maxsim, doc_adc_maxsim_scaled, doc_centroid_maxsim
+from .threads import n_threads, pmap
 
 
 # Table rows to add (vectors x residual bytes x lane groups) below which one query's exact stage stays on one thread:

@@ -18,7 +18,6 @@ from .handle import ShardedIndexHandle
 from .retriever import check_sharded_backend, search_sharded, shared_codec
 
 
-
 class ShardedSource:
     """:class:`~pyterrier_lateint.index.prf.FeedbackSource` of a sharded index (ids are global ids); ``pool``: the
     search pool of the retrieval (:mod:`.executors`)."""

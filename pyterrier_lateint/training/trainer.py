@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 FINAL_DIR = "final"  # output_dir/final: the trained model
 
 
-
 @renamed_settings(freeze_backbone="freeze_encoder")
 @dataclass
 class TrainingConfig(LoopConfig):
