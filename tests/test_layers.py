@@ -22,6 +22,17 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+def package_copy_with(root: Path, module: str, code: str) -> Path:
+    """A copy of the package and its contracts under ``root``, with ``code`` appended to ``module`` (a path inside
+    the package); returns ``root``."""
+    shutil.copytree(REPO / "pyterrier_lateint", root / "pyterrier_lateint",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / ".importlinter", root / ".importlinter")
+    target = root / "pyterrier_lateint" / module
+    target.write_text(target.read_text() + "\n\n" + code)
+    return root
+
+
 def test_layers_kept():
     proc = lint_imports(REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -30,12 +41,8 @@ def test_layers_kept():
 
 def test_an_upward_import_is_caught(tmp_path):
     """A copy of the package in which the models layer imports the index (a layer above it) breaks the contract."""
-    shutil.copytree(REPO / "pyterrier_lateint", tmp_path / "pyterrier_lateint",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / ".importlinter", tmp_path / ".importlinter")
-    encoder = tmp_path / "pyterrier_lateint" / "models" / "encoder.py"
-    encoder.write_text(encoder.read_text() + "\n\ndef _upward():\n    from ..index import ColBERTIndex  # noqa\n")
-    proc = lint_imports(tmp_path)
+    proc = lint_imports(package_copy_with(tmp_path, "models/encoder.py",
+                                          "def _upward():\n    from ..index import ColBERTIndex  # noqa\n"))
     assert proc.returncode != 0
     assert "pyterrier_lateint.models.encoder -> pyterrier_lateint.index" in proc.stdout
 
@@ -43,12 +50,8 @@ def test_an_upward_import_is_caught(tmp_path):
 def test_a_circle_inside_a_folder_is_caught(tmp_path):
     """A copy of the package in which the index's layout module imports the artifact (which imports, through the
     reader, the layout) breaks the no-circle contract of ``pyterrier_lateint.index``."""
-    shutil.copytree(REPO / "pyterrier_lateint", tmp_path / "pyterrier_lateint",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / ".importlinter", tmp_path / ".importlinter")
-    layout = tmp_path / "pyterrier_lateint" / "index" / "layout.py"
-    layout.write_text(layout.read_text() + "\n\ndef _circle():\n    from .artifact import ColBERTIndex  # noqa\n")
-    proc = lint_imports(tmp_path)
+    proc = lint_imports(package_copy_with(tmp_path, "index/layout.py",
+                                          "def _circle():\n    from .artifact import ColBERTIndex  # noqa\n"))
     assert proc.returncode != 0
     assert "No import circle" in proc.stdout and "BROKEN" in proc.stdout
     assert ".layout -> .artifact" in proc.stdout
