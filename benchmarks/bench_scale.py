@@ -163,6 +163,18 @@ def materialise(pool_dir: Path, size: int, noise: float, seed: int, out: Path) -
     return out
 
 
+def plaid_vectors(a, pool_dir: Path, pool: Pool, qidx: np.ndarray, size: int, work: Path) -> Path:
+    """The collection and queries of one rung as PLAID's driver reads them, under ``work/vectors`` (kept from an
+    earlier run with ``--reuse``)."""
+    vec_dir = work / "vectors"
+    if not (a.reuse and (vec_dir / "docs.npy").exists()):
+        materialise(pool_dir, size, a.noise, a.seed, vec_dir)
+    queries = [pool.queries[i] for i in qidx]
+    np.save(vec_dir / "queries.npy", np.concatenate(queries).astype(np.float32))
+    np.save(vec_dir / "qoffsets.npy", np.cumsum([0] + [len(q) for q in queries]))
+    return vec_dir
+
+
 # --- references -----------------------------------------------------------------------------------------------------
 def exact_fp32(corpus: SyntheticCorpus, queries: list, depth: int = DEPTH) -> np.ndarray:
     """Top-``depth`` document numbers per query by exact MaxSim over the uncompressed (fp32) synthetic vectors:
@@ -245,7 +257,7 @@ class Plaid:
     """colbert-ai's PLAID in its own virtual environment, kept warm: ``plaid_driver.py --serve`` builds the index,
     then answers one pass over the queries per request."""
 
-    def __init__(self, venvs: Path, vectors: Path, work: Path, nbits: int = 2):
+    def __init__(self, venvs: Path, vectors: Path, work: Path, nbits: int = 2, reuse: bool = False):
         py = venvs / "plaid" / "bin" / "python"
         if not py.exists():
             raise SystemExit(f"no PLAID environment at {py.parent.parent}: run benchmarks/peers/setup.sh or pass "
@@ -253,7 +265,8 @@ class Plaid:
         env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), BENCH_THREADS=str(THREADS))
         self.log = open(work / "plaid.log", "w")
         self.proc = subprocess.Popen([str(py), "-u", str(HERE / "peers" / "plaid_driver.py"), str(vectors),
-                                      str(work / "plaid"), "--nbits", str(nbits), "--k", str(K), "--serve"],
+                                      str(work / "plaid"), "--nbits", str(nbits), "--k", str(K), "--serve"]
+                                     + (["--reuse"] if reuse else []),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      env=env)
         self.built = self._read()
@@ -320,13 +333,12 @@ def run_size(a, pool_dir: Path, pool: Pool, qidx: np.ndarray, size: int) -> dict
     ours = Ours(work / "ours.lateint", queries)
     plaid = None
     if "plaid" in a.peers and size <= a.plaid_max:
-        vec_dir = materialise(pool_dir, size, a.noise, a.seed, work / "vectors")
-        np.save(vec_dir / "queries.npy", np.concatenate(queries).astype(np.float32))
-        np.save(vec_dir / "qoffsets.npy", np.cumsum([0] + [len(q) for q in queries]))
+        vec_dir = plaid_vectors(a, pool_dir, pool, qidx, size, work)
         t = time.perf_counter()
-        plaid = Plaid(a.venvs, vec_dir, work, a.nbits)
+        plaid = Plaid(a.venvs, vec_dir, work, a.nbits, a.reuse)
         row["plaid_build"] = {k: plaid.built[k] for k in ("build_s", "index_bytes", "n_vectors", "settings",
-                                                          "system", "peak_rss_mib") if k in plaid.built}
+                                                          "system", "peak_rss_mib", "build_reused")
+                              if k in plaid.built}
         row["plaid_build"]["bytes_per_vector"] = plaid.built["index_bytes"] / plaid.built["n_vectors"]
         logger.info("PLAID built in %.0fs (wall incl. start %.0fs)", plaid.built["build_s"], time.perf_counter() - t)
     passes = {"ours": [], "plaid": []}
@@ -572,7 +584,7 @@ def report(rows: list, a) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("cmd", nargs="?", default="run", choices=["run", "report", "_build"],
+    p.add_argument("cmd", nargs="?", default="run", choices=["run", "report", "plaid-build", "_build"],
                    help="run: measure the sizes; report: print the table (and plot) of earlier runs' --json files "
                         "(--inputs), e.g. sizes measured by separate commands")
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -632,6 +644,17 @@ def main() -> None:
     pool = Pool.load(pool_dir)
     qidx = np.sort(np.random.default_rng(a.seed).choice(len(pool.queries), min(a.queries, len(pool.queries)),
                                                         replace=False))
+    if a.cmd == "plaid-build":  # PLAID's index alone (80 min at 100,000 documents), searched later by run --reuse
+        for size in a.sizes:
+            work = a.work / f"n{size}"
+            vec_dir = plaid_vectors(a, pool_dir, pool, qidx, size, work)
+            py = a.venvs / "plaid" / "bin" / "python"
+            env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), BENCH_THREADS=str(THREADS))
+            with open(work / "plaid_build.log", "w") as log:
+                subprocess.run([str(py), "-u", str(HERE / "peers" / "plaid_driver.py"), str(vec_dir),
+                                str(work / "plaid"), "--nbits", str(a.nbits), "--k", str(K), "--build-only"]
+                               + (["--reuse"] if a.reuse else []), check=True, stderr=log, env=env)
+        return
     rows = []
     for size in a.sizes:
         row = run_size(a, pool_dir, pool, qidx, size)

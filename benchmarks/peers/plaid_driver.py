@@ -10,6 +10,9 @@ PLAID's defaults for k <= 10 apply: ncells=1, centroid_score_threshold=0.5, ndoc
 
     $PEER_VENVS/plaid/bin/python benchmarks/peers/plaid_driver.py VECTORS_DIR WORK_DIR [--nbits 2]
 
+``--reuse``: search the index a previous run built in ``WORK_DIR`` (its build figures come from ``build.json``, written
+beside it), so that a long build (80 min at 100,000 documents) can run on its own and the timed searches later.
+
 ``--serve``: emit the build's figures after one warm-up pass, then answer ``pass`` requests on standard input (one
 timed pass over the queries each, ``_common.serve``) and ``extras`` (the ``--variants``, timed as without
 ``--serve``) until ``quit``: ``bench_scale.py`` and ``bench_peers.py`` interleave these passes with their own.
@@ -87,6 +90,8 @@ def main() -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--serve", action="store_true", help="after the build, answer 'pass' requests on stdin")
+    p.add_argument("--reuse", action="store_true", help="search the index an earlier run built in WORK (build.json)")
+    p.add_argument("--build-only", action="store_true", help="build, write build.json, exit")
     p.add_argument("--variants", nargs="*", default=["2:0.45:1024", "4:0.4:4096"],
                    help="more search settings on the same index, NCELLS:CENTROID_SCORE_THRESHOLD:NDOCS (the "
                         "defaults are colbert-ai's own for k <= 100 and for k > 100)")
@@ -94,10 +99,13 @@ def main() -> None:
     VECTORS, OFFSETS, queries = load(a.vectors)
     dim = VECTORS.shape[1]
     work = Path(a.work)
-    shutil.rmtree(work, ignore_errors=True)
+    saved = work / "build.json"  # written after a complete build: build_s, index_dir, n_vectors
+    reuse = a.reuse and saved.exists() and json.loads(saved.read_text())["n_vectors"] == int(OFFSETS[-1])
     ckpt = work / "checkpoint"
-    ckpt.mkdir(parents=True)
-    (ckpt / "artifact.metadata").write_text(json.dumps({"dim": dim, "doc_maxlen": 180, "query_maxlen": 32}))
+    if not reuse:
+        shutil.rmtree(work, ignore_errors=True)
+        ckpt.mkdir(parents=True)
+        (ckpt / "artifact.metadata").write_text(json.dumps({"dim": dim, "doc_maxlen": 180, "query_maxlen": 32}))
     ci.Checkpoint = _NoCheckpoint
     ci.CollectionEncoder.encode_passages = _encode_passages
     cs.Checkpoint = _SearchCheckpoint
@@ -107,10 +115,19 @@ def main() -> None:
                                  avoid_fork_if_possible=True)):
         config = ColBERTConfig(nbits=a.nbits, dim=dim, doc_maxlen=180, query_maxlen=32,
                                index_root=str(work / "indexes"))
-        t = time.perf_counter()
-        index_dir = Indexer(checkpoint=str(ckpt), config=config, verbose=1).index(
-            name="vaswani", collection=collection, overwrite=True)
-        build_s = time.perf_counter() - t
+        if reuse:  # the build's figures are those of the run that built it
+            built = json.loads(saved.read_text())
+            index_dir, build_s, build_peak = built["index_dir"], built["build_s"], built["peak_rss_mib"]
+        else:
+            t = time.perf_counter()
+            index_dir = Indexer(checkpoint=str(ckpt), config=config, verbose=1).index(
+                name="vaswani", collection=collection, overwrite=True)
+            build_s = time.perf_counter() - t
+            saved.write_text(json.dumps({"build_s": build_s, "index_dir": str(index_dir),
+                                         "n_vectors": int(OFFSETS[-1]), "peak_rss_mib": peak_rss_mib()}))
+        if a.build_only:
+            emit({"build_s": build_s, "index_dir": str(index_dir), "reused": reuse})
+            return
         t = time.perf_counter()
         searcher = Searcher(index=str(index_dir), collection=collection, config=config, verbose=1)
         load_s = time.perf_counter() - t  # includes the JIT compilation of the C++ kernels on a first run
@@ -148,7 +165,7 @@ def main() -> None:
                 one(q)
             emit({"system": system, "build_s": build_s, "searcher_load_s": load_s,
                   "index_bytes": dir_bytes(index_dir), "n_vectors": int(OFFSETS[-1]),
-                  "peak_rss_mib": peak_rss_mib(),
+                  "peak_rss_mib": build_peak if reuse else peak_rss_mib(), "build_reused": reuse,
                   "settings": settings(), "threads": torch.get_num_threads()})
             serve(one, queries, lambda ms, res: emit({"per_query_ms": ms,
                                                       "topk": [[int(d) for d in r] for r in res]}),

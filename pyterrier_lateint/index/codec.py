@@ -15,6 +15,7 @@ as PLAID does by re-normalising what it decompresses). ``nbits=16`` stores the r
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,16 @@ class ResidualCodec:
         self.scale_lut = (np.zeros(0, dtype=np.float32) if self.scale_range is None else
                           np.exp(np.linspace(np.log(self.scale_range[0]), np.log(self.scale_range[1]),
                                              SCALE_LEVELS)).astype(np.float32))
+
+    @functools.cached_property
+    def norm_bounds(self) -> tuple[float, np.ndarray]:
+        """``(c, r)``: the largest centroid norm and, per residual byte, the largest norm of its 256 reconstruction
+        values, float32 ``(n_bytes,)``. They bound what a query token ``q`` can score: ``|centroid . q| <= c |q|``
+        and ``|L[p, b, t]| <= r[p] |q_p|`` (``q_p`` the dimensions byte ``p`` stands for); the float16 tables' error
+        bound is built on them (:func:`.search.half_error_bound`). Computed once per codec."""
+        c = float(np.sqrt(np.einsum("kd,kd->k", self.centroids, self.centroids).max())) if len(self.centroids) else 0.
+        r = np.sqrt(np.einsum("pbk,pbk->pb", self.lut, self.lut).max(axis=1)) if len(self.lut) else np.zeros(0)
+        return c, r.astype(np.float32)
 
     @property
     def scaled(self) -> bool:

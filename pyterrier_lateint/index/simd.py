@@ -21,6 +21,7 @@ from numba.extending import intrinsic
 LANES = 16  # float32 lanes per vector register group; query tokens are padded to a multiple of this
 _I64 = ir.IntType(64)
 _VEC = ir.VectorType(ir.FloatType(), LANES)
+_HVEC = ir.VectorType(ir.HalfType(), LANES)  # a table row stored as float16 (``uint16`` arrays to numba)
 _UNROLL = 4  # independent partial sums, to hide the latency of the vector adds
 
 
@@ -56,8 +57,9 @@ def _vmax(builder, a, b):
     return builder.select(builder.fcmp_ordered(">", a, b), a, b)
 
 
-def _adc_codegen(scaled: bool):
-    """Code generator of :func:`doc_adc_maxsim` (``scaled=False``) and :func:`doc_adc_maxsim_scaled`."""
+def _adc_codegen(scaled: bool, half: bool = False):
+    """Code generator of :func:`doc_adc_maxsim` (``scaled=False``) and :func:`doc_adc_maxsim_scaled`; ``half``: the
+    table holds float16 bits (``uint16``), each row widened to float32 as it is loaded."""
     def codegen(context, builder, signature, args):
         st, lt, cd, pk = (context.make_array(signature.args[i])(context, builder, args[i]) for i in range(4))
         v0_ = context.cast(builder, args[4], signature.args[4], types.int64)
@@ -81,6 +83,9 @@ def _adc_codegen(scaled: bool):
                 def table_row(p):
                     b = builder.zext(builder.load(builder.gep(pk.data, [builder.add(row0, p)])), _I64)
                     idx = builder.add(builder.mul(builder.add(builder.mul(p, _I64(256)), b), T), off)
+                    if half:
+                        ptr = builder.bitcast(builder.gep(lt.data, [idx]), _HVEC.as_pointer())
+                        return builder.fpext(builder.load(ptr, align=2), _VEC)
                     return builder.load(_vec_ptr(builder, lt.data, idx), align=4)
 
                 builder.store(builder.load(_vec_ptr(builder, st.data, builder.add(builder.mul(c, T), off)),
@@ -120,20 +125,48 @@ def doc_adc_maxsim(typingctx, St, L, codes, packed, v0, v1):
     ``packed`` uint8 ``(n_vectors, >= n_bytes)``. ``St[c, t] + sum_p L[...]`` is the dot product of query token
     ``t`` with the decompressed vector, computed without decompressing. Requires ``v1 > v0``; padded tokens (zero
     rows) add exactly 0.
+
+    ``L`` may also be ``uint16`` holding float16 bits (:func:`~.search.half_tables`): half the bytes per lookup, so
+    a 16-token table (768 kB at 384-d, 2 bits) stays in a 1 MB L2 cache; each row is widened to float32 as it is
+    loaded and sums stay float32, so the result differs from the float32 table's only by the rounding of the
+    table's entries to float16 (relative 2**-11 each; :func:`~.search.half_error_bound`).
     """
-    if not all(_c_array(a) for a in (St, L, codes, packed)):
+    if not all(_c_array(a) for a in (St, L, codes, packed)) or L.dtype not in (types.float32, types.uint16) \
+            or St.dtype != types.float32:
         return None
-    return types.float32(St, L, codes, packed, v0, v1), _adc_codegen(False)
+    return types.float32(St, L, codes, packed, v0, v1), _adc_codegen(False, L.dtype == types.uint16)
 
 
 @intrinsic
 def doc_adc_maxsim_scaled(typingctx, St, L, codes, packed, v0, v1, scale):
     """:func:`doc_adc_maxsim` of vectors that store a scale byte after their ``n_bytes`` residual bytes: each
     vector's scores are multiplied by ``scale[packed[v, n_bytes]]`` (float32 ``(256,)``: its reconstruction's
-    inverse norm, so scores are cosines of unit-length reconstructions) before the max."""
-    if not all(_c_array(a) for a in (St, L, codes, packed, scale)):
+    inverse norm, so scores are cosines of unit-length reconstructions) before the max. ``L`` float32 or float16
+    bits, as there."""
+    if not all(_c_array(a) for a in (St, L, codes, packed, scale)) or L.dtype not in (types.float32, types.uint16) \
+            or St.dtype != types.float32:
         return None
-    return types.float32(St, L, codes, packed, v0, v1, scale), _adc_codegen(True)
+    return types.float32(St, L, codes, packed, v0, v1, scale), _adc_codegen(True, L.dtype == types.uint16)
+
+
+@intrinsic
+def round_to_half(typingctx, src, dst):
+    """``dst[:] = src`` rounded to float16 (nearest, ties to even): ``src`` float32, ``dst`` uint16 receiving the
+    bits, both C-contiguous with the same size, a multiple of :data:`LANES`. Vector conversions on this thread
+    (numpy's float16 casts are scalar; torch's would wake its thread pool, whose spinning workers then slow the
+    search threads that follow)."""
+    if not (_c_array(src) and _c_array(dst) and src.dtype == types.float32 and dst.dtype == types.uint16):
+        return None
+
+    def codegen(context, builder, signature, args):
+        sa, da = (context.make_array(signature.args[i])(context, builder, args[i]) for i in range(2))
+        with cgutils.for_range(builder, builder.udiv(sa.nitems, _I64(LANES))) as i:
+            at = builder.mul(i.index, _I64(LANES))
+            vec = builder.load(_vec_ptr(builder, sa.data, at), align=4)
+            ptr = builder.bitcast(builder.gep(da.data, [at]), _HVEC.as_pointer())
+            builder.store(builder.fptrunc(vec, _HVEC), ptr, align=2)
+        return context.get_dummy_value()
+    return types.none(src, dst), codegen
 
 
 @intrinsic
