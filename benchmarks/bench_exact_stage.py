@@ -13,6 +13,11 @@ more than the 32 MB L3 cache). Prints per pass the median and p95 ms of each and
 passes' ratios, and checks that both return the same documents with the same scores.
 
     python benchmarks/bench_exact_stage.py --size 100000 --passes 5
+    python benchmarks/bench_exact_stage.py --size 100000 --stages     # where a query's time goes, stage by stage
+
+``--stages``: each stage of the default search timed on its own, query by query (3 passes, the first 20 queries of
+a warm-up excluded): padding, centroid scores, probe choice, inverted-file walk, candidate cut, centroid
+interaction, second cut, and the exact stage (``exact_top_k``, tables included), medians and p95 in ms.
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--stages", action="store_true", help="time each stage of the default search instead")
     a = p.parse_args()
 
     import torch
@@ -57,6 +63,9 @@ def main() -> None:
     if not ColBERTIndex(path).built():
         raise SystemExit(f"no index at {path}: run bench_scale.py --sizes {a.size} --keep first, or pass --index")
     reader = ColBERTIndex(path).reader()
+    if a.stages:
+        stage_times(reader, queries, a.k)
+        return
     half_first = search.exact_top_k
 
     def all_float32(rd, Qp, ids, k, St=None, parallel=True):
@@ -95,6 +104,52 @@ def main() -> None:
                for x, y in zip(results["float32"], results["float16 first"]))
     print(f"\nmedian of the passes' ratios: {np.median(r[:, 0]):.2f}x; {np.median(r[:, 1]):.2f}x (median; p95). "
           f"Same documents and scores for every query: {same}.")
+
+
+def stage_times(reader, queries: list, k: int) -> None:
+    """Print each stage's median and p95 ms over 3 passes of ``queries``, one query at a time, as
+    ``search.search_plaid`` runs them."""
+    import time
+
+    from pyterrier_lateint.index import search
+    from pyterrier_lateint.index.ranking import select_top, select_top_positions
+    p = search.SearchParams().for_k(k, reader.n_live)
+    names = ["pad_queries", "centroid scores", "probe choice", "inverted-file walk", "candidate cut",
+             "centroid interaction", "second cut", "exact stage"]
+
+    def one(q) -> np.ndarray:
+        t = [time.perf_counter()]
+        Q, _, lens = search.pad_queries([q], reader.codec)
+        t.append(time.perf_counter())
+        St = search.centroid_scores(reader, Q)
+        t.append(time.perf_counter())
+        probes = search._top_probes(St, int(lens[0]), p.nprobe)
+        t.append(time.perf_counter())
+        acc, mark = search._scratch(reader.n_docs)
+        ids, approx = search._probe_candidates(St, int(lens[0]), probes, p.nprobe, reader.ivf_offsets,
+                                               reader.ivf_docs, reader.n_docs, getattr(reader, "deleted", None),
+                                               acc, mark)
+        t.append(time.perf_counter())
+        if len(ids) > p.ncandidates:
+            ids = ids[select_top_positions(ids, approx, p.ncandidates)]
+        t.append(time.perf_counter())
+        scores = search.stage_interaction(reader, St, ids)
+        t.append(time.perf_counter())
+        c = np.sort(select_top(ids, scores, p.nexact))
+        t.append(time.perf_counter())
+        search.exact_top_k(reader, Q, c, k, St)
+        t.append(time.perf_counter())
+        return 1000 * np.diff(t)
+    for q in queries[:20]:
+        one(q)
+    ms = np.array([one(q) for _ in range(3) for q in queries])
+    total = ms.sum(axis=1)
+    print(f"{reader.n_docs:,} documents, {len(queries)} queries x 3 passes, {p}")
+    print("| stage | median ms | p95 ms |")
+    print("|---|---|---|")
+    for i, n in enumerate(names):
+        print(f"| {n} | {np.median(ms[:, i]):.2f} | {np.percentile(ms[:, i], 95):.2f} |")
+    print(f"| total | {np.median(total):.2f} | {np.percentile(total, 95):.2f} |")
 
 
 if __name__ == "__main__":

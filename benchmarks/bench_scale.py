@@ -21,6 +21,12 @@ For each size:
     python benchmarks/bench_scale.py --sizes 10000 100000 --peers plaid \\
         --out experiments/results/scale.md --plot experiments/results/scale.png
 
+PLAID's index alone (80 minutes at 100,000 documents) can be built first, and searched later by a ``--reuse`` run
+(which then reports the build figures of the run that built it, ``build_reused``):
+
+    python benchmarks/bench_scale.py plaid-build --sizes 100000 --reuse
+    python benchmarks/bench_scale.py --sizes 100000 --peers plaid --keep --reuse ...
+
 Everything is written under ``--work`` (default ``$LATEINT_CACHE/bench/scale``); ``--json`` keeps every figure.
 PLAID needs its virtual environment (``benchmarks/peers/setup.sh``; ``--venvs``).
 """

@@ -23,6 +23,11 @@ KERNEL = "lateint-tests"
 # Effectiveness the notebooks compute now (as pyterrier_pisa's tests/test_vaswani.py pins MAP per model): nDCG@10
 # and AP (4 decimals, the tables' rounding) within TOL; a ranking that changes moves a mean over 20 queries further.
 TOL = 2e-3
+# Figures of a compressed index built in the notebook: its k-means and codec training run through BLAS, whose
+# kernels (and so the float rounding) differ between CPU kinds, so the centroids and codes do too. Measured on two
+# kinds of these 2-core machines, nDCG@10 of ColBERT end-to-end on the 20-query sample: 0.4310 (Intel Xeon, AMX) and
+# 0.4413 (AMD EPYC, AVX-512); AP 0.3722 / 0.3843; index.scorer 0.4310 / 0.4413. Pinned to the first, within this.
+BUILD_TOL = 0.02
 
 CHECKS = {
     "01_quickstart.ipynb": """
@@ -96,8 +101,11 @@ def test_01_quickstart(tmp_path, kernel_env):
     assert out["names"] == ["BM25", "ColBERT end-to-end", "BM25 % 50 >> text_scorer", "BM25 >> index.scorer"]
     assert out["n_docs"] == 2000 and out["n_queries"] == 20
     # BM25, ColBERT end-to-end, BM25 % 50 >> text_scorer, BM25 >> index.scorer
-    assert out["ndcg"] == pytest.approx([0.4537, 0.4310, 0.4515, 0.4310], abs=TOL), out
-    assert out["ap"] == pytest.approx([0.3925, 0.3722, 0.3822, 0.3791], abs=TOL), out
+    # BM25 and the text scorer do not depend on the built index: pinned tightly; the index's two within BUILD_TOL
+    assert [out["ndcg"][i] for i in (0, 2)] == pytest.approx([0.4537, 0.4515], abs=TOL), out
+    assert [out["ap"][i] for i in (0, 2)] == pytest.approx([0.3925, 0.3822], abs=TOL), out
+    assert [out["ndcg"][i] for i in (1, 3)] == pytest.approx([0.4310, 0.4310], abs=BUILD_TOL), out
+    assert [out["ap"][i] for i in (1, 3)] == pytest.approx([0.3722, 0.3791], abs=BUILD_TOL), out
     assert out["p"][0] is None and all(0 <= p <= 1 for p in out["p"][1:]), out
     assert (tmp_path / "vaswani-sample.lateint" / "lateint.json").exists()
 
@@ -109,11 +117,14 @@ def test_02_late_interaction(tmp_path, kernel_env):
     assert out["contrib"] == pytest.approx(out["scores"][1], abs=1e-4)
     assert out["nbits"] == [16, 4, 2, 1]
     assert out["mb"] == sorted(out["mb"], reverse=True), out  # fewer bits, smaller index
-    assert out["ndcg"] == pytest.approx([0.433, 0.433, 0.427, 0.447], abs=TOL), out  # nbits 16, 4, 2, 1 (3 decimals)
+    # nbits 16, 4, 2, 1 (3 decimals); measured 0.433, 0.440, 0.439, 0.447 on the AMD EPYC kind (see BUILD_TOL)
+    assert out["ndcg"][0] == pytest.approx(0.433, abs=TOL), out  # float16 residuals: the codec barely matters
+    assert out["ndcg"][1:] == pytest.approx([0.433, 0.427, 0.447], abs=BUILD_TOL), out
     # R@10 against exhaustive search, (nprobe, nexact) for nprobe 2, 4, 8 and nexact 10, 20, 40, 80, then exhaustive
-    # search itself (measured as the others: a second run against the first). One of the 200 top-10 documents is 0.005.
+    # search itself (measured as the others: a second run against the first). One of the 200 top-10 documents is 0.005;
+    # on the AMD EPYC kind (BUILD_TOL) three of them moved: 0.89 for 0.905 and 0.925 for 0.94 (twice).
     assert out["sweep_rows"] == 13 and out["recall"] == pytest.approx(
-        [0.735, 0.905, 0.965, 1.0, 0.755, 0.94, 0.985, 1.0, 0.75, 0.94, 0.99, 0.995, 1.0], abs=0.011), out
+        [0.735, 0.905, 0.965, 1.0, 0.755, 0.94, 0.985, 1.0, 0.75, 0.94, 0.99, 0.995, 1.0], abs=BUILD_TOL), out
     assert out["recall"][-1] == 1.0, out
     assert out["per_query_rows"] == 2 * 20
 
