@@ -405,9 +405,10 @@ def half_error_bound(codec: ResidualCodec, Qp: np.ndarray) -> float:
     c, r = codec.norm_bounds
     Q3 = Qp.reshape(len(Qp), n_bytes, per)
     entries = np.sqrt(np.einsum("tpk,tpk->tp", Q3, Q3)) @ r  # (T_pad,) bound of sum_p |L[p, b_p, t]|
+    total = float(entries.sum())
     s = float(codec.scale_lut.max()) if codec.scaled else 1.0
-    rounding = 2.0 ** -11 * float(entries.sum()) + n_bytes * 2.0 ** -25 * int(np.count_nonzero(entries))
-    magnitude = c * float(np.sqrt(np.einsum("td,td->t", Qp, Qp)).sum()) + float(entries.sum())
+    rounding = 2.0 ** -11 * total + n_bytes * 2.0 ** -25 * int(np.count_nonzero(entries))
+    magnitude = c * float(np.sqrt(np.einsum("td,td->t", Qp, Qp)).sum()) + total
     return (1 + 1e-5) * s * (rounding + 2 * (n_bytes + len(Qp) + 8) * 2.0 ** -24 * magnitude)  # 1e-5: these sums
 
 
