@@ -90,3 +90,70 @@ def test_pmap_order_exceptions_and_threads(monkeypatch):
         return x
     with pytest.raises(RuntimeError, match="item 7"):
         threads.pmap(boom, range(20))
+
+
+def test_pmap_nested_in_a_worker_runs_inline(monkeypatch):
+    """A pmap called from one of the pool's workers (e.g. centroid_scores inside a batch's per-query map) runs its
+    items on that worker: queued on the pool, they would wait for the worker that waits for them."""
+    from pyterrier_lateint.index import threads
+    monkeypatch.setenv("LATEINT_NUM_THREADS", "2")
+
+    def outer(i):
+        return sum(threads.pmap(lambda j: i * j, range(5)))
+    assert threads.pmap(outer, range(8)) == [10 * i for i in range(8)]
+
+
+@pytest.mark.parametrize("K,T,dim", [(37, 16, 24), (16, 48, 40), (70, 32, 384), (5, 16, 7)])
+def test_centroid_block_scores_match_float64(K, T, dim):
+    """Float16 centroid blocks x float32 queries, summed in float32: within float32 rounding of the float64 product;
+    the blocks hold each centroid once, zero-padded; one thread or several give the same bits."""
+    import numba
+
+    from pyterrier_lateint.index.simd import centroid_block_scores, half_centroid_blocks
+
+    @numba.njit(nogil=True)
+    def run(blocks, Qt, St, b0, b1):
+        centroid_block_scores(blocks, Qt, St, b0, b1)
+
+    rng = np.random.default_rng(K * T + dim)
+    C = rng.normal(size=(K, dim)).astype(np.float16)
+    Q = rng.normal(size=(T, dim)).astype(np.float32)
+    blocks = half_centroid_blocks(C)
+    n_blocks = -(-K // LANES)
+    assert blocks.shape == (n_blocks, dim, LANES) and blocks.ctypes.data % 64 == 0
+    flat = blocks.view(np.float16).transpose(0, 2, 1).reshape(n_blocks * LANES, dim)
+    np.testing.assert_array_equal(flat[:K], C)
+    np.testing.assert_array_equal(flat[K:], 0)
+
+    exact = C.astype(np.float64) @ Q.T.astype(np.float64)
+    bound = dim * 2.0 ** -24 * (np.abs(C.astype(np.float64)) @ np.abs(Q.T.astype(np.float64)))  # float32 sums
+    whole = aligned_empty((n_blocks * LANES, T))
+    Qt = np.ascontiguousarray(Q.T)
+    run(blocks, Qt, whole, 0, n_blocks)
+    assert np.all(np.abs(whole[:K] - exact) <= bound)
+    np.testing.assert_array_equal(whole[K:], 0)  # padding centroids score 0
+    split = aligned_empty((n_blocks * LANES, T))
+    for b in range(n_blocks):
+        run(blocks, Qt, split, b, b + 1)
+    np.testing.assert_array_equal(split, whole)
+
+
+def test_centroid_scores_reads_float16_centroids_when_they_are_float16(monkeypatch):
+    from pyterrier_lateint.index import search
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 32)).astype(np.float32)
+    cents = x[:40] + 1e-3  # not float16 values
+    pq = ResidualCodec.train(cents, x, 2, kind="pq")
+    scalar = ResidualCodec.train(cents, x, 2, kind="scalar")
+    assert pq.centroid_blocks is not None and scalar.centroid_blocks is None
+    Q, _, _ = pad_queries([rng.normal(size=(20, 32)).astype(np.float32)], pq)
+    for codec in (pq, scalar):
+        St = centroid_scores(_Reader(codec), Q)
+        assert St.shape == (40, 32) and St.flags.c_contiguous and St.ctypes.data % 64 == 0
+        np.testing.assert_allclose(St, codec.centroids.astype(np.float64) @ Q.T.astype(np.float64), rtol=0,
+                                   atol=1e-5)
+    monkeypatch.setenv("LATEINT_NUM_THREADS", "2")
+    monkeypatch.setattr(search, "BLOCK_SCORES_MIN_WORK", 10 ** 9)  # one thread
+    one = centroid_scores(_Reader(pq), Q)
+    monkeypatch.setattr(search, "BLOCK_SCORES_MIN_WORK", 1)  # the blocks split over both threads
+    np.testing.assert_array_equal(centroid_scores(_Reader(pq), Q), one)

@@ -208,3 +208,64 @@ def doc_centroid_maxsim(typingctx, St, codes, v0, v1):
         return builder.load(total)
     return sig, codegen
 
+
+
+def half_centroid_blocks(centroids: np.ndarray) -> np.ndarray:
+    """``centroids`` ``(K, dim)`` (float16 values) as blocks of :data:`LANES` centroids, dimension-major: uint16
+    float16 bits ``(ceil(K / LANES), dim, LANES)``, ``[b, d, i]`` = dimension ``d`` of centroid ``b * LANES + i``
+    (zero rows pad the last block); cache-line aligned. The input of :func:`centroid_block_scores`."""
+    K, dim = centroids.shape
+    n_blocks = -(-K // LANES)
+    padded = np.zeros((n_blocks * LANES, dim), dtype=np.float16)
+    padded[:K] = centroids
+    out = aligned_empty((n_blocks, dim, LANES), np.uint16)
+    out[:] = padded.reshape(n_blocks, LANES, dim).transpose(0, 2, 1).view(np.uint16)
+    return out
+
+
+@intrinsic
+def centroid_block_scores(typingctx, blocks, Qt, St, b0, b1):
+    """``St[c, t] = sum_d centroid[c, d] * Qt[d, t]`` for the centroids of blocks ``b0:b1`` of
+    :func:`half_centroid_blocks` ``(n_blocks, dim, LANES)`` (float16 bits): float32 products summed in float32 in
+    dimension order (one fused multiply-add each); ``Qt`` float32 ``(dim, T)`` (the query tokens as columns),
+    ``St`` float32 ``(n_blocks * LANES, T)``, ``T`` a multiple of :data:`LANES`. Per block and group of ``LANES``
+    tokens, ``LANES`` vector sums (one per token, one lane per centroid): each centroid value is loaded and widened
+    once per group, each query value broadcast from memory."""
+    if not (_c_array(blocks) and _c_array(Qt) and _c_array(St) and blocks.dtype == types.uint16
+            and Qt.dtype == types.float32 and St.dtype == types.float32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        bl, qa, sa = (context.make_array(signature.args[i])(context, builder, args[i]) for i in range(3))
+        b0_ = context.cast(builder, args[3], signature.args[3], types.int64)
+        b1_ = context.cast(builder, args[4], signature.args[4], types.int64)
+        dim = builder.extract_value(bl.shape, 1)
+        T = builder.extract_value(sa.shape, 1)
+        accs = [cgutils.alloca_once(builder, _VEC) for _ in range(LANES)]
+        zero = ir.Constant(_VEC, [0.0] * LANES)
+        splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
+        with cgutils.for_range_slice(builder, b0_, b1_, _I64(1), inc=True) as (b, _):
+            with cgutils.for_range(builder, builder.udiv(T, _I64(LANES))) as g:
+                t0 = builder.mul(g.index, _I64(LANES))
+                for a in accs:
+                    builder.store(zero, a)
+                with cgutils.for_range(builder, dim) as dd:
+                    d = dd.index
+                    at = builder.mul(builder.add(builder.mul(b, dim), d), _I64(LANES))
+                    ptr = builder.bitcast(builder.gep(bl.data, [at]), _HVEC.as_pointer())
+                    cv = builder.fpext(builder.load(ptr, align=2), _VEC)
+                    q_row = builder.gep(qa.data, [builder.add(builder.mul(d, T), t0)])  # Qt[d, t0:t0 + LANES]
+                    for j, a in enumerate(accs):
+                        qv = builder.insert_element(ir.Constant(_VEC, ir.Undefined),
+                                                    builder.load(builder.gep(q_row, [_I64(j)])), _I64(0))
+                        qv = builder.shuffle_vector(qv, ir.Constant(_VEC, ir.Undefined), splat_mask)
+                        builder.store(builder.call(fma, [cv, qv, builder.load(a)]), a)
+                row0 = builder.mul(b, _I64(LANES))
+                for j, a in enumerate(accs):  # lane i of token j's sums is St[b * LANES + i, t0 + j]
+                    acc = builder.load(a)
+                    for i in range(LANES):
+                        at = builder.add(builder.mul(builder.add(row0, _I64(i)), T), builder.add(t0, _I64(j)))
+                        builder.store(builder.extract_element(acc, _I64(i)), builder.gep(sa.data, [at]))
+        return context.get_dummy_value()
+    return types.none(blocks, Qt, St, b0, b1), codegen

@@ -16,6 +16,7 @@ from ..settings import n_threads
 T = TypeVar("T")
 R = TypeVar("R")
 _POOL: ThreadPoolExecutor | None = None
+_PREFIX = "lateint-pool"
 
 
 def pmap(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
@@ -25,10 +26,10 @@ def pmap(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     global _POOL
     items = list(items)
     n_workers = min(n_threads(), len(items)) - 1
-    if n_workers <= 0:
-        return [fn(x) for x in items]
+    if n_workers <= 0 or threading.current_thread().name.startswith(_PREFIX):
+        return [fn(x) for x in items]  # (called from a worker: its items would wait for the worker itself)
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=n_threads() - 1, thread_name_prefix="lateint")
+        _POOL = ThreadPoolExecutor(max_workers=n_threads() - 1, thread_name_prefix=_PREFIX)
     results: list = [None] * len(items)
     order = iter(range(len(items)))
     lock = threading.Lock()
