@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, os.environ.get("LATEINT_SRC", str(HERE.parent)))
 
-from scale_corpus import Pool, build_pool, cache_root  # noqa: E402
+from ab_search import add_rung_args, compare, rung  # noqa: E402
 
 
 def torch_float32(reader, Q: np.ndarray) -> np.ndarray:
@@ -82,12 +82,7 @@ def kernel_only(calls: int = 50) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", type=int, default=100_000, help="the ladder rung (documents)")
-    p.add_argument("--index", type=Path, help="an index (default: the rung's, kept by bench_scale.py --keep)")
-    p.add_argument("--passes", type=int, default=5)
-    p.add_argument("--queries", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--k", type=int, default=10)
+    add_rung_args(p)
     p.add_argument("--kernel", action="store_true", help="time St alone instead")
     a = p.parse_args()
 
@@ -97,54 +92,19 @@ def main() -> None:
         kernel_only()
         return
 
-    from pyterrier_lateint.index import ColBERTIndex, search
-    pool = Pool.load(build_pool())
-    qidx = np.sort(np.random.default_rng(a.seed).choice(len(pool.queries), min(a.queries, len(pool.queries)),
-                                                        replace=False))  # bench_scale.py's queries
-    queries = [pool.queries[i] for i in qidx]
-    path = a.index or cache_root() / "runs" / f"n{a.size}" / "ours.lateint"
-    if not ColBERTIndex(path).built():
-        raise SystemExit(f"no index at {path}: run bench_scale.py --sizes {a.size} --keep first, or pass --index")
-    reader = ColBERTIndex(path).reader()
+    from pyterrier_lateint.index import search
+    path, reader, queries = rung(a)
     if reader.codec.centroid_blocks is None:
         raise SystemExit(f"{path}: its centroids are not float16 values (a scalar codec): nothing to compare")
-    blocks = search.centroid_scores
-    systems = {"torch float32": torch_float32, "float16 blocks": blocks}
-
-    def one_pass(name: str) -> tuple[list, list]:
-        search.centroid_scores = systems[name]
-        ms, out = [], []
-        try:
-            for q in queries:
-                t = time.perf_counter()
-                out.append(search.search_plaid(reader, [q], a.k)[0])
-                ms.append(1000 * (time.perf_counter() - t))
-        finally:
-            search.centroid_scores = blocks
-        return ms, out
-
-    for name in systems:  # warm-up: numba compilation, page cache
-        one_pass(name)
     print(f"{path}: {reader.n_docs:,} documents, {reader.codec.n_centroids:,} centroids, {len(queries)} queries, "
           f"defaults {search.SearchParams().for_k(a.k, reader.n_live)}")
-    print("| pass | torch float32 median / p95 ms | float16 blocks median / p95 ms | ratio median; p95 |")
-    print("|---|---|---|---|")
-    ratios, results = [], {}
-    for i in range(a.passes):
-        row = {}
-        for name in systems:
-            ms, results[name] = one_pass(name)
-            row[name] = (float(np.median(ms)), float(np.percentile(ms, 95)))
-        (om, op), (nm, np95) = row["torch float32"], row["float16 blocks"]
-        ratios.append((om / nm, op / np95))
-        print(f"| {i} | {om:.2f} / {op:.2f} | {nm:.2f} / {np95:.2f} | {om / nm:.2f}; {op / np95:.2f} |", flush=True)
-    r = np.array(ratios)
+    results = compare(reader, queries, a.k, "centroid_scores",
+                      {"torch float32": torch_float32, "float16 blocks": search.centroid_scores}, a.passes)
     pairs = list(zip(results["torch float32"], results["float16 blocks"]))
     same_order = sum(np.array_equal(x[0], y[0]) for x, y in pairs)
     diff = max((float(np.abs(x[1] - y[1]).max()) for x, y in pairs if np.array_equal(x[0], y[0]) and len(x[0])),
                default=0.0)
-    print(f"\nmedian of the passes' ratios: {np.median(r[:, 0]):.2f}x; {np.median(r[:, 1]):.2f}x (median; p95). "
-          f"Same documents in the same order: {same_order} of {len(pairs)} queries; largest score difference "
+    print(f"Same documents in the same order: {same_order} of {len(pairs)} queries; largest score difference "
           f"there {diff:.2g}.")
 
 

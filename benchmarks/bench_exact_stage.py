@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -36,74 +35,34 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, os.environ.get("LATEINT_SRC", str(HERE.parent)))
 
-from scale_corpus import Pool, build_pool, cache_root  # noqa: E402
+from ab_search import add_rung_args, compare, rung  # noqa: E402
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", type=int, default=100_000, help="the ladder rung (documents)")
-    p.add_argument("--index", type=Path, help="an index (default: the rung's, kept by bench_scale.py --keep)")
-    p.add_argument("--passes", type=int, default=5)
-    p.add_argument("--queries", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--k", type=int, default=10)
+    add_rung_args(p)
     p.add_argument("--stages", action="store_true", help="time each stage of the default search instead")
     a = p.parse_args()
 
     import torch
 
-    from pyterrier_lateint.index import ColBERTIndex, search
+    from pyterrier_lateint.index import search
     from pyterrier_lateint.index.ranking import top_k
     torch.set_num_threads(2)
-    pool = Pool.load(build_pool())
-    qidx = np.sort(np.random.default_rng(a.seed).choice(len(pool.queries), min(a.queries, len(pool.queries)),
-                                                        replace=False))  # bench_scale.py's queries
-    queries = [pool.queries[i] for i in qidx]
-    path = a.index or cache_root() / "runs" / f"n{a.size}" / "ours.lateint"
-    if not ColBERTIndex(path).built():
-        raise SystemExit(f"no index at {path}: run bench_scale.py --sizes {a.size} --keep first, or pass --index")
-    reader = ColBERTIndex(path).reader()
+    path, reader, queries = rung(a)
     if a.stages:
         stage_times(reader, queries, a.k)
         return
-    half_first = search.exact_top_k
 
     def all_float32(rd, Qp, ids, k, St=None, parallel=True):
         return top_k(ids, search.exact_padded(rd, Qp, ids, St, parallel), k)
-    systems = {"float32": all_float32, "float16 first": half_first}
-
-    def one_pass(name: str) -> tuple[list, list]:
-        search.exact_top_k = systems[name]
-        ms, out = [], []
-        try:
-            for q in queries:
-                t = time.perf_counter()
-                out.append(search.search_plaid(reader, [q], a.k)[0])
-                ms.append(1000 * (time.perf_counter() - t))
-        finally:
-            search.exact_top_k = half_first
-        return ms, out
-
-    for name in systems:  # warm-up: numba compilation, page cache
-        one_pass(name)
     print(f"{path}: {reader.n_docs:,} documents, {len(queries)} queries, defaults "
           f"{search.SearchParams().for_k(a.k, reader.n_live)}")
-    print("| pass | float32 median / p95 ms | float16 first median / p95 ms | ratio median; p95 |")
-    print("|---|---|---|---|")
-    ratios, results = [], {}
-    for i in range(a.passes):
-        row = {}
-        for name in systems:
-            ms, results[name] = one_pass(name)
-            row[name] = (float(np.median(ms)), float(np.percentile(ms, 95)))
-        (om, op), (nm, np95) = row["float32"], row["float16 first"]
-        ratios.append((om / nm, op / np95))
-        print(f"| {i} | {om:.2f} / {op:.2f} | {nm:.2f} / {np95:.2f} | {om / nm:.2f}; {op / np95:.2f} |", flush=True)
-    r = np.array(ratios)
+    results = compare(reader, queries, a.k, "exact_top_k",
+                      {"float32": all_float32, "float16 first": search.exact_top_k}, a.passes)
     same = all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1])
                for x, y in zip(results["float32"], results["float16 first"]))
-    print(f"\nmedian of the passes' ratios: {np.median(r[:, 0]):.2f}x; {np.median(r[:, 1]):.2f}x (median; p95). "
-          f"Same documents and scores for every query: {same}.")
+    print(f"Same documents and scores for every query: {same}.")
 
 
 def stage_times(reader, queries: list, k: int) -> None:
