@@ -15,6 +15,7 @@ the same order; scores within float32 rounding: the sums run in another order).
 
     python benchmarks/bench_centroid_scores.py --size 100000 --passes 5
     python benchmarks/bench_centroid_scores.py --kernel      # St alone, at the ladder's centroid counts
+    python benchmarks/bench_centroid_scores.py --size 100000 --batched   # all 200 queries in one call per pass
 
 ``--kernel``: ``St`` alone for random float16-valued centroids (16,384 and 65,536: the 100,000 and 1,000,000
 document rungs) and 16 / 32 query tokens, the two systems interleaved call by call, 50 calls each.
@@ -80,10 +81,31 @@ def kernel_only(calls: int = 50) -> None:
             print(f"| {K:,} | {T} | {tm:.2f} / {tp:.2f} | {bm:.2f} / {bp:.2f} | {tm / bm:.2f}x |", flush=True)
 
 
+def batched(reader, queries: list[np.ndarray], k: int, systems: dict, passes: int) -> None:
+    """Print ms per query of one ``search_plaid`` call over all ``queries`` per pass, the systems interleaved."""
+    from pyterrier_lateint.index import search
+    original = search.centroid_scores
+    times = {name: [] for name in systems}
+    try:
+        for i in range(passes + 1):  # the first pass of each: warm-up
+            for name, fn in systems.items():
+                search.centroid_scores = fn
+                t = time.perf_counter()
+                search.search_plaid(reader, queries, k)
+                if i:
+                    times[name].append(1000 * (time.perf_counter() - t) / len(queries))
+    finally:
+        search.centroid_scores = original
+    (a_name, a_ms), (b_name, b_ms) = times.items()
+    print(f"batched, ms per query, per pass: {a_name} " + ", ".join(f"{x:.2f}" for x in a_ms) + f"; {b_name} "
+          + ", ".join(f"{x:.2f}" for x in b_ms) + f"; ratio of the medians {np.median(a_ms) / np.median(b_ms):.2f}x")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_rung_args(p)
     p.add_argument("--kernel", action="store_true", help="time St alone instead")
+    p.add_argument("--batched", action="store_true", help="search all the queries in one call per pass instead")
     a = p.parse_args()
 
     import torch
@@ -98,8 +120,11 @@ def main() -> None:
         raise SystemExit(f"{path}: its centroids are not float16 values (a scalar codec): nothing to compare")
     print(f"{path}: {reader.n_docs:,} documents, {reader.codec.n_centroids:,} centroids, {len(queries)} queries, "
           f"defaults {search.SearchParams().for_k(a.k, reader.n_live)}")
-    results = compare(reader, queries, a.k, "centroid_scores",
-                      {"torch float32": torch_float32, "float16 blocks": search.centroid_scores}, a.passes)
+    systems = {"torch float32": torch_float32, "float16 blocks": search.centroid_scores}
+    if a.batched:
+        batched(reader, queries, a.k, systems, a.passes)
+        return
+    results = compare(reader, queries, a.k, "centroid_scores", systems, a.passes)
     pairs = list(zip(results["torch float32"], results["float16 blocks"]))
     same_order = sum(np.array_equal(x[0], y[0]) for x, y in pairs)
     diff = max((float(np.abs(x[1] - y[1]).max()) for x, y in pairs if np.array_equal(x[0], y[0]) and len(x[0])),
