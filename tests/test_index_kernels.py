@@ -152,6 +152,9 @@ def test_centroid_scores_reads_float16_centroids_when_they_are_float16(monkeypat
         assert St.shape == (40, 32) and St.flags.c_contiguous and St.ctypes.data % 64 == 0
         np.testing.assert_allclose(St, codec.centroids.astype(np.float64) @ Q.T.astype(np.float64), rtol=0,
                                    atol=1e-5)
+    Q5 = np.ascontiguousarray(Q[:5])  # rows not a multiple of LANES: the float32 product
+    np.testing.assert_allclose(centroid_scores(_Reader(pq), Q5), pq.centroids.astype(np.float64) @ Q5.T, rtol=0,
+                               atol=1e-5)
     monkeypatch.setenv("LATEINT_NUM_THREADS", "2")
     monkeypatch.setattr(search, "BLOCK_SCORES_MIN_WORK", 10 ** 9)  # one thread
     one = centroid_scores(_Reader(pq), Q)

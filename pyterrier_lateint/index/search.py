@@ -204,13 +204,14 @@ def centroid_scores(reader: IndexReader, Q: np.ndarray) -> np.ndarray:
     384-d) and scored by :func:`_block_scores` in float32, the centroid blocks split over the thread pool:
     searches of pre-encoded queries at 100,000 documents ran 1.41x faster than with torch's float32 product, more
     than the product alone gains (1.31x), as the stages after it no longer run beside torch's woken OpenMP workers
-    (``benchmarks/bench_centroid_scores.py``). Others go through torch's float32 product rather than numpy's: with the query encoder (torch) and numpy's OpenBLAS in
-    one process, each library's worker threads spin after their own products and steal the cores from the
-    other's; measured on Vaswani, one query's encoding plus search went from 18-35 ms to 11-14 ms."""
+    (``benchmarks/bench_centroid_scores.py``). Other centroids (and ``Q`` whose rows are not a multiple of
+    ``LANES``) go through torch's float32 product rather than numpy's: with the query encoder (torch) and numpy's
+    OpenBLAS in one process, each library's worker threads spin after their own products and steal the cores from
+    the other's; measured on Vaswani, one query's encoding plus search went from 18-35 ms to 11-14 ms."""
     blocks = reader.codec.centroid_blocks
     K = reader.codec.n_centroids
     Q = np.ascontiguousarray(Q, dtype=np.float32)
-    if blocks is not None:
+    if blocks is not None and len(Q) % LANES == 0:
         n_blocks = len(blocks)
         St = aligned_empty((n_blocks * LANES, len(Q)))
         n_par = max(1, min(n_threads(), n_blocks * len(Q) // BLOCK_SCORES_MIN_WORK))

@@ -209,7 +209,6 @@ def doc_centroid_maxsim(typingctx, St, codes, v0, v1):
     return sig, codegen
 
 
-
 def half_centroid_blocks(centroids: np.ndarray) -> np.ndarray:
     """``centroids`` ``(K, dim)`` (float16 values) as blocks of :data:`LANES` centroids, dimension-major: uint16
     float16 bits ``(ceil(K / LANES), dim, LANES)``, ``[b, d, i]`` = dimension ``d`` of centroid ``b * LANES + i``
