@@ -41,14 +41,9 @@ from ab_search import add_rung_args, compare, rung  # noqa: E402
 
 
 def torch_float32(reader, Q: np.ndarray) -> np.ndarray:
-    """``St`` as computed before the float16 blocks: torch's float32 product, into an aligned ``(K, T)`` array."""
-    import torch
-
-    from pyterrier_lateint.index.simd import aligned_empty
-    St = aligned_empty((reader.codec.n_centroids, len(Q)))
-    torch.mm(torch.from_numpy(reader.codec.centroids), torch.from_numpy(np.ascontiguousarray(Q)).T,
-             out=torch.from_numpy(St))
-    return St
+    """``St`` as computed before the float16 blocks: torch's float32 product."""
+    from pyterrier_lateint.index.search import torch_centroid_scores
+    return torch_centroid_scores(reader.codec.centroids, Q)
 
 
 def kernel_only(calls: int = 50) -> None:
