@@ -1,18 +1,20 @@
-"""The exact stage's float16 first pass (``exact_top_k``) against scoring every candidate with float32 tables.
+"""The exact stage's cascade of cheaper first passes (``exact_top_k``) against a baseline stage 3.
 
 End-to-end search at the index's defaults, one query at a time (2 threads), over a kept rung of the scale ladder
 (``bench_scale.py --keep``) and its 200 real queries. Two systems in one process, differing only in stage 3:
 
-- ``float32``: every candidate scored with the float32 tables (``top_k(exact_padded(...))``, the stage before the
-  float16 pass);
-- ``float16 first``: ``search.exact_top_k``, the default.
+- the baseline, ``--baseline float16`` (default): the cascade without its int8 pass (float16 tables first, then
+  float32 for the survivors: ``exact_top_k`` before the int8 pass); ``--baseline float32``: every candidate scored
+  with the float32 tables (``top_k(exact_padded(...))``, the stage before the float16 pass);
+- ``int8 first``: ``search.exact_top_k``, the default (int8 tables, then float16 when many survive, then float32).
 
-Whole passes interleaved (float32, float16 first, float32, ...), so that every query finds its documents' bytes out
+Whole passes interleaved (baseline, int8 first, baseline, ...), so that every query finds its documents' bytes out
 of the caches, as a user's query does (a query touches ~6.7 MB of the 100,000-document index; 200 queries, far
 more than the 32 MB L3 cache). Prints per pass the median and p95 ms of each and their ratio, then the median of the
 passes' ratios, and checks that both return the same documents with the same scores.
 
     python benchmarks/bench_exact_stage.py --size 100000 --passes 5
+    python benchmarks/bench_exact_stage.py --size 100000 --passes 5 --baseline float32
     python benchmarks/bench_exact_stage.py --size 100000 --stages     # where a query's time goes, stage by stage
 
 ``--stages``: each stage of the default search timed on its own, query by query (3 passes, the first 20 queries of
@@ -42,6 +44,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_rung_args(p)
     p.add_argument("--stages", action="store_true", help="time each stage of the default search instead")
+    p.add_argument("--baseline", choices=["float16", "float32"], default="float16",
+                   help="stage 3 to compare the default with: the cascade without its int8 pass, or float32 only")
     a = p.parse_args()
 
     import torch
@@ -54,14 +58,24 @@ def main() -> None:
         stage_times(reader, queries, a.k)
         return
 
+    cascade, int8_min = search.exact_top_k, search.INT8_MIN_DOCS
+
     def all_float32(rd, Qp, ids, k, St=None, parallel=True):
         return top_k(ids, search.exact_padded(rd, Qp, ids, St, parallel), k)
+
+    def float16_first(*args, **kwargs):
+        search.INT8_MIN_DOCS = 2 ** 62  # no int8 pass
+        try:
+            return cascade(*args, **kwargs)
+        finally:
+            search.INT8_MIN_DOCS = int8_min
+    baseline = {"float32": all_float32, "float16": float16_first}[a.baseline]
+    name = {"float32": "float32", "float16": "float16 first"}[a.baseline]
     print(f"{path}: {reader.n_docs:,} documents, {len(queries)} queries, defaults "
           f"{search.SearchParams().for_k(a.k, reader.n_live)}")
-    results = compare(reader, queries, a.k, "exact_top_k",
-                      {"float32": all_float32, "float16 first": search.exact_top_k}, a.passes)
+    results = compare(reader, queries, a.k, "exact_top_k", {name: baseline, "int8 first": cascade}, a.passes)
     same = all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1])
-               for x, y in zip(results["float32"], results["float16 first"]))
+               for x, y in zip(results[name], results["int8 first"]))
     print(f"Same documents and scores for every query: {same}.")
 
 

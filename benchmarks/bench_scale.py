@@ -24,7 +24,7 @@ For each size:
 PLAID's index alone (80 minutes at 100,000 documents) can be built first, and searched later by a ``--reuse`` run
 (which then reports the build figures of the run that built it, ``build_reused``):
 
-    python benchmarks/bench_scale.py plaid-build --sizes 100000 --reuse
+    python benchmarks/bench_scale.py plaid-build --sizes 100000 --reuse [--resume]
     python benchmarks/bench_scale.py --sizes 100000 --peers plaid --keep --reuse ...
 
 Everything is written under ``--work`` (default ``$LATEINT_CACHE/bench/scale``); ``--json`` keeps every figure.
@@ -622,6 +622,8 @@ def main() -> None:
     p.add_argument("--reuse", action="store_true",
                    help="search an index kept by an earlier --keep run of the same size (its build figures are read "
                         "from ours_build.json beside it) instead of building it again")
+    p.add_argument("--resume", action="store_true",
+                   help="plaid-build: continue PLAID's interrupted build (its plan, k-means codec and chunks kept)")
     # _build (child process)
     p.add_argument("--size", type=int)
     p.add_argument("--index", type=Path)
@@ -659,7 +661,8 @@ def main() -> None:
             with open(work / "plaid_build.log", "w") as log:
                 subprocess.run([str(py), "-u", str(HERE / "peers" / "plaid_driver.py"), str(vec_dir),
                                 str(work / "plaid"), "--nbits", str(a.nbits), "--k", str(K), "--build-only"]
-                               + (["--reuse"] if a.reuse else []), check=True, stderr=log, env=env)
+                               + (["--reuse"] if a.reuse else []) + (["--resume"] if a.resume else []),
+                               check=True, stderr=log, env=env)
         return
     rows = []
     for size in a.sizes:

@@ -1,6 +1,7 @@
-"""The exact stage's float16 tables (:func:`~pyterrier_lateint.index.search.exact_top_k`): the kernel with a float16
-table against an independent float64 computation over the rounded table; the error bound against the largest error
-seen; and the whole stage against scoring every document with the float32 tables (same ids, same scores, bit for bit).
+"""The exact stage's cheaper tables (:func:`~pyterrier_lateint.index.search.exact_top_k`): the kernels with a float16
+table and with an int8 table against independent float64 computations over the rounded tables; each error bound
+against the largest error seen; and the whole stage against scoring every document with the float32 tables (same
+ids, same scores, bit for bit).
 """
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 from pyterrier_lateint.index import ColBERTIndex, search
 from pyterrier_lateint.index.codec import ResidualCodec
 from pyterrier_lateint.index.ranking import top_k
-from pyterrier_lateint.index.search import (_exact_adc, centroid_scores, exact_tables, half_error_bound, half_tables,
-                                            pad_queries)
+from pyterrier_lateint.index.search import (_exact_adc, _exact_adc8, centroid_scores, exact_tables, half_error_bound,
+                                            half_tables, int8_tables, pad_queries)
 from pyterrier_lateint.index.simd import LANES
 
 
@@ -84,6 +85,80 @@ def test_half_table_kernel_and_error_bound(dim, nbits, nq, kind, scale):
         assert bound < 0.05 * np.abs(exact[live]).max()  # and a bound that prunes: a small part of a score
 
 
+def _reference8(St16, L8, steps, codes, packed, offsets, scale_lut):
+    """float64 ``sum_t max_v s_v (St16[c_v, t] + steps[t] sum_p L8[p, packed[v, p], t])``, ``St16`` read as float16:
+    what the int8 kernel must compute up to float32 rounding."""
+    St = St16.view(np.float16).astype(np.float64)
+    L = L8.astype(np.int64)
+    n_bytes = L.shape[0]
+    out = []
+    for a, b in zip(offsets[:-1], offsets[1:]):
+        if b == a:
+            out.append(-np.inf)
+            continue
+        ints = sum(L[p, packed[a:b, p]] for p in range(n_bytes))  # (n, T) exact integers
+        s = St[codes[a:b]] + ints * steps.astype(np.float64)
+        if scale_lut is not None:
+            s = s * scale_lut[packed[a:b, n_bytes]][:, None]
+        out.append(s.max(axis=0).sum())
+    return np.array(out)
+
+
+@pytest.mark.parametrize("dim,nbits,nq", [(64, 2, 5), (40, 2, 17), (24, 1, 33), (36, 4, 16), (600, 4, 20)])
+@pytest.mark.parametrize("kind,scale", [("pq", True), ("scalar", False)])
+def test_int8_table_kernel_and_error_bound(dim, nbits, nq, kind, scale):
+    """Groups of 32 tokens (nq 17-32) and of 16 (16 and 48 padded rows); 600-d at 4 bits has 300 bytes per vector,
+    so the steps are chosen for sums of 300 entries to fit int16 (at most 109 each, not 127)."""
+    rng = np.random.default_rng(dim * nbits + nq)
+    cents = _unit(rng.normal(size=(32, dim)))
+    lens = rng.integers(0, 12, 60)
+    lens[5] = 0  # an empty document
+    offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    x = _unit(cents[rng.integers(0, 32, offsets[-1])] + 0.4 * rng.normal(size=(offsets[-1], dim)))
+    codec = ResidualCodec.train(cents, x, nbits, kind=kind, scale=scale)
+    codes, packed = codec.compress(x)
+    scale_lut = codec.scale_lut if scale else None
+    ids = np.arange(len(lens), dtype=np.int64)
+    for query in (_unit(rng.normal(size=(nq, dim))), 7.5 * rng.normal(size=(nq, dim)).astype(np.float32)):
+        Qp, _, _ = pad_queries([query], codec)
+        St = centroid_scores(_Reader(codec), Qp)
+        tables = exact_tables(_Reader(codec), Qp, St)
+        exact = np.zeros(len(ids), dtype=np.float32)
+        part = np.empty(len(ids), dtype=np.float32)
+        for St_g, L_g in tables:
+            _exact_adc(St_g, L_g, ids, offsets, codes, packed, part, scale_lut)
+            exact += part
+        St16, L8, steps, bound = int8_tables(codec, Qp, St, tables)
+        assert L8.dtype == np.int8 and L8.shape == (codec.lut.shape[0], 256, len(Qp)) and L8.ctypes.data % 64 == 0
+        assert np.abs(L8).max() == min(127, 32767 // codec.lut.shape[0])  # each token's largest entry: the top step
+        np.testing.assert_array_equal(St16.view(np.float16), St.astype(np.float16))
+        L = np.concatenate([L_g for _, L_g in tables], axis=2).astype(np.float64)
+        assert np.abs(L8 * steps.astype(np.float64) - L).max() <= steps.max() / 2 * (1 + 1e-6)  # nearest steps
+        got = np.empty(len(ids), dtype=np.float32)
+        _exact_adc8(St16, L8, steps, ids, offsets, codes, packed, got, scale_lut)
+        ref = _reference8(St16, L8, steps, codes, packed, offsets, scale_lut)
+        assert got[5] == -np.inf
+        live = lens > 0
+        np.testing.assert_allclose(got[live], ref[live], rtol=1e-5, atol=1e-5 * np.abs(ref[live]).max())
+        err = np.abs(got[live].astype(np.float64) - exact[live]).max()
+        assert 0 < err <= bound
+        if codec.lut.shape[0] <= search.INT8_MAX_BYTES:  # the codecs exact_top_k gives an int8 pass
+            assert bound < 0.15 * np.abs(exact[live]).max()  # and a bound that prunes: a small part of a score
+
+
+def test_int8_tables_refuse_centroid_scores_beyond_float16():
+    """Query tokens so long that ``c |q_t|`` could overflow float16: no int8 pass (None), and exact_top_k still
+    returns the exact top k."""
+    rng = np.random.default_rng(3)
+    cents = _unit(rng.normal(size=(16, 32)))
+    x = _unit(cents[rng.integers(0, 16, 400)] + 0.4 * rng.normal(size=(400, 32)))
+    codec = ResidualCodec.train(cents, x, 2, kind="pq", scale=True)
+    Qp, _, _ = pad_queries([1e5 * _unit(rng.normal(size=(4, 32)))], codec)
+    St = centroid_scores(_Reader(codec), Qp)
+    assert int8_tables(codec, Qp, St, exact_tables(_Reader(codec), Qp, St)) is None
+
+
 @pytest.fixture(scope="module", params=[(2, "pq"), (1, "scalar"), (16, "scalar")], ids=["pq2", "scalar1", "f16"])
 def reader(request, tmp_path_factory):
     """An open index of 400 documents in 10 topics (near-duplicates tie at the exact stage), empty ones included."""
@@ -99,19 +174,24 @@ def reader(request, tmp_path_factory):
 
 
 def test_exact_top_k_is_top_k_of_exact_scores(reader, monkeypatch):
-    """Same ids, same float32 scores, same order as scoring every document with float32 tables; only a few documents
-    are rescored (the float16 pass prunes), and lists at most HALF_MIN_DOCS long skip it."""
+    """Same ids, same float32 scores, same order as scoring every document with float32 tables; the passes run as
+    documented (int8 over more than INT8_MIN_DOCS, float16 over more than HALF_MIN_DOCS, float32 last) and prune."""
     rng = np.random.default_rng(0)
-    rescored = []
-    real = search._adc_scores
+    passes = []
+    real, real8 = search._adc_scores, search._adc8_scores
 
     def spy(rd, ids, tables, parallel):
-        rescored.append((len(ids), tables[0][1].dtype))
+        passes.append((tables[0][1].dtype, len(ids)))
         return real(rd, ids, tables, parallel)
-    monkeypatch.setattr(search, "_adc_scores", spy)
+
+    def spy8(rd, ids, t8, parallel):
+        passes.append((t8[1].dtype, len(ids)))
+        return real8(rd, ids, t8, parallel)
     all_ids = np.arange(reader.n_docs, dtype=np.int64)
     for i in range(40):
         query = _unit(rng.normal(size=(int(rng.integers(1, 40)), 48)))
+        if i == 39:
+            query *= 1e6  # scores beyond float16: no int8 pass, no float16 pass
         Qp, _, _ = pad_queries([query], reader.codec)
         ids = np.sort(rng.choice(all_ids, int(rng.integers(1, reader.n_docs)), replace=False))
         if i % 10 == 0:
@@ -120,16 +200,25 @@ def test_exact_top_k_is_top_k_of_exact_scores(reader, monkeypatch):
             monkeypatch.setattr(search, "_adc_scores", real)
             want = top_k(ids, search.exact_padded(reader, Qp, ids), k)
             monkeypatch.setattr(search, "_adc_scores", spy)
-            rescored.clear()
+            monkeypatch.setattr(search, "_adc8_scores", spy8)
+            passes.clear()
             got = search.exact_top_k(reader, Qp, ids, k, parallel=bool(i % 2))
             np.testing.assert_array_equal(got[0], want[0])
             np.testing.assert_array_equal(got[1], want[1])
             if reader.nbits == 16 or len(ids) <= max(k, search.HALF_MIN_DOCS):
-                assert all(dt == np.float32 for _, dt in rescored)  # (nbits=16 decompresses: no table at all)
-            else:  # one float16 pass over every document, then float32 over the survivors
-                assert [dt for _, dt in rescored] == [np.uint16, np.float32] and rescored[0][0] == len(ids)
-                if k == 1:
-                    assert rescored[1][0] < len(ids) / 4
+                assert all(dt == np.float32 for dt, _ in passes)  # (nbits=16 decompresses: no table at all)
+                continue
+            kinds = [dt for dt, _ in passes]
+            if i == 39:  # neither table can hold such scores
+                assert kinds == [np.float32]
+                continue
+            assert kinds[-1] == np.float32 and passes[0][1] == len(ids)
+            assert (kinds[0] == np.int8) == (len(ids) > max(k, search.INT8_MIN_DOCS))
+            assert kinds in ([np.int8, np.float32], [np.int8, np.uint16, np.float32], [np.uint16, np.float32])
+            for (_, before), (dt, after) in zip(passes, passes[1:]):  # each later pass sees the survivors only
+                assert after <= before and (dt == np.float32 or after > max(k, search.HALF_MIN_DOCS))
+            if k == 1 and len(ids) > 200:
+                assert passes[-1][1] < len(ids) / 4
 
 
 def test_round_to_half_rounds_as_numpy():

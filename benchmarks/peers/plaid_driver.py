@@ -13,6 +13,10 @@ PLAID's defaults for k <= 10 apply: ncells=1, centroid_score_threshold=0.5, ndoc
 ``--reuse``: search the index a previous run built in ``WORK_DIR`` (its build figures come from ``build.json``, written
 beside it), so that a long build (80 min at 100,000 documents) can run on its own and the timed searches later.
 
+``--resume``: continue a build that was interrupted in ``WORK_DIR`` (colbert-ai's ``overwrite="resume"``: its saved plan,
+k-means codec and finished chunks are kept); ``build_s`` in ``build.json`` is then the earlier part, from the
+checkpoint stub's file time to the codec's (``earlier_s``), plus this run's (``resumed_s``).
+
 ``--serve``: emit the build's figures after one warm-up pass, then answer ``pass`` requests on standard input (one
 timed pass over the queries each, ``_common.serve``) and ``extras`` (the ``--variants``, timed as without
 ``--serve``) until ``quit``: ``bench_scale.py`` and ``bench_peers.py`` interleave these passes with their own.
@@ -81,6 +85,18 @@ def _encode_passages(self, passages):
     return torch.from_numpy(np.ascontiguousarray(embs, dtype=np.float32)), doclens
 
 
+def _earlier_seconds(ckpt: Path, work: Path) -> dict:
+    """How long the interrupted build ran before it saved its k-means codec: seconds from the checkpoint stub (written
+    just before ``Indexer.index``) to the newest codec file, by their modification times; chunks written after the
+    codec are not counted (a resumed build redoes nothing they hold, so the figure is a lower bound)."""
+    codec = list(work.rglob("avg_residual.pt")) + list(work.rglob("buckets.pt"))
+    if not codec:
+        raise SystemExit(f"--resume: no k-means codec under {work}; nothing to resume: build without --resume")
+    start = (ckpt / "artifact.metadata").stat().st_mtime
+    end = max(f.stat().st_mtime for f in codec)
+    return {"earlier_s": end - start, "resumed_from": "codec (plan + k-means centroids) of an interrupted build"}
+
+
 def main() -> None:
     global VECTORS, OFFSETS
     p = argparse.ArgumentParser()
@@ -92,6 +108,7 @@ def main() -> None:
     p.add_argument("--serve", action="store_true", help="after the build, answer 'pass' requests on stdin")
     p.add_argument("--reuse", action="store_true", help="search the index an earlier run built in WORK (build.json)")
     p.add_argument("--build-only", action="store_true", help="build, write build.json, exit")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted build in WORK (plan, codec, chunks)")
     p.add_argument("--variants", nargs="*", default=["2:0.45:1024", "4:0.4:4096"],
                    help="more search settings on the same index, NCELLS:CENTROID_SCORE_THRESHOLD:NDOCS (the "
                         "defaults are colbert-ai's own for k <= 100 and for k > 100)")
@@ -102,7 +119,8 @@ def main() -> None:
     saved = work / "build.json"  # written after a complete build: build_s, index_dir, n_vectors
     reuse = a.reuse and saved.exists() and json.loads(saved.read_text())["n_vectors"] == int(OFFSETS[-1])
     ckpt = work / "checkpoint"
-    if not reuse:
+    resume = a.resume and not reuse and (ckpt / "artifact.metadata").exists()
+    if not reuse and not resume:
         shutil.rmtree(work, ignore_errors=True)
         ckpt.mkdir(parents=True)
         (ckpt / "artifact.metadata").write_text(json.dumps({"dim": dim, "doc_maxlen": 180, "query_maxlen": 32}))
@@ -119,12 +137,16 @@ def main() -> None:
             built = json.loads(saved.read_text())
             index_dir, build_s, build_peak = built["index_dir"], built["build_s"], built["peak_rss_mib"]
         else:
+            earlier = _earlier_seconds(ckpt, work) if resume else {}
             t = time.perf_counter()
             index_dir = Indexer(checkpoint=str(ckpt), config=config, verbose=1).index(
-                name="vaswani", collection=collection, overwrite=True)
+                name="vaswani", collection=collection, overwrite="resume" if resume else True)
             build_s = time.perf_counter() - t
+            if resume:
+                earlier["resumed_s"] = build_s
+                build_s += earlier["earlier_s"]
             saved.write_text(json.dumps({"build_s": build_s, "index_dir": str(index_dir),
-                                         "n_vectors": int(OFFSETS[-1]), "peak_rss_mib": peak_rss_mib()}))
+                                         "n_vectors": int(OFFSETS[-1]), "peak_rss_mib": peak_rss_mib(), **earlier}))
         if a.build_only:
             emit({"build_s": build_s, "index_dir": str(index_dir), "reused": reuse})
             return

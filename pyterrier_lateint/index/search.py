@@ -14,10 +14,13 @@ End-to-end search of a query ``Q`` ``(nq, dim)`` runs in three stages:
    per-query table ``L[byte position, byte value, query token]`` turns each residual byte into one lookup-add per
    query token (asymmetric distance computation), so the vectors are never decompressed. These are the scores
    returned: every returned score is the exact MaxSim over the stored vectors (the number ``index.scorer()`` gives).
-   To cut the cost (:func:`exact_top_k`), every document is first scored with the table rounded to float16, which
-   stays in the L2 cache, each score within a computed bound ``B`` of the exact one (:func:`half_error_bound`); only
-   documents within ``2B`` of the ``k``-th best can be in the top ``k``, and only they (about a dozen of 384 at
-   100,000 documents) are scored with the float32 table: the same ranking and scores as scoring all of them.
+   To cut the cost (:func:`exact_top_k`), every document is first scored with the table quantised to int8, one
+   step per query token (:func:`int8_tables`: a 32-token table is 768 kB and stays in the L2 cache; sums are exact
+   int16 additions, 32 tokens per 512-bit add), each score within a computed bound ``B`` of the exact one
+   (:func:`int8_error_bound`); only documents within ``2B`` of the ``k``-th best can be in the top ``k``, and only
+   they (about 30 of 384 at 100,000 documents) go on, to the table rounded to float16 when more than 64 are left
+   (:func:`half_tables`, :func:`half_error_bound`: a bound ~10x tighter) and then to the float32 table: the same
+   ranking and scores as scoring all of them with it.
 
 Query tokens are mapped into the codec's query space and zero-padded to whole SIMD lanes (:func:`pad_queries`, the
 torch backend's too; a zero vector adds 0 to MaxSim), and every kernel reads the centroid scores as
@@ -54,8 +57,8 @@ from .chunks import doc_chunks
 from .codec import ResidualCodec
 from .layout import IndexReader
 from .ranking import select_top, select_top_positions, top_k
-from .simd import (LANES, aligned_empty, centroid_block_scores, doc_adc_maxsim, doc_adc_maxsim_scaled,
-                   doc_centroid_maxsim, round_to_half)
+from .simd import (LANES, aligned_empty, centroid_block_scores, doc_adc8_maxsim, doc_adc8_maxsim_scaled,
+                   doc_adc_maxsim, doc_adc_maxsim_scaled, doc_centroid_maxsim, round_to_half)
 from .threads import n_threads, pmap
 
 
@@ -428,6 +431,19 @@ def _round_to_half(src, dst):
     round_to_half(src, dst)
 
 
+def _bound_terms(codec: ResidualCodec, Qp: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Shared terms of the error bounds: ``(e, magnitude, s)``. ``e`` float64 ``(T_pad,)``: per token, a bound of
+    ``sum_p |L[p, b_p, t]|`` over any bytes (``|L[p, b, t]| <= r[p] |q_tp|``, :attr:`ResidualCodec.norm_bounds`);
+    ``magnitude``: a bound of the sum over tokens of ``|St[c, t]| + sum_p |L[p, b_p, t]|`` (``|St[c, t]| <= c |q_t|``);
+    ``s``: the largest per-vector scale (1 without scale bytes)."""
+    n_bytes, _, per = codec.lut.shape
+    c, r = codec.norm_bounds
+    Q3 = Qp.reshape(len(Qp), n_bytes, per)
+    e = np.sqrt(np.einsum("tpk,tpk->tp", Q3, Q3)) @ r
+    magnitude = c * float(np.sqrt(np.einsum("td,td->t", Qp, Qp)).sum()) + float(e.sum())
+    return e, magnitude, float(codec.scale_lut.max()) if codec.scaled else 1.0
+
+
 def half_error_bound(codec: ResidualCodec, Qp: np.ndarray) -> float:
     """An upper bound of ``|MaxSim with half_tables - MaxSim with exact_tables|`` of the padded query ``Qp``
     ``(T_pad, dim)`` against ANY document (float, in score units).
@@ -437,18 +453,95 @@ def half_error_bound(codec: ResidualCodec, Qp: np.ndarray) -> float:
     (subnormals); a vector's sum moves by at most ``E_t = 2**-11 sum_p r[p] |q_tp| + n_bytes 2**-25``, its max over
     vectors too, times the largest scale byte. Added: the float32 rounding of both sums (``n_bytes + T_pad + 8``
     additions, each within ``2**-24`` of a magnitude at most ``|q_t| c + sum_p r[p] |q_tp|``, both kernels)."""
-    n_bytes, _, per = codec.lut.shape
-    c, r = codec.norm_bounds
-    Q3 = Qp.reshape(len(Qp), n_bytes, per)
-    entries = np.sqrt(np.einsum("tpk,tpk->tp", Q3, Q3)) @ r  # (T_pad,) bound of sum_p |L[p, b_p, t]|
-    total = float(entries.sum())
-    s = float(codec.scale_lut.max()) if codec.scaled else 1.0
-    rounding = 2.0 ** -11 * total + n_bytes * 2.0 ** -25 * int(np.count_nonzero(entries))
-    magnitude = c * float(np.sqrt(np.einsum("td,td->t", Qp, Qp)).sum()) + total
+    n_bytes = codec.lut.shape[0]
+    e, magnitude, s = _bound_terms(codec, Qp)
+    rounding = 2.0 ** -11 * float(e.sum()) + n_bytes * 2.0 ** -25 * int(np.count_nonzero(e))
     return (1 + 1e-5) * s * (rounding + 2 * (n_bytes + len(Qp) + 8) * 2.0 ** -24 * magnitude)  # 1e-5: these sums
 
 
+def int8_error_bound(codec: ResidualCodec, Qp: np.ndarray, err: np.ndarray) -> float:
+    """An upper bound of ``|MaxSim with int8_tables - MaxSim with exact_tables|`` of the padded query ``Qp``
+    ``(T_pad, dim)`` against ANY document (float, in score units). ``err`` float64 ``(T_pad,)``: per token, ``sum_p
+    max_b |steps[t] L8[p, b, t] - L[p, b, t]|``, the largest quantisation error a vector's sum can take
+    (:func:`int8_tables` measures it on the table itself).
+
+    Per vector and token: that error, plus the float16 rounding of ``St[c, t]`` (within ``2**-11 c |q_t| +
+    2**-25``); times the largest scale byte, summed over tokens (the max over vectors moves by no more). Added: the
+    float32 rounding of both kernels' sums, as in :func:`half_error_bound`, over magnitudes grown by ``err``."""
+    n_bytes = codec.lut.shape[0]
+    c, _ = codec.norm_bounds
+    _, magnitude, s = _bound_terms(codec, Qp)
+    total_err = float(err.sum())
+    st_rounding = 2.0 ** -11 * c * float(np.sqrt(np.einsum("td,td->t", Qp, Qp)).sum()) + len(Qp) * 2.0 ** -25
+    rounding = 2 * (n_bytes + len(Qp) + 8) * 2.0 ** -24 * (magnitude + total_err)
+    return (1 + 1e-5) * s * (total_err + st_rounding + rounding)
+
+
+# The largest bound of |St[c, t]| (c |q_t|) for which int8_tables rounds St to float16, and of a table entry
+# (sum_p r[p] |q_tp|) for which exact_top_k makes a float16 pass: float16's largest value is 65504
+HALF_ST_MAX = 60_000.0
+
+
+def int8_tables(codec: ResidualCodec, Qp: np.ndarray, St: np.ndarray, tables: list[tuple[np.ndarray, np.ndarray]]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """The first pass of :func:`exact_top_k`: the float32 :func:`exact_tables` of the padded query ``Qp``
+    ``(T_pad, dim)`` quantised to int8, one step per token. Returns ``(St16, L8, steps, bound)``: ``St`` ``(K,
+    T_pad)`` rounded to float16 (``uint16`` bits), ``L8`` int8 ``(n_bytes, 256, T_pad)`` (cache-line aligned),
+    ``steps`` float32 ``(T_pad,)`` with ``L ~ steps[t] * L8``, and :func:`int8_error_bound`; ``None`` when the
+    centroid scores could overflow float16 (``c |q_t| >= HALF_ST_MAX``).
+
+    Each token's step is its largest table entry over ``qmax = min(127, 32767 // n_bytes)`` (so a vector's sum of
+    ``n_bytes`` entries fits the kernel's int16 sums). A 32-token table of a 384-d, 2-bit codec is 768 kB, the size of
+    one 16-token float16 table, and is read once for all 32 tokens (:func:`~.simd.doc_adc8_maxsim`)."""
+    c, _ = codec.norm_bounds
+    if c * float(np.sqrt(np.einsum("td,td->t", Qp, Qp)).max(initial=0.0)) >= HALF_ST_MAX:
+        return None
+    n_bytes = codec.lut.shape[0]
+    qmax = min(127, 32767 // n_bytes)
+    T = len(Qp)
+    L8 = aligned_empty((n_bytes, 256, T), np.int8)
+    steps = np.empty(T, dtype=np.float32)
+    err = np.zeros(T, dtype=np.float64)
+    for g, (_, L_g) in enumerate(tables):
+        _quantise_int8(L_g, g * LANES, qmax, L8, steps, err)
+    St16 = aligned_empty(St.shape, np.uint16)
+    _round_to_half(np.ascontiguousarray(St), St16)
+    return St16, L8, steps, int8_error_bound(codec, Qp, err)
+
+
+@numba.njit(cache=True, nogil=True)
+def _quantise_int8(L, col, qmax, L8, steps, err):
+    """Columns ``col : col + W`` of ``L8``, ``steps`` and ``err`` from the float32 table ``L`` ``(n_bytes, 256, W)``:
+    per token, ``step = max |L| / qmax`` (1 for an all-zero column: a padded token), ``L8 = round(L / step)``
+    clipped to ``[-qmax, qmax]``, ``err = sum_p max_b |step L8 - L|`` in float64."""
+    nb, nv, W = L.shape
+    top = np.zeros(W, dtype=np.float32)
+    for p in range(nb):
+        for b in range(nv):
+            for t in range(W):
+                top[t] = max(top[t], abs(L[p, b, t]))
+    inv = np.empty(W, dtype=np.float32)
+    for t in range(W):
+        steps[col + t] = top[t] / np.float32(qmax) if top[t] > 0 else np.float32(1.0)
+        inv[t] = np.float32(1.0) / steps[col + t]
+    worst = np.empty(W, dtype=np.float64)
+    for p in range(nb):
+        worst[:] = 0.0
+        for b in range(nv):
+            for t in range(W):
+                q = min(max(np.round(L[p, b, t] * inv[t]), -qmax), qmax)
+                L8[p, b, col + t] = np.int8(q)
+                worst[t] = max(worst[t], abs(np.float64(q) * np.float64(steps[col + t]) - np.float64(L[p, b, t])))
+        for t in range(W):
+            err[col + t] += worst[t]
+
+
 HALF_MIN_DOCS = 64  # exact_top_k: fewer documents are scored with the float32 tables directly
+INT8_MIN_DOCS = 128  # exact_top_k: more documents are first scored with the int8 tables
+# exact_top_k's int8 pass only for codecs of at most this many bytes per vector (768-d at 2 bits): the bound grows
+# with the bytes (half a step each) while scores spread less, and beyond 258 bytes the steps must shrink to keep the
+# int16 sums in range; a 600-d, 4-bit codec (300 bytes) measured a bound of half the best score (tests)
+INT8_MAX_BYTES = 192
 
 
 def exact_top_k(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, k: int, St: np.ndarray | None = None,
@@ -457,22 +550,71 @@ def exact_top_k(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, k: int
     (ids int64, scores float32, best first; ties: lower id), for a query padded by :func:`pad_queries` (``Qp``).
 
     The same result as :func:`~.ranking.top_k` over :func:`exact_padded` of every document, bit for bit, for less:
-    every document is first scored with float16 tables (:func:`half_tables`; 6.6 against 11.6 ms for 384 documents
-    of the 100,000-document rung), each within ``B`` (:func:`half_error_bound`) of its exact score; only those within
-    ``2B`` of the ``k``-th best half score can be in the exact top ``k`` (there a median of 11 of 384, at most 16),
-    and only they are rescored with the float32 tables, whose scores are returned. nbits=16 and short lists score
-    exactly at once."""
+    a cascade of cheaper tables, each pass scoring every remaining document within a computed bound ``B`` of its
+    exact score and keeping only those within ``2B`` of the ``k``-th best (no document of the exact top ``k`` can
+    fall below). More than :data:`INT8_MIN_DOCS` documents (codecs of at most :data:`INT8_MAX_BYTES` bytes per
+    vector): int8 tables (:func:`int8_tables`; at 100,000 documents, 384 candidates, a median of ~30 survive); then, more than :data:`HALF_MIN_DOCS`: float16 tables
+    (:func:`half_tables`); the survivors are scored with the float32 tables, whose scores are returned. nbits=16,
+    short lists, and queries whose scores could overflow float16 (token norms ~1e4 and up) skip the passes their
+    tables could not hold."""
     doc_ids = np.ascontiguousarray(doc_ids, dtype=np.int64)
     if reader.nbits == 16 or len(doc_ids) <= max(k, HALF_MIN_DOCS):
         return top_k(doc_ids, _exact_padded(reader, Qp, doc_ids, St, parallel), k)
+    if St is None:
+        St = centroid_scores(reader, Qp)
     tables = exact_tables(reader, Qp, St)
-    approx = _adc_scores(reader, doc_ids, half_tables(tables), parallel)
-    finite = approx[np.isfinite(approx)]  # empty documents score -inf in both
-    if len(finite) >= k:
-        kth = float(np.partition(finite, len(finite) - k)[len(finite) - k])
-        # in float64: a float32 threshold would round by more than the bound's own margin
-        doc_ids = doc_ids[approx.astype(np.float64) >= kth - 2 * half_error_bound(reader.codec, Qp)]
+    t8 = (int8_tables(reader.codec, Qp, St, tables)
+          if len(doc_ids) > max(k, INT8_MIN_DOCS) and reader.codec.lut.shape[0] <= INT8_MAX_BYTES else None)
+    if t8 is not None:
+        doc_ids = _within_bound(doc_ids, _adc8_scores(reader, doc_ids, t8, parallel), k, t8[3])
+    if len(doc_ids) > max(k, HALF_MIN_DOCS) and _bound_terms(reader.codec, Qp)[0].max() < HALF_ST_MAX:
+        approx = _adc_scores(reader, doc_ids, half_tables(tables), parallel)  # (no entry can overflow float16)
+        doc_ids = _within_bound(doc_ids, approx, k, half_error_bound(reader.codec, Qp))
     return top_k(doc_ids, _adc_scores(reader, doc_ids, tables, parallel), k)
+
+
+def _within_bound(doc_ids: np.ndarray, approx: np.ndarray, k: int, bound: float) -> np.ndarray:
+    """The documents whose approximate score (each within ``bound`` of the exact one) is within ``2 bound`` of the
+    ``k``-th best: a superset of the exact top ``k`` (all of them when fewer than ``k`` are finite)."""
+    finite = approx[np.isfinite(approx)]  # empty documents score -inf in every pass
+    if len(finite) < k:
+        return doc_ids
+    kth = float(np.partition(finite, len(finite) - k)[len(finite) - k])
+    # in float64: a float32 threshold would round by more than the bound's own margin; NaN (a table overflowed
+    # float16 for a huge query) is kept, not compared
+    return doc_ids[~(approx.astype(np.float64) < kth - 2 * bound)]
+
+
+def _adc8_scores(reader: IndexReader, doc_ids: np.ndarray, t8: tuple, parallel: bool) -> np.ndarray:
+    """Scores of ``doc_ids`` with :func:`int8_tables` ``t8``: float32 ``(len(doc_ids),)``, each within its bound of
+    the exact score; split over the thread pool as :func:`_adc_scores` does."""
+    St16, L8, steps, _ = t8
+    out = np.empty(len(doc_ids), dtype=np.float32)
+    offsets = reader.offsets
+    work = int((offsets[doc_ids + 1] - offsets[doc_ids]).sum()) * reader.residuals.shape[1] * -(-len(steps) // 32)
+    n_par = n_threads() if parallel and work >= PARALLEL_MIN_WORK else 1
+    bounds = np.linspace(0, len(doc_ids), n_par + 1).astype(np.int64)
+    codes, packed = reader.codes, reader.residuals
+    scale = reader.codec.scale_lut if reader.codec.scaled else None
+    pmap(lambda j: _exact_adc8(St16, L8, steps, doc_ids[bounds[j]:bounds[j + 1]], offsets, codes, packed,
+                               out[bounds[j]:bounds[j + 1]], scale), range(n_par))
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_adc8(St, L8, steps, doc_ids, offsets, codes, packed, out, scale=None):
+    """:func:`_exact_adc` with an int8 table ``L8`` in units of ``steps`` (:func:`int8_tables`, kernel
+    :func:`~.simd.doc_adc8_maxsim`): every query token at once."""
+    for i in range(len(doc_ids)):
+        d = doc_ids[i]
+        v0 = offsets[d]
+        v1 = offsets[d + 1]
+        if v1 <= v0:
+            out[i] = -np.inf
+        elif scale is None:
+            out[i] = doc_adc8_maxsim(St, L8, steps, codes, packed, v0, v1)
+        else:
+            out[i] = doc_adc8_maxsim_scaled(St, L8, steps, codes, packed, v0, v1, scale)
 
 
 def exact_tables(reader: IndexReader, Qp: np.ndarray, St: np.ndarray | None = None

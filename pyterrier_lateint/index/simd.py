@@ -149,6 +149,116 @@ def doc_adc_maxsim_scaled(typingctx, St, L, codes, packed, v0, v1, scale):
     return types.float32(St, L, codes, packed, v0, v1, scale), _adc_codegen(True, L.dtype == types.uint16)
 
 
+def _adc8_group(context, builder, W, st, lt, sa, cd, pk, sc, code_ty, st_half, v0_, v1_, off, T, total):
+    """One group of ``W`` query tokens (from column ``off``) of :func:`doc_adc8_maxsim`: adds
+    ``sum_{t in group} max_v`` of the vector scores to ``total``."""
+    VF = ir.VectorType(ir.FloatType(), W)
+    VI = ir.VectorType(ir.IntType(16), W)
+    VB = ir.VectorType(ir.IntType(8), W)
+    row_bytes = builder.extract_value(pk.shape, 1)
+    nbytes = builder.extract_value(lt.shape, 0)
+    n_main = builder.udiv(nbytes, _I64(_UNROLL))
+    accs = [cgutils.alloca_once(builder, VI) for _ in range(_UNROLL)]
+    best = cgutils.alloca_once_value(builder, ir.Constant(VF, [float("-inf")] * W))
+    steps = builder.load(builder.bitcast(builder.gep(sa.data, [off]), VF.as_pointer()), align=4)
+    with cgutils.for_range_slice(builder, v0_, v1_, _I64(1), inc=True) as (v, _):
+        c = context.cast(builder, builder.load(builder.gep(cd.data, [v])), code_ty, types.int64)
+        row0 = builder.mul(v, row_bytes)
+
+        def table_row(p):
+            b = builder.zext(builder.load(builder.gep(pk.data, [builder.add(row0, p)])), _I64)
+            idx = builder.add(builder.mul(builder.add(builder.mul(p, _I64(256)), b), T), off)
+            return builder.sext(builder.load(builder.bitcast(builder.gep(lt.data, [idx]), VB.as_pointer()),
+                                             align=1), VI)
+
+        for a in accs:
+            builder.store(ir.Constant(VI, [0] * W), a)
+        with cgutils.for_range(builder, n_main) as q:
+            p0 = builder.mul(q.index, _I64(_UNROLL))
+            for j, a in enumerate(accs):
+                builder.store(builder.add(builder.load(a), table_row(builder.add(p0, _I64(j)))), a)
+        with cgutils.for_range_slice(builder, builder.mul(n_main, _I64(_UNROLL)), nbytes, _I64(1),
+                                     inc=True) as (p, _):
+            builder.store(builder.add(builder.load(accs[0]), table_row(p)), accs[0])
+        acc = builder.load(accs[0])
+        for a in accs[1:]:
+            acc = builder.add(acc, builder.load(a))
+        at = builder.gep(st.data, [builder.add(builder.mul(c, T), off)])
+        if st_half:
+            st_row = builder.fpext(builder.load(builder.bitcast(at, ir.VectorType(ir.HalfType(), W).as_pointer()),
+                                                align=2), VF)
+        else:
+            st_row = builder.load(builder.bitcast(at, VF.as_pointer()), align=4)
+        val = builder.fadd(st_row, builder.fmul(builder.sitofp(acc, VF), steps))
+        if sc is not None:  # the vector's 1/norm, from its scale byte
+            sb = builder.zext(builder.load(builder.gep(pk.data, [builder.add(row0, nbytes)])), _I64)
+            f = builder.load(builder.gep(sc.data, [sb]))
+            splat = ir.Constant(VF, ir.Undefined)
+            for i in range(W):
+                splat = builder.insert_element(splat, f, _I64(i))
+            val = builder.fmul(val, splat)
+        builder.store(builder.select(builder.fcmp_ordered(">", val, builder.load(best)), val, builder.load(best)),
+                      best)
+    m = builder.load(best)
+    part = builder.extract_element(m, _I64(0))
+    for i in range(1, W):
+        part = builder.fadd(part, builder.extract_element(m, _I64(i)))
+    builder.store(builder.fadd(builder.load(total), part), total)
+
+
+def _adc8_codegen(scaled: bool):
+    """Code generator of :func:`doc_adc8_maxsim` (``scaled=False``) and :func:`doc_adc8_maxsim_scaled`: groups of
+    32 query tokens when ``T`` is a multiple of 32 (one 512-bit register of int16 sums), else of 16."""
+    def codegen(context, builder, signature, args):
+        st, lt, sa, cd, pk = (context.make_array(signature.args[i])(context, builder, args[i]) for i in range(5))
+        v0_ = context.cast(builder, args[5], signature.args[5], types.int64)
+        v1_ = context.cast(builder, args[6], signature.args[6], types.int64)
+        sc = context.make_array(signature.args[7])(context, builder, args[7]) if scaled else None
+        code_ty = signature.args[3].dtype
+        st_half = signature.args[0].dtype == types.uint16
+        T = builder.extract_value(st.shape, 1)
+        total = cgutils.alloca_once_value(builder, ir.Constant(ir.FloatType(), 0.0))
+        wide = builder.icmp_unsigned("==", builder.urem(T, _I64(2 * LANES)), _I64(0))
+        with builder.if_else(wide) as (then, otherwise):
+            for W, branch in ((2 * LANES, then), (LANES, otherwise)):
+                with branch:
+                    with cgutils.for_range(builder, builder.udiv(T, _I64(W))) as g:
+                        _adc8_group(context, builder, W, st, lt, sa, cd, pk, sc, code_ty, st_half, v0_, v1_,
+                                    builder.mul(g.index, _I64(W)), T, total)
+        return builder.load(total)
+    return codegen
+
+
+def _adc8_types_ok(St, L, steps, codes, packed) -> bool:
+    return (all(_c_array(a) for a in (St, L, steps, codes, packed)) and L.dtype == types.int8
+            and St.dtype in (types.float32, types.uint16) and steps.dtype == types.float32)
+
+
+@intrinsic
+def doc_adc8_maxsim(typingctx, St, L, steps, codes, packed, v0, v1):
+    """:func:`doc_adc_maxsim` with an int8 table: ``sum_t max_{v0<=v<v1} (St[codes[v], t] + steps[t] *
+    sum_p L[p, packed[v, p], t])`` as float32.
+
+    ``L`` int8 ``(n_bytes, 256, T)``: the per-byte table of token ``t`` in units of ``steps[t]`` (float32 ``(T,)``),
+    summed exactly in int16 (``n_bytes * max|L| <= 32767``: the caller's promise), then scaled once per vector;
+    ``St`` float32 or ``uint16`` float16 bits ``(K, T)``. A 32-token int8 table of a 384-d, 2-bit codec is 768 kB,
+    inside a 1 MB L2 cache with room for the float16 centroid scores' hot rows, and one 512-bit add serves 32 tokens
+    (:func:`~.search.int8_tables`; the error bound is :func:`~.search.int8_error_bound`). Requires ``v1 > v0``; ``T``
+    a multiple of :data:`LANES` (groups of 32 tokens when ``T`` is a multiple of 32)."""
+    if not _adc8_types_ok(St, L, steps, codes, packed):
+        return None
+    return types.float32(St, L, steps, codes, packed, v0, v1), _adc8_codegen(False)
+
+
+@intrinsic
+def doc_adc8_maxsim_scaled(typingctx, St, L, steps, codes, packed, v0, v1, scale):
+    """:func:`doc_adc8_maxsim` of vectors that store a scale byte after their ``n_bytes`` residual bytes (see
+    :func:`doc_adc_maxsim_scaled`)."""
+    if not (_adc8_types_ok(St, L, steps, codes, packed) and _c_array(scale)):
+        return None
+    return types.float32(St, L, steps, codes, packed, v0, v1, scale), _adc8_codegen(True)
+
+
 @intrinsic
 def round_to_half(typingctx, src, dst):
     """``dst[:] = src`` rounded to float16 (nearest, ties to even): ``src`` float32, ``dst`` uint16 receiving the
