@@ -260,6 +260,52 @@ def doc_adc8_maxsim_scaled(typingctx, St, L, steps, codes, packed, v0, v1, scale
 
 
 @intrinsic
+def quantise_columns(typingctx, src, qmax, dst, col, steps):
+    """One group of :data:`LANES` tokens of an int8 table: ``src`` float32 ``(n_rows, LANES)`` (C-contiguous), each
+    column ``t`` divided by its step ``steps[col + t] = max_r |src[r, t]| / qmax`` (1 for an all-zero column) and
+    rounded to nearest (ties to even) into ``dst[r, col + t]``, int8 ``(n_rows, T)``. Two vector passes (largest
+    magnitudes, then the quotients, computed as ``src * (1 / step)`` in float32), on the calling thread. Each entry
+    lands within ``step * (1/2 + 2**-16)`` of ``src`` for ``qmax <= 127`` (the step's, the inverse's and the
+    product's roundings move the quotient by at most ``(qmax + 1) * 2**-23``)."""
+    if not (_c_array(src) and _c_array(dst) and _c_array(steps) and src.dtype == types.float32
+            and dst.dtype == types.int8 and steps.dtype == types.float32 and isinstance(qmax, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        sa, da = (context.make_array(signature.args[i])(context, builder, args[i]) for i in (0, 2))
+        ta = context.make_array(signature.args[4])(context, builder, args[4])
+        qm = context.cast(builder, args[1], signature.args[1], types.int64)
+        col_ = context.cast(builder, args[3], signature.args[3], types.int64)
+        n_rows = builder.extract_value(sa.shape, 0)
+        T = builder.extract_value(da.shape, 1)
+        fabs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC]), "llvm.fabs.v16f32")
+        rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC]), "llvm.rint.v16f32")
+        top = cgutils.alloca_once_value(builder, ir.Constant(_VEC, [0.0] * LANES))
+        with cgutils.for_range(builder, n_rows) as r:
+            v = builder.call(fabs, [builder.load(_vec_ptr(builder, sa.data, builder.mul(r.index, _I64(LANES))),
+                                                 align=4)])
+            builder.store(_vmax(builder, v, builder.load(top)), top)
+        m = builder.load(top)
+        qf = builder.sitofp(qm, ir.FloatType())
+        splat = ir.Constant(_VEC, ir.Undefined)
+        for i in range(LANES):
+            splat = builder.insert_element(splat, qf, _I64(i))
+        one = ir.Constant(_VEC, [1.0] * LANES)
+        zero = ir.Constant(_VEC, [0.0] * LANES)
+        step = builder.select(builder.fcmp_ordered(">", m, zero), builder.fdiv(m, splat), one)
+        builder.store(step, _vec_ptr(builder, ta.data, col_), align=4)
+        inv = builder.fdiv(one, step)
+        VB = ir.VectorType(ir.IntType(8), LANES)
+        with cgutils.for_range(builder, n_rows) as r:
+            v = builder.load(_vec_ptr(builder, sa.data, builder.mul(r.index, _I64(LANES))), align=4)
+            q = builder.fptosi(builder.call(rint, [builder.fmul(v, inv)]), ir.VectorType(ir.IntType(32), LANES))
+            at = builder.gep(da.data, [builder.add(builder.mul(r.index, T), col_)])
+            builder.store(builder.trunc(q, VB), builder.bitcast(at, VB.as_pointer()), align=1)
+        return context.get_dummy_value()
+    return types.none(src, qmax, dst, col, steps), codegen
+
+
+@intrinsic
 def round_to_half(typingctx, src, dst):
     """``dst[:] = src`` rounded to float16 (nearest, ties to even): ``src`` float32, ``dst`` uint16 receiving the
     bits, both C-contiguous with the same size, a multiple of :data:`LANES`. Vector conversions on this thread
