@@ -13,8 +13,8 @@ PLAID's defaults for k <= 10 apply: ncells=1, centroid_score_threshold=0.5, ndoc
 ``--reuse``: search the index a previous run built in ``WORK_DIR`` (its build figures come from ``build.json``, written
 beside it), so that a long build (80 min at 100,000 documents) can run on its own and the timed searches later.
 
-``--resume``: continue a build that was interrupted in ``WORK_DIR`` (colbert-ai's ``overwrite="resume"``: its saved plan,
-k-means codec and finished chunks are kept); ``build_s`` in ``build.json`` is then the earlier part, from the
+``--resume``: continue a build that was interrupted in ``WORK_DIR`` (colbert-ai's ``overwrite="resume"``: its saved
+plan, k-means codec and finished chunks are kept); ``build_s`` in ``build.json`` is then the earlier part, from the
 checkpoint stub's file time to the codec's (``earlier_s``), plus this run's (``resumed_s``).
 
 ``--serve``: emit the build's figures after one warm-up pass, then answer ``pass`` requests on standard input (one

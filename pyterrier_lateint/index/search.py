@@ -535,10 +535,10 @@ def exact_top_k(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, k: int
     a cascade of cheaper tables, each pass scoring every remaining document within a computed bound ``B`` of its
     exact score and keeping only those within ``2B`` of the ``k``-th best (no document of the exact top ``k`` can
     fall below). More than :data:`INT8_MIN_DOCS` documents (codecs of at most :data:`INT8_MAX_BYTES` bytes per
-    vector): int8 tables (:func:`int8_tables`; at 100,000 documents, 384 candidates, a median of 21 survive, at most 74); then, more than :data:`HALF_MIN_DOCS`: float16 tables
-    (:func:`half_tables`); the survivors are scored with the float32 tables, whose scores are returned. nbits=16,
-    short lists, and queries whose scores could overflow float16 (token norms ~1e4 and up) skip the passes their
-    tables could not hold."""
+    vector): int8 tables (:func:`int8_tables`; at 100,000 documents, 384 candidates, a median of 21 survive, at
+    most 74); then, more than :data:`HALF_MIN_DOCS`: float16 tables (:func:`half_tables`); the survivors are scored
+    with the float32 tables, whose scores are returned. nbits=16, short lists, and queries whose scores could
+    overflow float16 (token norms ~1e4 and up) skip the passes their tables could not hold."""
     doc_ids = np.ascontiguousarray(doc_ids, dtype=np.int64)
     if reader.nbits == 16 or len(doc_ids) <= max(k, HALF_MIN_DOCS):
         return top_k(doc_ids, _exact_padded(reader, Qp, doc_ids, St, parallel), k)
