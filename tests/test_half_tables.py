@@ -25,6 +25,20 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
+def _collection(rng, dim: int, nbits: int, kind: str, scale: bool):
+    """A codec trained on 60 documents of 0-11 vectors around 32 centroids (document 5 empty) and those documents
+    compressed: ``(codec, lens, offsets, codes, packed)``."""
+    cents = _unit(rng.normal(size=(32, dim)))
+    lens = rng.integers(0, 12, 60)
+    lens[5] = 0  # an empty document
+    offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    x = _unit(cents[rng.integers(0, 32, offsets[-1])] + 0.4 * rng.normal(size=(offsets[-1], dim)))
+    codec = ResidualCodec.train(cents, x, nbits, kind=kind, scale=scale)
+    codes, packed = codec.compress(x)
+    return codec, lens, offsets, codes, packed
+
+
 def _reference(St, L16, codes, packed, offsets, scale_lut):
     """float64 ``sum_t max_v s_v (St[c_v, t] + sum_p L16[p, packed[v, p], t])`` with ``L16`` the float16 table read
     as float64: what the kernel must compute up to float32 rounding."""
@@ -47,14 +61,7 @@ def _reference(St, L16, codes, packed, offsets, scale_lut):
 @pytest.mark.parametrize("kind,scale", [("pq", True), ("pq", False), ("scalar", True), ("scalar", False)])
 def test_half_table_kernel_and_error_bound(dim, nbits, nq, kind, scale):
     rng = np.random.default_rng(dim * nbits + nq)
-    cents = _unit(rng.normal(size=(32, dim)))
-    lens = rng.integers(0, 12, 60)
-    lens[5] = 0  # an empty document
-    offsets = np.zeros(len(lens) + 1, dtype=np.int64)
-    np.cumsum(lens, out=offsets[1:])
-    x = _unit(cents[rng.integers(0, 32, offsets[-1])] + 0.4 * rng.normal(size=(offsets[-1], dim)))
-    codec = ResidualCodec.train(cents, x, nbits, kind=kind, scale=scale)
-    codes, packed = codec.compress(x)
+    codec, lens, offsets, codes, packed = _collection(rng, dim, nbits, kind, scale)
     scale_lut = codec.scale_lut if scale else None
     # queries of unit tokens, and one of large tokens (the bound scales with their norms)
     for query in (_unit(rng.normal(size=(nq, dim))), 7.5 * rng.normal(size=(nq, dim)).astype(np.float32)):
@@ -110,14 +117,7 @@ def test_int8_table_kernel_and_error_bound(dim, nbits, nq, kind, scale):
     """Groups of 32 tokens (nq 17-32) and of 16 (16 and 48 padded rows); 600-d at 4 bits has 300 bytes per vector,
     so the steps are chosen for sums of 300 entries to fit int16 (at most 109 each, not 127)."""
     rng = np.random.default_rng(dim * nbits + nq)
-    cents = _unit(rng.normal(size=(32, dim)))
-    lens = rng.integers(0, 12, 60)
-    lens[5] = 0  # an empty document
-    offsets = np.zeros(len(lens) + 1, dtype=np.int64)
-    np.cumsum(lens, out=offsets[1:])
-    x = _unit(cents[rng.integers(0, 32, offsets[-1])] + 0.4 * rng.normal(size=(offsets[-1], dim)))
-    codec = ResidualCodec.train(cents, x, nbits, kind=kind, scale=scale)
-    codes, packed = codec.compress(x)
+    codec, lens, offsets, codes, packed = _collection(rng, dim, nbits, kind, scale)
     scale_lut = codec.scale_lut if scale else None
     ids = np.arange(len(lens), dtype=np.int64)
     for query in (_unit(rng.normal(size=(nq, dim))), 7.5 * rng.normal(size=(nq, dim)).astype(np.float32)):

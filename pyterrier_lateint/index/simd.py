@@ -57,6 +57,39 @@ def _vmax(builder, a, b):
     return builder.select(builder.fcmp_ordered(">", a, b), a, b)
 
 
+def _sum_over_bytes(builder, accs, nbytes, table_row, add):
+    """``sum_p table_row(p)`` over ``p < nbytes`` added into the partial sums ``accs`` (allocas, already set), unrolled
+    over them (:data:`_UNROLL`: independent sums hide the adds' latency); returns their total. ``add``: ``builder.fadd``
+    or ``builder.add``."""
+    n_main = builder.udiv(nbytes, _I64(len(accs)))
+    with cgutils.for_range(builder, n_main) as q:
+        p0 = builder.mul(q.index, _I64(len(accs)))
+        for j, a in enumerate(accs):
+            builder.store(add(builder.load(a), table_row(builder.add(p0, _I64(j)))), a)
+    with cgutils.for_range_slice(builder, builder.mul(n_main, _I64(len(accs))), nbytes, _I64(1), inc=True) as (p, _):
+        builder.store(add(builder.load(accs[0]), table_row(p)), accs[0])
+    total = builder.load(accs[0])
+    for a in accs[1:]:
+        total = add(total, builder.load(a))
+    return total
+
+
+def _scale_splat(builder, pk, sc, row0, nbytes, width: int):
+    """The vector's 1/norm, ``scale[packed[v, nbytes]]`` (its scale byte after the residual bytes), in all ``width``
+    lanes of a float vector."""
+    sb = builder.zext(builder.load(builder.gep(pk.data, [builder.add(row0, nbytes)])), _I64)
+    f = builder.load(builder.gep(sc.data, [sb]))
+    splat = ir.Constant(ir.VectorType(ir.FloatType(), width), ir.Undefined)
+    for i in range(width):
+        splat = builder.insert_element(splat, f, _I64(i))
+    return splat
+
+
+def _table_index(builder, p, b, T, off):
+    """Flat index of ``L[p, b, off]`` in a table ``(n_bytes, 256, T)``."""
+    return builder.add(builder.mul(builder.add(builder.mul(p, _I64(256)), b), T), off)
+
+
 def _adc_codegen(scaled: bool, half: bool = False):
     """Code generator of :func:`doc_adc_maxsim` (``scaled=False``) and :func:`doc_adc_maxsim_scaled`; ``half``: the
     table holds float16 bits (``uint16``), each row widened to float32 as it is loaded."""
@@ -69,7 +102,6 @@ def _adc_codegen(scaled: bool, half: bool = False):
         T = builder.extract_value(st.shape, 1)
         row_bytes = builder.extract_value(pk.shape, 1)  # stored bytes per vector
         nbytes = builder.extract_value(lt.shape, 0)  # residual bytes (the scale byte, if any, follows them)
-        n_main = builder.udiv(nbytes, _I64(_UNROLL))
         accs = [cgutils.alloca_once(builder, _VEC) for _ in range(_UNROLL)]
         best = cgutils.alloca_once(builder, _VEC)
         total = cgutils.alloca_once_value(builder, ir.Constant(ir.FloatType(), 0.0))
@@ -82,7 +114,7 @@ def _adc_codegen(scaled: bool, half: bool = False):
 
                 def table_row(p):
                     b = builder.zext(builder.load(builder.gep(pk.data, [builder.add(row0, p)])), _I64)
-                    idx = builder.add(builder.mul(builder.add(builder.mul(p, _I64(256)), b), T), off)
+                    idx = _table_index(builder, p, b, T, off)
                     if half:
                         ptr = builder.bitcast(builder.gep(lt.data, [idx]), _HVEC.as_pointer())
                         return builder.fpext(builder.load(ptr, align=2), _VEC)
@@ -92,23 +124,9 @@ def _adc_codegen(scaled: bool, half: bool = False):
                                            align=4), accs[0])
                 for a in accs[1:]:
                     builder.store(ir.Constant(_VEC, [0.0] * LANES), a)
-                with cgutils.for_range(builder, n_main) as q:
-                    p0 = builder.mul(q.index, _I64(_UNROLL))
-                    for j, a in enumerate(accs):
-                        builder.store(builder.fadd(builder.load(a), table_row(builder.add(p0, _I64(j)))), a)
-                with cgutils.for_range_slice(builder, builder.mul(n_main, _I64(_UNROLL)), nbytes, _I64(1),
-                                             inc=True) as (p, _):
-                    builder.store(builder.fadd(builder.load(accs[0]), table_row(p)), accs[0])
-                acc = builder.load(accs[0])
-                for a in accs[1:]:
-                    acc = builder.fadd(acc, builder.load(a))
+                acc = _sum_over_bytes(builder, accs, nbytes, table_row, builder.fadd)
                 if scaled:  # the vector's 1/norm, from its scale byte
-                    sb = builder.zext(builder.load(builder.gep(pk.data, [builder.add(row0, nbytes)])), _I64)
-                    f = builder.load(builder.gep(sc.data, [sb]))
-                    vec = ir.Constant(_VEC, ir.Undefined)
-                    for i in range(LANES):
-                        vec = builder.insert_element(vec, f, _I64(i))
-                    acc = builder.fmul(acc, vec)
+                    acc = builder.fmul(acc, _scale_splat(builder, pk, sc, row0, nbytes, LANES))
                 builder.store(_vmax(builder, acc, builder.load(best)), best)
             builder.store(builder.fadd(builder.load(total), _hsum(builder, builder.load(best))), total)
         return builder.load(total)
@@ -157,7 +175,6 @@ def _adc8_group(context, builder, W, st, lt, sa, cd, pk, sc, code_ty, st_half, v
     VB = ir.VectorType(ir.IntType(8), W)
     row_bytes = builder.extract_value(pk.shape, 1)
     nbytes = builder.extract_value(lt.shape, 0)
-    n_main = builder.udiv(nbytes, _I64(_UNROLL))
     accs = [cgutils.alloca_once(builder, VI) for _ in range(_UNROLL)]
     best = cgutils.alloca_once_value(builder, ir.Constant(VF, [float("-inf")] * W))
     steps = builder.load(builder.bitcast(builder.gep(sa.data, [off]), VF.as_pointer()), align=4)
@@ -167,22 +184,12 @@ def _adc8_group(context, builder, W, st, lt, sa, cd, pk, sc, code_ty, st_half, v
 
         def table_row(p):
             b = builder.zext(builder.load(builder.gep(pk.data, [builder.add(row0, p)])), _I64)
-            idx = builder.add(builder.mul(builder.add(builder.mul(p, _I64(256)), b), T), off)
-            return builder.sext(builder.load(builder.bitcast(builder.gep(lt.data, [idx]), VB.as_pointer()),
-                                             align=1), VI)
+            ptr = builder.bitcast(builder.gep(lt.data, [_table_index(builder, p, b, T, off)]), VB.as_pointer())
+            return builder.sext(builder.load(ptr, align=1), VI)
 
         for a in accs:
             builder.store(ir.Constant(VI, [0] * W), a)
-        with cgutils.for_range(builder, n_main) as q:
-            p0 = builder.mul(q.index, _I64(_UNROLL))
-            for j, a in enumerate(accs):
-                builder.store(builder.add(builder.load(a), table_row(builder.add(p0, _I64(j)))), a)
-        with cgutils.for_range_slice(builder, builder.mul(n_main, _I64(_UNROLL)), nbytes, _I64(1),
-                                     inc=True) as (p, _):
-            builder.store(builder.add(builder.load(accs[0]), table_row(p)), accs[0])
-        acc = builder.load(accs[0])
-        for a in accs[1:]:
-            acc = builder.add(acc, builder.load(a))
+        acc = _sum_over_bytes(builder, accs, nbytes, table_row, builder.add)
         at = builder.gep(st.data, [builder.add(builder.mul(c, T), off)])
         if st_half:
             st_row = builder.fpext(builder.load(builder.bitcast(at, ir.VectorType(ir.HalfType(), W).as_pointer()),
@@ -191,12 +198,7 @@ def _adc8_group(context, builder, W, st, lt, sa, cd, pk, sc, code_ty, st_half, v
             st_row = builder.load(builder.bitcast(at, VF.as_pointer()), align=4)
         val = builder.fadd(st_row, builder.fmul(builder.sitofp(acc, VF), steps))
         if sc is not None:  # the vector's 1/norm, from its scale byte
-            sb = builder.zext(builder.load(builder.gep(pk.data, [builder.add(row0, nbytes)])), _I64)
-            f = builder.load(builder.gep(sc.data, [sb]))
-            splat = ir.Constant(VF, ir.Undefined)
-            for i in range(W):
-                splat = builder.insert_element(splat, f, _I64(i))
-            val = builder.fmul(val, splat)
+            val = builder.fmul(val, _scale_splat(builder, pk, sc, row0, nbytes, W))
         builder.store(builder.select(builder.fcmp_ordered(">", val, builder.load(best)), val, builder.load(best)),
                       best)
     m = builder.load(best)
