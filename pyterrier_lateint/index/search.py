@@ -586,7 +586,8 @@ def _adc8_scores(reader: IndexReader, doc_ids: np.ndarray, t8: tuple, parallel: 
 @numba.njit(cache=True, nogil=True)
 def _exact_adc8(St, L8, steps, doc_ids, offsets, codes, packed, out, scale=None):
     """:func:`_exact_adc` with an int8 table ``L8`` in units of ``steps`` (:func:`int8_tables`, kernel
-    :func:`~.simd.doc_adc8_maxsim`): every query token at once."""
+    :func:`~.simd.doc_adc8_maxsim`): every query token at once. (Its own function: in one shared with
+    :func:`_exact_adc`, numba types every branch, and the float-table kernels refuse an int8 table.)"""
     for i in range(len(doc_ids)):
         d = doc_ids[i]
         v0 = offsets[d]
