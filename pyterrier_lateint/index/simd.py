@@ -43,14 +43,23 @@ def _vec_ptr(builder, base, index):
 
 
 def _hsum(builder, vec):
+    """The sum of a float vector's lanes, lane 0 first."""
     total = builder.extract_element(vec, _I64(0))
-    for i in range(1, LANES):
+    for i in range(1, vec.type.count):
         total = builder.fadd(total, builder.extract_element(vec, _I64(i)))
     return total
 
 
-def _neg_inf():
-    return ir.Constant(_VEC, [float("-inf")] * LANES)
+def _neg_inf(width: int = LANES):
+    return ir.Constant(ir.VectorType(ir.FloatType(), width), [float("-inf")] * width)
+
+
+def _splat(builder, value, width: int):
+    """``value`` (a float) in all ``width`` lanes of a float vector."""
+    vec = ir.Constant(ir.VectorType(ir.FloatType(), width), ir.Undefined)
+    for i in range(width):
+        vec = builder.insert_element(vec, value, _I64(i))
+    return vec
 
 
 def _vmax(builder, a, b):
@@ -78,11 +87,7 @@ def _scale_splat(builder, pk, sc, row0, nbytes, width: int):
     """The vector's 1/norm, ``scale[packed[v, nbytes]]`` (its scale byte after the residual bytes), in all ``width``
     lanes of a float vector."""
     sb = builder.zext(builder.load(builder.gep(pk.data, [builder.add(row0, nbytes)])), _I64)
-    f = builder.load(builder.gep(sc.data, [sb]))
-    splat = ir.Constant(ir.VectorType(ir.FloatType(), width), ir.Undefined)
-    for i in range(width):
-        splat = builder.insert_element(splat, f, _I64(i))
-    return splat
+    return _splat(builder, builder.load(builder.gep(sc.data, [sb])), width)
 
 
 def _table_index(builder, p, b, T, off):
@@ -176,7 +181,7 @@ def _adc8_group(context, builder, W, st, lt, sa, cd, pk, sc, code_ty, st_half, v
     row_bytes = builder.extract_value(pk.shape, 1)
     nbytes = builder.extract_value(lt.shape, 0)
     accs = [cgutils.alloca_once(builder, VI) for _ in range(_UNROLL)]
-    best = cgutils.alloca_once_value(builder, ir.Constant(VF, [float("-inf")] * W))
+    best = cgutils.alloca_once_value(builder, _neg_inf(W))
     steps = builder.load(builder.bitcast(builder.gep(sa.data, [off]), VF.as_pointer()), align=4)
     with cgutils.for_range_slice(builder, v0_, v1_, _I64(1), inc=True) as (v, _):
         c = context.cast(builder, builder.load(builder.gep(cd.data, [v])), code_ty, types.int64)
@@ -199,13 +204,8 @@ def _adc8_group(context, builder, W, st, lt, sa, cd, pk, sc, code_ty, st_half, v
         val = builder.fadd(st_row, builder.fmul(builder.sitofp(acc, VF), steps))
         if sc is not None:  # the vector's 1/norm, from its scale byte
             val = builder.fmul(val, _scale_splat(builder, pk, sc, row0, nbytes, W))
-        builder.store(builder.select(builder.fcmp_ordered(">", val, builder.load(best)), val, builder.load(best)),
-                      best)
-    m = builder.load(best)
-    part = builder.extract_element(m, _I64(0))
-    for i in range(1, W):
-        part = builder.fadd(part, builder.extract_element(m, _I64(i)))
-    builder.store(builder.fadd(builder.load(total), part), total)
+        builder.store(_vmax(builder, val, builder.load(best)), best)
+    builder.store(builder.fadd(builder.load(total), _hsum(builder, builder.load(best))), total)
 
 
 def _adc8_codegen(scaled: bool):
@@ -288,10 +288,7 @@ def quantise_columns(typingctx, src, qmax, dst, col, steps):
                                                  align=4)])
             builder.store(_vmax(builder, v, builder.load(top)), top)
         m = builder.load(top)
-        qf = builder.sitofp(qm, ir.FloatType())
-        splat = ir.Constant(_VEC, ir.Undefined)
-        for i in range(LANES):
-            splat = builder.insert_element(splat, qf, _I64(i))
+        splat = _splat(builder, builder.sitofp(qm, ir.FloatType()), LANES)
         one = ir.Constant(_VEC, [1.0] * LANES)
         zero = ir.Constant(_VEC, [0.0] * LANES)
         step = builder.select(builder.fcmp_ordered(">", m, zero), builder.fdiv(m, splat), one)
