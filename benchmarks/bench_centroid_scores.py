@@ -16,6 +16,11 @@ the same order; scores within float32 rounding: the sums run in another order).
     python benchmarks/bench_centroid_scores.py --size 100000 --passes 5
     python benchmarks/bench_centroid_scores.py --kernel      # St alone, at the ladder's centroid counts
     python benchmarks/bench_centroid_scores.py --size 100000 --batched   # all 200 queries in one call per pass
+    python benchmarks/bench_centroid_scores.py --size 100000 --passes 5 --baseline padded
+
+``--baseline padded``: the baseline is the float16 blocks computing every column of ``St``, the zero rows that pad a
+query to whole SIMD lanes included (the kernel before it skipped them: a query of 18 tokens is padded to 32);
+the results must then be the same bits.
 
 ``--kernel``: ``St`` alone for random float16-valued centroids (16,384 and 65,536: the 100,000 and 1,000,000
 document rungs) and 16 / 32 query tokens, the two systems interleaved call by call, 50 calls each.
@@ -44,6 +49,20 @@ def torch_float32(reader, Q: np.ndarray) -> np.ndarray:
     """``St`` as computed before the float16 blocks: torch's float32 product."""
     from pyterrier_lateint.index.search import torch_centroid_scores
     return torch_centroid_scores(reader.codec.centroids, Q)
+
+
+def padded_blocks(reader, Q: np.ndarray) -> np.ndarray:
+    """``St`` from the float16 blocks with every column computed, padding (zero rows of ``Q``) included."""
+    from pyterrier_lateint.index import search
+    from pyterrier_lateint.index.simd import LANES, aligned_empty
+    blocks = reader.codec.centroid_blocks
+    St = aligned_empty((len(blocks) * LANES, len(Q)))
+    Q = np.ascontiguousarray(Q, dtype=np.float32)
+    n_par = max(1, min(search.n_threads(), len(blocks) * len(Q) // search.BLOCK_SCORES_MIN_WORK))
+    bounds = np.linspace(0, len(blocks), n_par + 1).astype(np.int64)
+    Qt, cols, none = np.ascontiguousarray(Q.T), np.arange(len(Q)), np.zeros(0, dtype=np.int64)
+    search.pmap(lambda j: search._block_scores(blocks, Qt, St, bounds[j], bounds[j + 1], cols, none), range(n_par))
+    return St[:reader.codec.n_centroids]
 
 
 def kernel_only(calls: int = 50) -> None:
@@ -101,6 +120,8 @@ def main() -> None:
     add_rung_args(p)
     p.add_argument("--kernel", action="store_true", help="time St alone instead")
     p.add_argument("--batched", action="store_true", help="search all the queries in one call per pass instead")
+    p.add_argument("--baseline", choices=["torch", "padded"], default="torch",
+                   help="torch's float32 product, or the float16 blocks computing the padding columns too")
     a = p.parse_args()
 
     import torch
@@ -115,12 +136,14 @@ def main() -> None:
         raise SystemExit(f"{path}: its centroids are not float16 values (a scalar codec): nothing to compare")
     print(f"{path}: {reader.n_docs:,} documents, {reader.codec.n_centroids:,} centroids, {len(queries)} queries, "
           f"defaults {search.SearchParams().for_k(a.k, reader.n_live)}")
-    systems = {"torch float32": torch_float32, "float16 blocks": search.centroid_scores}
+    base = {"torch": "torch float32", "padded": "padded blocks"}[a.baseline]
+    systems = {base: {"torch": torch_float32, "padded": padded_blocks}[a.baseline],
+               "float16 blocks": search.centroid_scores}
     if a.batched:
         batched(reader, queries, a.k, systems, a.passes)
         return
     results = compare(reader, queries, a.k, "centroid_scores", systems, a.passes)
-    pairs = list(zip(results["torch float32"], results["float16 blocks"]))
+    pairs = list(zip(results[base], results["float16 blocks"]))
     same_order = sum(np.array_equal(x[0], y[0]) for x, y in pairs)
     diff = max((float(np.abs(x[1] - y[1]).max()) for x, y in pairs if np.array_equal(x[0], y[0]) and len(x[0])),
                default=0.0)

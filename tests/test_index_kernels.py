@@ -106,14 +106,16 @@ def test_pmap_nested_in_a_worker_runs_inline(monkeypatch):
 @pytest.mark.parametrize("K,T,dim", [(37, 16, 24), (16, 48, 40), (70, 32, 384), (5, 16, 7)])
 def test_centroid_block_scores_match_float64(K, T, dim):
     """Float16 centroid blocks x float32 queries, summed in float32: within float32 rounding of the float64 product;
-    the blocks hold each centroid once, zero-padded; one thread or several give the same bits."""
+    the blocks hold each centroid once, zero-padded; one thread or several give the same bits; only the given
+    columns are computed (any number of them: groups of 16, 8, 4, 2, 1), the others set to 0, and each column's
+    bits do not depend on which others are computed."""
     import numba
 
     from pyterrier_lateint.index.simd import centroid_block_scores, half_centroid_blocks
 
     @numba.njit(nogil=True)
-    def run(blocks, Qt, St, b0, b1):
-        centroid_block_scores(blocks, Qt, St, b0, b1)
+    def run(blocks, Qt, St, b0, b1, cols, zero_cols):
+        centroid_block_scores(blocks, Qt, St, b0, b1, cols, zero_cols)
 
     rng = np.random.default_rng(K * T + dim)
     C = rng.normal(size=(K, dim)).astype(np.float16)
@@ -127,15 +129,23 @@ def test_centroid_block_scores_match_float64(K, T, dim):
 
     exact = C.astype(np.float64) @ Q.T.astype(np.float64)
     bound = dim * 2.0 ** -24 * (np.abs(C.astype(np.float64)) @ np.abs(Q.T.astype(np.float64)))  # float32 sums
+    every, none = np.arange(T), np.zeros(0, dtype=np.int64)
     whole = aligned_empty((n_blocks * LANES, T))
     Qt = np.ascontiguousarray(Q.T)
-    run(blocks, Qt, whole, 0, n_blocks)
+    run(blocks, Qt, whole, 0, n_blocks, every, none)
     assert np.all(np.abs(whole[:K] - exact) <= bound)
     np.testing.assert_array_equal(whole[K:], 0)  # padding centroids score 0
     split = aligned_empty((n_blocks * LANES, T))
     for b in range(n_blocks):
-        run(blocks, Qt, split, b, b + 1)
+        run(blocks, Qt, split, b, b + 1, every, none)
     np.testing.assert_array_equal(split, whole)
+    for n in {1, 3, 7, 15, T - 1}:  # a subset of the columns, in any order; the rest zeroed
+        cols = rng.permutation(T)[:n]
+        part = aligned_empty((n_blocks * LANES, T))
+        part[:] = np.nan
+        run(blocks, np.ascontiguousarray(Q[cols].T), part, 0, n_blocks, cols, np.setdiff1d(every, cols))
+        np.testing.assert_array_equal(part[:, cols], whole[:, cols])
+        assert np.all(part[:, np.setdiff1d(every, cols)] == 0)
 
 
 def test_centroid_scores_reads_float16_centroids_when_they_are_float16(monkeypatch):

@@ -217,10 +217,12 @@ def centroid_scores(reader: IndexReader, Q: np.ndarray) -> np.ndarray:
     if blocks is not None and len(Q) % LANES == 0:
         n_blocks = len(blocks)
         St = aligned_empty((n_blocks * LANES, len(Q)))
-        n_par = max(1, min(n_threads(), n_blocks * len(Q) // BLOCK_SCORES_MIN_WORK))
+        live = np.any(Q != 0, axis=1)  # zero rows (padding) score 0: not computed
+        cols, zero_cols = np.flatnonzero(live), np.flatnonzero(~live)
+        n_par = max(1, min(n_threads(), n_blocks * len(cols) // BLOCK_SCORES_MIN_WORK))
         bounds = np.linspace(0, n_blocks, n_par + 1).astype(np.int64)
-        Qt = np.ascontiguousarray(Q.T)
-        pmap(lambda j: _block_scores(blocks, Qt, St, bounds[j], bounds[j + 1]), range(n_par))
+        Qt = np.ascontiguousarray(Q[cols].T)
+        pmap(lambda j: _block_scores(blocks, Qt, St, bounds[j], bounds[j + 1], cols, zero_cols), range(n_par))
         return St[:K]
     return torch_centroid_scores(reader.codec.centroids, Q)
 
@@ -241,9 +243,10 @@ BLOCK_SCORES_MIN_WORK = 512
 
 
 @numba.njit(cache=True, nogil=True)
-def _block_scores(blocks, Qt, St, b0, b1):
-    """Rows ``16 b0 : 16 b1`` of ``St`` = float16 centroid blocks ``b0:b1`` times ``Qt`` (float32 sums)."""
-    centroid_block_scores(blocks, Qt, St, b0, b1)
+def _block_scores(blocks, Qt, St, b0, b1, cols, zero_cols):
+    """Rows ``16 b0 : 16 b1`` of ``St``: columns ``cols`` = float16 centroid blocks ``b0:b1`` times ``Qt`` (float32
+    sums), columns ``zero_cols`` 0 (:func:`~.simd.centroid_block_scores`)."""
+    centroid_block_scores(blocks, Qt, St, b0, b1, cols, zero_cols)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -378,48 +378,72 @@ def half_centroid_blocks(centroids: np.ndarray) -> np.ndarray:
 
 
 @intrinsic
-def centroid_block_scores(typingctx, blocks, Qt, St, b0, b1):
-    """``St[c, t] = sum_d centroid[c, d] * Qt[d, t]`` for the centroids of blocks ``b0:b1`` of
+def centroid_block_scores(typingctx, blocks, Qt, St, b0, b1, cols, zero_cols):
+    """``St[c, cols[j]] = sum_d centroid[c, d] * Qt[d, j]`` for the centroids of blocks ``b0:b1`` of
     :func:`half_centroid_blocks` ``(n_blocks, dim, LANES)`` (float16 bits): float32 products summed in float32 in
-    dimension order (one fused multiply-add each); ``Qt`` float32 ``(dim, T)`` (the query tokens as columns),
-    ``St`` float32 ``(n_blocks * LANES, T)``, ``T`` a multiple of :data:`LANES`. Per block and group of ``LANES``
-    tokens, ``LANES`` vector sums (one per token, one lane per centroid): each centroid value is loaded and widened
-    once per group, each query value broadcast from memory."""
-    if not (_c_array(blocks) and _c_array(Qt) and _c_array(St) and blocks.dtype == types.uint16
-            and Qt.dtype == types.float32 and St.dtype == types.float32):
+    dimension order (one fused multiply-add each); ``Qt`` float32 ``(dim, n)`` (the query tokens as columns, any
+    ``n``), ``cols`` int64 ``(n,)`` their columns in ``St`` float32 ``(n_blocks * LANES, T)``; the columns
+    ``zero_cols`` (int64) of those rows are set to 0 (what a zero query token scores: padding costs nothing). Per block
+    and group of up to ``LANES`` tokens (16, then 8, 4, 2, 1 for the rest), one vector sum per token (one lane per
+    centroid): each centroid value is loaded and widened once per group, each query value broadcast from memory."""
+    if not (_c_array(blocks) and _c_array(Qt) and _c_array(St) and _c_array(cols) and _c_array(zero_cols)
+            and blocks.dtype == types.uint16 and Qt.dtype == types.float32 and St.dtype == types.float32
+            and cols.dtype == types.int64 and zero_cols.dtype == types.int64):
         return None
 
     def codegen(context, builder, signature, args):
-        bl, qa, sa = (context.make_array(signature.args[i])(context, builder, args[i]) for i in range(3))
+        bl, qa, sa, ca, za = (context.make_array(signature.args[i])(context, builder, args[i])
+                              for i in (0, 1, 2, 5, 6))
         b0_ = context.cast(builder, args[3], signature.args[3], types.int64)
         b1_ = context.cast(builder, args[4], signature.args[4], types.int64)
         dim = builder.extract_value(bl.shape, 1)
+        n = builder.extract_value(qa.shape, 1)
         T = builder.extract_value(sa.shape, 1)
         accs = [cgutils.alloca_once(builder, _VEC) for _ in range(LANES)]
         zero = ir.Constant(_VEC, [0.0] * LANES)
         splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
+
+        def group(b, j0, width):
+            """Tokens ``j0 : j0 + width`` (a constant width) of block ``b``."""
+            for a in accs[:width]:
+                builder.store(zero, a)
+            with cgutils.for_range(builder, dim) as dd:
+                d = dd.index
+                at = builder.mul(builder.add(builder.mul(b, dim), d), _I64(LANES))
+                ptr = builder.bitcast(builder.gep(bl.data, [at]), _HVEC.as_pointer())
+                cv = builder.fpext(builder.load(ptr, align=2), _VEC)
+                q_row = builder.gep(qa.data, [builder.add(builder.mul(d, n), j0)])  # Qt[d, j0:j0 + width]
+                for j, a in enumerate(accs[:width]):
+                    qv = builder.insert_element(ir.Constant(_VEC, ir.Undefined),
+                                                builder.load(builder.gep(q_row, [_I64(j)])), _I64(0))
+                    qv = builder.shuffle_vector(qv, ir.Constant(_VEC, ir.Undefined), splat_mask)
+                    builder.store(builder.call(fma, [cv, qv, builder.load(a)]), a)
+            row0 = builder.mul(b, _I64(LANES))
+            for j, a in enumerate(accs[:width]):  # lane i of token j's sums is St[b * LANES + i, cols[j0 + j]]
+                col = builder.load(builder.gep(ca.data, [builder.add(j0, _I64(j))]))
+                acc = builder.load(a)
+                for i in range(LANES):
+                    at = builder.add(builder.mul(builder.add(row0, _I64(i)), T), col)
+                    builder.store(builder.extract_element(acc, _I64(i)), builder.gep(sa.data, [at]))
+
         with cgutils.for_range_slice(builder, b0_, b1_, _I64(1), inc=True) as (b, _):
-            with cgutils.for_range(builder, builder.udiv(T, _I64(LANES))) as g:
-                t0 = builder.mul(g.index, _I64(LANES))
-                for a in accs:
-                    builder.store(zero, a)
-                with cgutils.for_range(builder, dim) as dd:
-                    d = dd.index
-                    at = builder.mul(builder.add(builder.mul(b, dim), d), _I64(LANES))
-                    ptr = builder.bitcast(builder.gep(bl.data, [at]), _HVEC.as_pointer())
-                    cv = builder.fpext(builder.load(ptr, align=2), _VEC)
-                    q_row = builder.gep(qa.data, [builder.add(builder.mul(d, T), t0)])  # Qt[d, t0:t0 + LANES]
-                    for j, a in enumerate(accs):
-                        qv = builder.insert_element(ir.Constant(_VEC, ir.Undefined),
-                                                    builder.load(builder.gep(q_row, [_I64(j)])), _I64(0))
-                        qv = builder.shuffle_vector(qv, ir.Constant(_VEC, ir.Undefined), splat_mask)
-                        builder.store(builder.call(fma, [cv, qv, builder.load(a)]), a)
-                row0 = builder.mul(b, _I64(LANES))
-                for j, a in enumerate(accs):  # lane i of token j's sums is St[b * LANES + i, t0 + j]
-                    acc = builder.load(a)
-                    for i in range(LANES):
-                        at = builder.add(builder.mul(builder.add(row0, _I64(i)), T), builder.add(t0, _I64(j)))
-                        builder.store(builder.extract_element(acc, _I64(i)), builder.gep(sa.data, [at]))
+            n_full = builder.udiv(n, _I64(LANES))
+            with cgutils.for_range(builder, n_full) as g:
+                group(b, builder.mul(g.index, _I64(LANES)), LANES)
+            j0 = cgutils.alloca_once_value(builder, builder.mul(n_full, _I64(LANES)))
+            width = LANES // 2
+            while width:  # the rest, n mod LANES tokens, as groups of 8, 4, 2, 1
+                has = builder.icmp_unsigned("!=", builder.and_(n, _I64(width)), _I64(0))
+                with builder.if_then(has):
+                    group(b, builder.load(j0), width)
+                    builder.store(builder.add(builder.load(j0), _I64(width)), j0)
+                width //= 2
+            row0 = builder.mul(b, _I64(LANES))
+            with cgutils.for_range(builder, builder.extract_value(za.shape, 0)) as z:
+                col = builder.load(builder.gep(za.data, [z.index]))
+                for i in range(LANES):
+                    at = builder.add(builder.mul(builder.add(row0, _I64(i)), T), col)
+                    builder.store(ir.Constant(ir.FloatType(), 0.0), builder.gep(sa.data, [at]))
         return context.get_dummy_value()
-    return types.none(blocks, Qt, St, b0, b1), codegen
+    return types.none(blocks, Qt, St, b0, b1, cols, zero_cols), codegen
