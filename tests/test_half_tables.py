@@ -180,9 +180,9 @@ def test_exact_top_k_is_top_k_of_exact_scores(reader, monkeypatch):
     passes = []
     real, real8 = search._adc_scores, search._adc8_scores
 
-    def spy(rd, ids, tables, parallel):
+    def spy(rd, ids, tables, parallel, min_work=search.PARALLEL_MIN_WORK):
         passes.append((tables[0][1].dtype, len(ids)))
-        return real(rd, ids, tables, parallel)
+        return real(rd, ids, tables, parallel, min_work)
 
     def spy8(rd, ids, t8, parallel):
         passes.append((t8[1].dtype, len(ids)))
@@ -232,3 +232,25 @@ def test_round_to_half_rounds_as_numpy():
     with np.errstate(over="ignore"):  # 65520 and -1e6 overflow to infinity, as they should
         np.testing.assert_array_equal(h, x.astype(np.float16).view(np.uint16))
     assert h.view(np.float16)[12] == 1 and h.view(np.float16)[13] == 1 + 2.0 ** -9
+
+
+def test_tables_built_on_a_worker_give_the_same_search(reader, monkeypatch):
+    """search_plaid builds one query's exact-stage tables on a worker during stages 1-2 (threads.spawn): the same
+    documents and score bits as building them on the way, with the int8 pass (nexact > 128) and without."""
+    from pyterrier_lateint.index.search import SearchParams, search_plaid
+    from pyterrier_lateint.index.threads import Pending
+    monkeypatch.setenv("LATEINT_NUM_THREADS", "2")
+    rng = np.random.default_rng(5)
+    queries = [_unit(rng.normal(size=(int(rng.integers(1, 40)), 48))) for _ in range(12)]
+    for params in (SearchParams(nprobe=4, nexact=200), SearchParams(nprobe=4, nexact=80)):
+        overlapped = [search_plaid(reader, [q], 10, params)[0] for q in queries]
+        monkeypatch.setattr(search, "spawn", lambda fn: Pending(fn, None))
+        inline = [search_plaid(reader, [q], 10, params)[0] for q in queries]
+        monkeypatch.undo()
+        monkeypatch.setenv("LATEINT_NUM_THREADS", "2")
+        for (ia, sa), (ib, sb) in zip(overlapped, inline):
+            np.testing.assert_array_equal(ia, ib)
+            np.testing.assert_array_equal(sa, sb)
+        for q, (ids, scores) in zip(queries, overlapped):  # and what they return is the exact MaxSim
+            assert len(ids) == 10
+            np.testing.assert_array_equal(scores, search.exact_padded(reader, pad_queries([q], reader.codec)[0], ids))

@@ -92,6 +92,39 @@ def test_pmap_order_exceptions_and_threads(monkeypatch):
         threads.pmap(boom, range(20))
 
 
+def test_spawn_runs_on_a_worker_while_the_caller_goes_on(monkeypatch):
+    """spawn() starts its function on a pool worker (another thread) and result() waits for it; a pmap meanwhile
+    still completes (its items on the caller while the worker is busy); a worker's exception reaches result(); with
+    one thread, or called from a worker, the function runs in result() on the caller's thread."""
+    import threading
+
+    from pyterrier_lateint.index import threads
+    monkeypatch.setenv("LATEINT_NUM_THREADS", "2")
+    started, release = threading.Event(), threading.Event()
+
+    def slow():
+        started.set()
+        release.wait(10)
+        return threading.get_ident()
+    pending = threads.spawn(slow)
+    assert started.wait(10)  # running before anyone asks for the result
+    assert threads.pmap(lambda x: x + 1, range(6)) == list(range(1, 7))  # the worker is busy: done by the caller
+    release.set()
+    assert pending.result() != threading.get_ident()
+
+    def boom():
+        raise ValueError("in the worker")
+    with pytest.raises(ValueError, match="in the worker"):
+        threads.spawn(boom).result()
+
+    def nested(i):  # from a worker: inline (queued, it would wait for the worker that waits for it)
+        inline = threads.spawn(threading.get_ident).result() == threading.get_ident()
+        return inline or not threading.current_thread().name.startswith(threads._PREFIX)
+    assert all(threads.pmap(nested, range(8)))
+    monkeypatch.setenv("LATEINT_NUM_THREADS", "1")
+    assert threads.spawn(threading.get_ident).result() == threading.get_ident()
+
+
 def test_pmap_nested_in_a_worker_runs_inline(monkeypatch):
     """A pmap called from one of the pool's workers (e.g. centroid_scores inside a batch's per-query map) runs its
     items on that worker: queued on the pool, they would wait for the worker that waits for them."""

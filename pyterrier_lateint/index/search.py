@@ -20,7 +20,8 @@ End-to-end search of a query ``Q`` ``(nq, dim)`` runs in three stages:
    (:func:`int8_error_bound`); only documents within ``2B`` of the ``k``-th best can be in the top ``k``, and only
    they (a median of 21 of 384 at 100,000 documents) go on, to the table rounded to float16 when more than 64 are left
    (:func:`half_tables`, :func:`half_error_bound`: a bound ~10x tighter) and then to the float32 table: the same
-   ranking and scores as scoring all of them with it.
+   ranking and scores as scoring all of them with it. The tables depend on the query alone: for one query,
+   :func:`search_plaid` has a worker thread build them (:func:`prepare_tables`) while stages 1-2 run.
 
 Query tokens are mapped into the codec's query space and zero-padded to whole SIMD lanes (:func:`pad_queries`, the
 torch backend's too; a zero vector adds 0 to MaxSim), and every kernel reads the centroid scores as
@@ -59,13 +60,17 @@ from .layout import IndexReader
 from .ranking import select_top, select_top_positions, top_k
 from .simd import (LANES, aligned_empty, centroid_block_scores, doc_adc8_maxsim, doc_adc8_maxsim_scaled,
                    doc_adc_maxsim, doc_adc_maxsim_scaled, doc_centroid_maxsim, quantise_columns, round_to_half)
-from .threads import n_threads, pmap
+from .threads import Pending, n_threads, pmap, spawn
 
 
 # Table rows to add (vectors x residual bytes x lane groups) below which one query's exact stage stays on one thread:
 # about 3 ms of work. Below it, handing half to a second thread measured ~6% slower on Vaswani (the per-query table
 # must travel to the other core); deep rankings (k=1000) and long documents are split.
 PARALLEL_MIN_WORK = 3_000_000
+# The same after an int8 pass: its tables have evicted the float32 ones from the L2 cache, so a second core reads
+# them from the L3 cache as the first does; splitting the last pass from this much work measured 1.06x faster
+# searches at 100,000 documents (a median of 21 documents left, ~1.2M rows)
+PARALLEL_MIN_WORK_COLD = 300_000
 
 
 NEXACT_BASE = 256  # default nexact up to NEXACT_BASE_DOCS documents
@@ -392,14 +397,15 @@ def _exact_padded(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, St: 
     return _adc_scores(reader, doc_ids, tables, parallel)
 
 
-def _adc_scores(reader: IndexReader, doc_ids: np.ndarray, tables: list, parallel: bool) -> np.ndarray:
+def _adc_scores(reader: IndexReader, doc_ids: np.ndarray, tables: list, parallel: bool,
+                min_work: int = PARALLEL_MIN_WORK) -> np.ndarray:
     """``sum`` over the query's token groups of :func:`_exact_adc` with ``tables`` (float32: :func:`exact_tables`,
     or float16 bits: :func:`half_tables`); float32 ``(len(doc_ids),)``, the documents split over the thread pool
-    when ``parallel`` and the work (table rows to add) reaches :data:`PARALLEL_MIN_WORK`."""
+    when ``parallel`` and the work (table rows to add) reaches ``min_work``."""
     out = np.zeros(len(doc_ids), dtype=np.float32)
     offsets = reader.offsets
     work = int((offsets[doc_ids + 1] - offsets[doc_ids]).sum()) * reader.residuals.shape[1] * len(tables)
-    n_par = n_threads() if parallel and work >= PARALLEL_MIN_WORK else 1
+    n_par = n_threads() if parallel and work >= min_work else 1
     bounds = np.linspace(0, len(doc_ids), n_par + 1).astype(np.int64)
     codes, packed = reader.codes, reader.residuals
     scale = reader.codec.scale_lut if reader.codec.scaled else None  # per-vector inverse norms (scale bytes)
@@ -530,7 +536,7 @@ INT8_MAX_BYTES = 192
 
 
 def exact_top_k(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, k: int, St: np.ndarray | None = None,
-                parallel: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                parallel: bool = True, prepared: Pending | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Stage 3 of an end-to-end search: the ``k`` best of ``doc_ids`` by exact MaxSim over their stored vectors
     (ids int64, scores float32, best first; ties: lower id), for a query padded by :func:`pad_queries` (``Qp``).
 
@@ -541,21 +547,35 @@ def exact_top_k(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, k: int
     vector): int8 tables (:func:`int8_tables`; at 100,000 documents, 384 candidates, a median of 21 survive, at
     most 74); then, more than :data:`HALF_MIN_DOCS`: float16 tables (:func:`half_tables`); the survivors are scored
     with the float32 tables, whose scores are returned. nbits=16, short lists, and queries whose scores could
-    overflow float16 (token norms ~1e4 and up) skip the passes their tables could not hold."""
+    overflow float16 (token norms ~1e4 and up) skip the passes their tables could not hold. ``prepared``: the
+    query's :func:`prepare_tables`, started earlier (:func:`search_plaid` builds them on a worker thread during
+    stages 1-2)."""
     doc_ids = np.ascontiguousarray(doc_ids, dtype=np.int64)
     if reader.nbits == 16 or len(doc_ids) <= max(k, HALF_MIN_DOCS):
         return top_k(doc_ids, _exact_padded(reader, Qp, doc_ids, St, parallel), k)
-    if St is None:
-        St = centroid_scores(reader, Qp)
-    tables = exact_tables(reader, Qp, St)
-    t8 = (int8_tables(reader.codec, Qp, St, tables)
-          if len(doc_ids) > max(k, INT8_MIN_DOCS) and reader.codec.lut.shape[0] <= INT8_MAX_BYTES else None)
+    use_int8 = len(doc_ids) > max(k, INT8_MIN_DOCS)
+    tables, t8 = prepared.result() if prepared is not None else prepare_tables(reader, Qp, St, use_int8)
+    if not use_int8:
+        t8 = None
     if t8 is not None:
         doc_ids = _within_bound(doc_ids, _adc8_scores(reader, doc_ids, t8, parallel), k, t8[3])
     if len(doc_ids) > max(k, HALF_MIN_DOCS) and _bound_terms(reader.codec, Qp)[0].max() < HALF_ST_MAX:
         approx = _adc_scores(reader, doc_ids, half_tables(tables), parallel)  # (no entry can overflow float16)
         doc_ids = _within_bound(doc_ids, approx, k, half_error_bound(reader.codec, Qp))
-    return top_k(doc_ids, _adc_scores(reader, doc_ids, tables, parallel), k)
+    return top_k(doc_ids, _adc_scores(reader, doc_ids, tables, parallel,
+                                      PARALLEL_MIN_WORK if t8 is None else PARALLEL_MIN_WORK_COLD), k)
+
+
+def prepare_tables(reader: IndexReader, Qp: np.ndarray, St: np.ndarray | None = None, int8: bool = True
+                   ) -> tuple[list[tuple[np.ndarray, np.ndarray]], tuple | None]:
+    """The tables :func:`exact_top_k` reads for the padded query ``Qp``: ``(exact_tables, int8_tables)``, the latter
+    None when not ``int8``, for codecs of more than :data:`INT8_MAX_BYTES` bytes per vector, or for scores beyond
+    float16. ``St``: ``centroids @ Qp.T`` if known."""
+    if St is None:
+        St = centroid_scores(reader, Qp)
+    tables = exact_tables(reader, Qp, St)
+    int8 = int8 and reader.codec.lut.shape[0] <= INT8_MAX_BYTES
+    return tables, int8_tables(reader.codec, Qp, St, tables) if int8 else None
 
 
 def _within_bound(doc_ids: np.ndarray, approx: np.ndarray, k: int, bound: float) -> np.ndarray:
@@ -689,11 +709,15 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
 
     def search_one(qi: int, parallel: bool) -> tuple[np.ndarray, np.ndarray]:
         St = query_slice(St_all, q_off, qi)
+        Qp = Q[q_off[qi]:q_off[qi + 1]]
+        # the exact stage's tables depend on the query alone: one query's are built by a worker during stages 1-2
+        prepared = spawn(lambda: prepare_tables(reader, Qp, St, p.nexact > max(k, INT8_MIN_DOCS))) \
+            if parallel and reader.nbits != 16 and p.nexact > max(k, HALF_MIN_DOCS) else None
         c, approx = stage_candidates(reader, St, int(lens[qi]), p)
         if len(c) > p.nexact:
             c = select_top(c, stage_interaction(reader, St, c), p.nexact)
         c = np.sort(c)  # sequential reads of the memory-mapped vectors
-        return exact_top_k(reader, Q[q_off[qi]:q_off[qi + 1]], c, k, St, parallel)
+        return exact_top_k(reader, Qp, c, k, St, parallel, prepared)
 
     if n_q == 1:  # one query: its exact stage may use the pool
         return [search_one(0, True)]
