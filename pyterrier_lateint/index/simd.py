@@ -348,7 +348,9 @@ def round_to_half(typingctx, src, dst):
 @intrinsic
 def doc_centroid_maxsim(typingctx, St, codes, v0, v1):
     """Centroid-only MaxSim of one query with the vectors ``v0:v1`` of a document (PLAID's centroid interaction):
-    ``sum_t max_{v0<=v<v1} St[codes[v], t]`` as float32. Requires ``v1 > v0``; see :func:`doc_adc_maxsim`."""
+    ``sum_t max_{v0<=v<v1} St[codes[v], t]`` as float32. Requires ``v1 > v0``; see :func:`doc_adc_maxsim`. Groups of
+    16 tokens one after the other, each over the vectors in pairs (two independent maxima); 32 tokens (the padded
+    width of 17-32) both groups per vector."""
     if not (_c_array(St) and _c_array(codes)):
         return None
     sig = types.float32(St, codes, v0, v1)
@@ -368,19 +370,33 @@ def doc_centroid_maxsim(typingctx, St, codes, v0, v1):
             c = context.cast(builder, builder.load(builder.gep(cd.data, [v])), code_ty, types.int64)
             return builder.load(_vec_ptr(builder, st.data, builder.add(builder.mul(c, T), off)), align=4)
 
-        with cgutils.for_range(builder, builder.udiv(T, _I64(LANES))) as g:
-            off = builder.mul(g.index, _I64(LANES))
-            for b in bests:
-                builder.store(_neg_inf(), b)
-            with cgutils.for_range(builder, n_pairs) as q:
-                v = builder.add(v0_, builder.mul(q.index, _I64(2)))
-                for j, b in enumerate(bests):
-                    builder.store(_vmax(builder, row(builder.add(v, _I64(j)), off), builder.load(b)), b)
-            with cgutils.for_range_slice(builder, builder.add(v0_, builder.mul(n_pairs, _I64(2))), v1_, _I64(1),
-                                         inc=True) as (v, _):
-                builder.store(_vmax(builder, row(v, off), builder.load(bests[0])), bests[0])
-            m = _vmax(builder, builder.load(bests[0]), builder.load(bests[1]))
-            builder.store(builder.fadd(builder.load(total), _hsum(builder, m)), total)
+        two = builder.icmp_unsigned("==", T, _I64(2 * LANES))
+        with builder.if_else(two) as (then, otherwise):
+            with then:  # 32 tokens: both halves of each vector's row (its two cache lines) at once: ~10% faster
+                for b in bests:
+                    builder.store(_neg_inf(), b)
+                with cgutils.for_range_slice(builder, v0_, v1_, _I64(1), inc=True) as (v, _):
+                    c = context.cast(builder, builder.load(builder.gep(cd.data, [v])), code_ty, types.int64)
+                    for j, b in enumerate(bests):
+                        r = builder.load(_vec_ptr(builder, st.data, builder.add(builder.mul(c, T), _I64(j * LANES))),
+                                         align=4)
+                        builder.store(_vmax(builder, r, builder.load(b)), b)
+                for b in bests:
+                    builder.store(builder.fadd(builder.load(total), _hsum(builder, builder.load(b))), total)
+            with otherwise:
+                with cgutils.for_range(builder, builder.udiv(T, _I64(LANES))) as g:
+                    off = builder.mul(g.index, _I64(LANES))
+                    for b in bests:
+                        builder.store(_neg_inf(), b)
+                    with cgutils.for_range(builder, n_pairs) as q:
+                        v = builder.add(v0_, builder.mul(q.index, _I64(2)))
+                        for j, b in enumerate(bests):
+                            builder.store(_vmax(builder, row(builder.add(v, _I64(j)), off), builder.load(b)), b)
+                    with cgutils.for_range_slice(builder, builder.add(v0_, builder.mul(n_pairs, _I64(2))), v1_,
+                                                 _I64(1), inc=True) as (v, _):
+                        builder.store(_vmax(builder, row(v, off), builder.load(bests[0])), bests[0])
+                    m = _vmax(builder, builder.load(bests[0]), builder.load(bests[1]))
+                    builder.store(builder.fadd(builder.load(total), _hsum(builder, m)), total)
         return builder.load(total)
     return sig, codegen
 
