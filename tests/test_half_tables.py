@@ -254,3 +254,20 @@ def test_tables_built_on_a_worker_give_the_same_search(reader, monkeypatch):
         for q, (ids, scores) in zip(queries, overlapped):  # and what they return is the exact MaxSim
             assert len(ids) == 10
             np.testing.assert_array_equal(scores, search.exact_padded(reader, pad_queries([q], reader.codec)[0], ids))
+
+
+def test_stage_interaction_split_over_threads_is_the_same(reader, monkeypatch):
+    """Stage 2 of one query split over the thread pool gives each document the same score bits as one thread."""
+    monkeypatch.setenv("LATEINT_NUM_THREADS", "2")
+    monkeypatch.setattr(search, "INTERACTION_PARALLEL_MIN", 1)
+    rng = np.random.default_rng(9)
+    ids = rng.permutation(reader.n_docs)[:300]
+    for nq in (3, 20, 40):
+        Qp, _, _ = pad_queries([_unit(rng.normal(size=(nq, 48)))], reader.codec)
+        St = centroid_scores(reader, Qp)
+        one = search.stage_interaction(reader, St, ids)
+        np.testing.assert_array_equal(search.stage_interaction(reader, St, ids, parallel=True), one)
+        offsets = reader.offsets  # and they are centroid-only MaxSim
+        want = [(St[reader.codes[offsets[d]:offsets[d + 1]]].max(axis=0).sum() if offsets[d + 1] > offsets[d]
+                 else -np.inf) for d in ids]
+        np.testing.assert_allclose(one, want, rtol=1e-5, atol=1e-5)

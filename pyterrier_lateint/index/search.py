@@ -682,9 +682,25 @@ def stage_candidates(reader: IndexReader, St: np.ndarray, nq: int, p: SearchPara
     return ids[keep], approx[keep]
 
 
-def stage_interaction(reader: IndexReader, St: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Stage 2 (centroid interaction) scores of documents ``ids`` for one query: float32 ``(len(ids),)``."""
-    return _centroid_interaction(St, np.ascontiguousarray(ids, dtype=np.int64), reader.offsets, reader.codes)
+# Candidates from which stage 2 of one query is split over the thread pool (stage_interaction(parallel=True)): at
+# 100,000 documents (1,536 candidates) the split measured 1.07x faster searches, the worker being free by then
+INTERACTION_PARALLEL_MIN = 512
+
+
+def stage_interaction(reader: IndexReader, St: np.ndarray, ids: np.ndarray, parallel: bool = False) -> np.ndarray:
+    """Stage 2 (centroid interaction) scores of documents ``ids`` for one query: float32 ``(len(ids),)``;
+    ``parallel``: split over the thread pool from :data:`INTERACTION_PARALLEL_MIN` documents."""
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if not parallel or len(ids) < INTERACTION_PARALLEL_MIN:
+        return _centroid_interaction(St, ids, reader.offsets, reader.codes)
+    out = np.empty(len(ids), dtype=np.float32)
+    bounds = np.linspace(0, len(ids), n_threads() + 1).astype(np.int64)
+
+    def run(j: int) -> None:
+        out[bounds[j]:bounds[j + 1]] = _centroid_interaction(St, ids[bounds[j]:bounds[j + 1]], reader.offsets,
+                                                             reader.codes)
+    pmap(run, range(n_threads()))
+    return out
 
 
 def exact_padded(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, St: np.ndarray | None = None,
@@ -715,7 +731,7 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
             if parallel and reader.nbits != 16 and p.nexact > max(k, HALF_MIN_DOCS) else None
         c, approx = stage_candidates(reader, St, int(lens[qi]), p)
         if len(c) > p.nexact:
-            c = select_top(c, stage_interaction(reader, St, c), p.nexact)
+            c = select_top(c, stage_interaction(reader, St, c, parallel), p.nexact)
         c = np.sort(c)  # sequential reads of the memory-mapped vectors
         return exact_top_k(reader, Qp, c, k, St, parallel, prepared)
 
