@@ -203,3 +203,20 @@ def test_centroid_scores_reads_float16_centroids_when_they_are_float16(monkeypat
     one = centroid_scores(_Reader(pq), Q)
     monkeypatch.setattr(search, "BLOCK_SCORES_MIN_WORK", 1)  # the blocks split over both threads
     np.testing.assert_array_equal(centroid_scores(_Reader(pq), Q), one)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_top_probes_are_the_best_centroids_per_token(seed):
+    """Per token, the nprobe best centroids best first then the best unprobed one, ties to the lower id (an
+    independent stable sort), with many tied scores (odd seeds: 6 distinct values)."""
+    from pyterrier_lateint.index.search import _top_probes
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        K, nq, nprobe = int(rng.integers(1, 80)), int(rng.integers(1, 33)), int(rng.integers(1, 12))
+        St = rng.integers(0, 6 if seed % 2 else 1000, size=(K, -(-nq // 16) * 16)).astype(np.float32)
+        got = _top_probes(St, nq, nprobe)
+        width = min(nprobe + 1, K)
+        assert got.shape == (nq, width)
+        for t in range(nq):
+            want = np.lexsort((np.arange(K), -St[:, t]))[:width]  # score descending, then lower id
+            np.testing.assert_array_equal(got[t], want)

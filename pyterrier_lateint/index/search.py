@@ -258,13 +258,20 @@ def _block_scores(blocks, Qt, St, b0, b1, cols, zero_cols):
 def _top_probes(St, nq, nprobe):
     """The ``nprobe`` best centroids of each of the first ``nq`` columns of ``St`` ``(K, T)``, best first (ties:
     lower id first), plus the best unprobed one (the imputation of stage 1) when ``K > nprobe``; int32
-    ``(nq, min(nprobe + 1, K))``. One pass over ``St`` with an insertion-sorted shortlist per token."""
+    ``(nq, min(nprobe + 1, K))``. One pass over ``St`` with an insertion-sorted shortlist per token; a centroid
+    that enters no token's full shortlist (most of them) is passed over after one vectorised test of its row."""
     K = St.shape[0]
     width = min(nprobe + 1, K)
     ids = np.empty((nq, width), dtype=np.int32)
     vals = np.full((nq, width), -np.inf, dtype=np.float32)
     filled = np.zeros(nq, dtype=np.int64)
+    floor = np.full(nq, np.nan, dtype=np.float32)  # a full shortlist's last value; NaN: not full (all enter)
     for c in range(K):
+        enters = False
+        for t in range(nq):
+            enters |= not St[c, t] <= floor[t]
+        if not enters:
+            continue
         for t in range(nq):
             s = St[c, t]
             n = filled[t]
@@ -279,6 +286,8 @@ def _top_probes(St, nq, nprobe):
             ids[t, j] = c
             if n < width:
                 filled[t] = n + 1
+            if filled[t] == width:
+                floor[t] = vals[t, width - 1]
     return ids
 
 
