@@ -45,3 +45,31 @@ def test_torch_key_orders_as_numpy(seed):
         for b in range(B):
             want = rank_order(ids[b], scores[b])[:n]
             assert ids[b, pos[b]].tolist() == ids[b, want].tolist()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_histogram_cut_keeps_the_same_entries_as_a_sort(seed):
+    """From HISTOGRAM_MIN entries the cut is found by a histogram of the scores: the same entries as the first n of
+    rank_order (ties at the cut to the lower ids), for many ties, skewed scores, a spike of equal scores, and
+    non-finite scores (the partition's path)."""
+    from pyterrier_lateint.index import ranking
+    rng = np.random.default_rng(seed)
+    for trial in range(60):
+        m = int(rng.integers(ranking.HISTOGRAM_MIN, 3 * ranking.HISTOGRAM_MIN))
+        n = int(rng.integers(1, m))
+        kind = trial % 4
+        if kind == 0:
+            scores = rng.integers(0, 7, m).astype(np.float32)  # ties everywhere
+        elif kind == 1:
+            scores = (rng.normal(size=m) ** 3).astype(np.float32)  # skewed: most in a few bins
+        elif kind == 2:
+            scores = np.where(rng.random(m) < 0.9, 1.5, rng.normal(size=m)).astype(np.float32)  # a spike
+        else:
+            scores = rng.normal(size=m).astype(np.float32)
+            scores[rng.integers(0, m, 3)] = [np.inf, -np.inf, np.nan][trial % 3]
+        ids = rng.permutation(10 * m)[:m].astype(np.int64)
+        got = select_top_positions(ids, scores, n)
+        want = rank_order(ids, scores)[:n]
+        if kind < 3 or trial % 3 != 2:  # (NaN has no place in rank_order's order: only the count is compared)
+            assert sorted(got.tolist()) == sorted(want.tolist()), (trial, kind)
+        assert len(got) == n == len(set(got.tolist()))
