@@ -414,6 +414,9 @@ def half_centroid_blocks(centroids: np.ndarray) -> np.ndarray:
     return out
 
 
+BLOCK_TOKENS_MAX = 28  # centroid_block_scores: tokens scored in one pass over a block (a register each, 32 in all)
+
+
 @intrinsic
 def centroid_block_scores(typingctx, blocks, Qt, St, b0, b1, cols, zero_cols):
     """``St[c, cols[j]] = sum_d centroid[c, d] * Qt[d, j]`` for the centroids of blocks ``b0:b1`` of
@@ -421,8 +424,9 @@ def centroid_block_scores(typingctx, blocks, Qt, St, b0, b1, cols, zero_cols):
     dimension order (one fused multiply-add each); ``Qt`` float32 ``(dim, n)`` (the query tokens as columns, any
     ``n``), ``cols`` int64 ``(n,)`` their columns in ``St`` float32 ``(n_blocks * LANES, T)``; the columns
     ``zero_cols`` (int64) of those rows are set to 0 (what a zero query token scores: padding costs nothing). Per block
-    and group of up to ``LANES`` tokens (16, then 8, 4, 2, 1 for the rest), one vector sum per token (one lane per
-    centroid): each centroid value is loaded and widened once per group, each query value broadcast from memory."""
+    and group of tokens (of 16 while more than :data:`BLOCK_TOKENS_MAX` are left, then all the rest), one vector sum per
+    token (one lane per centroid, held in a register): each centroid value is loaded and widened once per group, each
+    query value broadcast from memory."""
     if not (_c_array(blocks) and _c_array(Qt) and _c_array(St) and _c_array(cols) and _c_array(zero_cols)
             and blocks.dtype == types.uint16 and Qt.dtype == types.float32 and St.dtype == types.float32
             and cols.dtype == types.int64 and zero_cols.dtype == types.int64):
@@ -436,7 +440,7 @@ def centroid_block_scores(typingctx, blocks, Qt, St, b0, b1, cols, zero_cols):
         dim = builder.extract_value(bl.shape, 1)
         n = builder.extract_value(qa.shape, 1)
         T = builder.extract_value(sa.shape, 1)
-        accs = [cgutils.alloca_once(builder, _VEC) for _ in range(LANES)]
+        accs = [cgutils.alloca_once(builder, _VEC) for _ in range(BLOCK_TOKENS_MAX)]
         zero = ir.Constant(_VEC, [0.0] * LANES)
         splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v16f32")
@@ -464,18 +468,25 @@ def centroid_block_scores(typingctx, blocks, Qt, St, b0, b1, cols, zero_cols):
                     at = builder.add(builder.mul(builder.add(row0, _I64(i)), T), col)
                     builder.store(builder.extract_element(acc, _I64(i)), builder.gep(sa.data, [at]))
 
+        # groups of 16 tokens while more than BLOCK_TOKENS_MAX are left, then the rest (1 to BLOCK_TOKENS_MAX) in one
+        # pass: a centroid block is widened once for all of them (a query of 23 tokens took 16 + 4 + 2 + 1 passes)
+        big = builder.icmp_unsigned(">", n, _I64(BLOCK_TOKENS_MAX))
+        n_full = builder.select(big, builder.udiv(builder.sub(n, _I64(BLOCK_TOKENS_MAX - LANES + 1)), _I64(LANES)),
+                                _I64(0))
+        rest = builder.sub(n, builder.mul(n_full, _I64(LANES)))
         with cgutils.for_range_slice(builder, b0_, b1_, _I64(1), inc=True) as (b, _):
-            n_full = builder.udiv(n, _I64(LANES))
             with cgutils.for_range(builder, n_full) as g:
                 group(b, builder.mul(g.index, _I64(LANES)), LANES)
-            j0 = cgutils.alloca_once_value(builder, builder.mul(n_full, _I64(LANES)))
-            width = LANES // 2
-            while width:  # the rest, n mod LANES tokens, as groups of 8, 4, 2, 1
-                has = builder.icmp_unsigned("!=", builder.and_(n, _I64(width)), _I64(0))
-                with builder.if_then(has):
-                    group(b, builder.load(j0), width)
-                    builder.store(builder.add(builder.load(j0), _I64(width)), j0)
-                width //= 2
+            j0 = builder.mul(n_full, _I64(LANES))
+            after = builder.append_basic_block("rest_done")
+            switch = builder.switch(rest, after)
+            for width in range(1, BLOCK_TOKENS_MAX + 1):
+                case = builder.append_basic_block(f"rest_{width}")
+                switch.add_case(_I64(width), case)
+                builder.position_at_end(case)
+                group(b, j0, width)
+                builder.branch(after)
+            builder.position_at_end(after)
             row0 = builder.mul(b, _I64(LANES))
             with cgutils.for_range(builder, builder.extract_value(za.shape, 0)) as z:
                 col = builder.load(builder.gep(za.data, [z.index]))
