@@ -60,7 +60,7 @@ def retrieve_in_batches(inp: pd.DataFrame, retriever: Any, vectors: Callable[[pd
     if retriever.verbose and len(starts) > 1:
         starts = pt.tqdm(starts, desc=repr(retriever), unit="batch")
     for s in starts:
-        batch = inp.iloc[s:s + retriever.batch_size]
+        batch = inp if len(inp) <= retriever.batch_size else inp.iloc[s:s + retriever.batch_size]  # (one: no copy)
         vecs = vectors(batch)
         frames.append(results_frame(batch, vecs, search(vecs), docnos_of, retriever.model, out_cols))
     if not frames:
