@@ -560,9 +560,9 @@ def exact_top_k(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, k: int
     query's :func:`prepare_tables`, started earlier (:func:`search_plaid` builds them on a worker thread during
     stages 1-2)."""
     doc_ids = np.ascontiguousarray(doc_ids, dtype=np.int64)
-    if reader.nbits == 16 or len(doc_ids) <= max(k, HALF_MIN_DOCS):
+    if not _cascade(reader, len(doc_ids), k):
         return top_k(doc_ids, _exact_padded(reader, Qp, doc_ids, St, parallel), k)
-    use_int8 = len(doc_ids) > max(k, INT8_MIN_DOCS)
+    use_int8 = _int8_pass(len(doc_ids), k)
     tables, t8 = prepared.result() if prepared is not None else prepare_tables(reader, Qp, St, use_int8)
     if not use_int8:
         t8 = None
@@ -573,6 +573,16 @@ def exact_top_k(reader: IndexReader, Qp: np.ndarray, doc_ids: np.ndarray, k: int
         doc_ids = _within_bound(doc_ids, approx, k, half_error_bound(reader.codec, Qp))
     return top_k(doc_ids, _adc_scores(reader, doc_ids, tables, parallel,
                                       PARALLEL_MIN_WORK if t8 is None else PARALLEL_MIN_WORK_COLD), k)
+
+
+def _cascade(reader: IndexReader, n_docs: int, k: int) -> bool:
+    """Whether :func:`exact_top_k` scores ``n_docs`` documents through its tables' cascade (else all in float32)."""
+    return reader.nbits != 16 and n_docs > max(k, HALF_MIN_DOCS)
+
+
+def _int8_pass(n_docs: int, k: int) -> bool:
+    """Whether :func:`exact_top_k`'s cascade over ``n_docs`` documents starts with the int8 tables."""
+    return n_docs > max(k, INT8_MIN_DOCS)
 
 
 def prepare_tables(reader: IndexReader, Qp: np.ndarray, St: np.ndarray | None = None, int8: bool = True
@@ -736,8 +746,8 @@ def search_plaid(reader: IndexReader, queries: list[np.ndarray], k: int,
         St = query_slice(St_all, q_off, qi)
         Qp = Q[q_off[qi]:q_off[qi + 1]]
         # the exact stage's tables depend on the query alone: one query's are built by a worker during stages 1-2
-        prepared = spawn(lambda: prepare_tables(reader, Qp, St, p.nexact > max(k, INT8_MIN_DOCS))) \
-            if parallel and reader.nbits != 16 and p.nexact > max(k, HALF_MIN_DOCS) else None
+        prepared = spawn(lambda: prepare_tables(reader, Qp, St, _int8_pass(p.nexact, k))) \
+            if parallel and _cascade(reader, p.nexact, k) else None
         c, approx = stage_candidates(reader, St, int(lens[qi]), p)
         if len(c) > p.nexact:
             c = select_top(c, stage_interaction(reader, St, c, parallel), p.nexact)

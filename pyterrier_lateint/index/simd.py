@@ -377,11 +377,8 @@ def doc_centroid_maxsim(typingctx, St, codes, v0, v1):
                 for b in bests:
                     builder.store(_neg_inf(), b)
                 with cgutils.for_range_slice(builder, v0_, v1_, _I64(1), inc=True) as (v, _):
-                    c = context.cast(builder, builder.load(builder.gep(cd.data, [v])), code_ty, types.int64)
                     for j, b in enumerate(bests):
-                        r = builder.load(_vec_ptr(builder, st.data, builder.add(builder.mul(c, T), _I64(j * LANES))),
-                                         align=4)
-                        builder.store(_vmax(builder, r, builder.load(b)), b)
+                        builder.store(_vmax(builder, row(v, _I64(j * LANES)), builder.load(b)), b)
                 for b in bests:
                     builder.store(builder.fadd(builder.load(total), _hsum(builder, builder.load(b))), total)
             with otherwise:
